@@ -1,0 +1,2 @@
+//! placeholder while the core is written
+#![no_std]
