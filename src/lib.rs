@@ -1,2 +1,73 @@
-//! placeholder while the core is written
+#![doc = include_str!("../README.md")]
 #![no_std]
+
+extern crate alloc;
+#[cfg(any(feature = "std", test))]
+extern crate std;
+
+mod allocator;
+mod get;
+mod insert;
+mod internode;
+mod key;
+mod leaf;
+mod nodeversion;
+mod permuter;
+mod raw;
+mod split;
+mod suffix;
+mod sync;
+mod tree;
+mod value;
+
+#[cfg(all(test, masstree_loom))]
+mod loom_tests;
+#[cfg(test)]
+mod test_backend;
+#[cfg(all(test, not(masstree_loom)))]
+mod tree_tests;
+
+#[path = "../alloc_backends/mod.rs"]
+pub mod alloc_backends;
+
+pub use allocator::{AllocError, NodeAllocatorGeneric};
+pub use allocator_api2;
+pub use internode::Internode;
+pub use leaf::Leaf;
+pub use suffix::Suffix;
+pub use tree::Tree;
+pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};
+
+/// A Masstree whose values (of any type) are stored out of line; lookups
+/// return `&'g V`. The default backend is [`alloc_backends::seize::SeizeBackend`].
+#[cfg(feature = "seize")]
+pub type MassTree<V, A = alloc_backends::seize::SeizeBackend> = Tree<OutOfLine<V>, A>;
+/// A Masstree whose values (of any type) are stored out of line; lookups
+/// return `&'g V`.
+#[cfg(not(feature = "seize"))]
+pub type MassTree<V, A> = Tree<OutOfLine<V>, A>;
+
+/// A Masstree whose word-sized `Copy` values live in the leaf slots: no
+/// allocation per value, lookups return a copy.
+#[cfg(feature = "seize")]
+pub type InlineMassTree<V, A = alloc_backends::seize::SeizeBackend> = Tree<Inline<V>, A>;
+/// A Masstree whose word-sized `Copy` values live in the leaf slots: no
+/// allocation per value, lookups return a copy.
+#[cfg(not(feature = "seize"))]
+pub type InlineMassTree<V, A> = Tree<Inline<V>, A>;
+
+#[cfg(feature = "seize")]
+impl<S: ValueStorage> Tree<S, alloc_backends::seize::SeizeBackend> {
+    /// An empty tree on the [`seize`](alloc_backends::seize) backend with the
+    /// global allocator.
+    pub fn new() -> Self {
+        Self::new_in(alloc_backends::seize::SeizeBackend::new())
+    }
+}
+
+#[cfg(feature = "seize")]
+impl<S: ValueStorage> Default for Tree<S, alloc_backends::seize::SeizeBackend> {
+    fn default() -> Self {
+        Self::new()
+    }
+}

@@ -1,0 +1,273 @@
+//! The epoch-reclamation backend: memory from an `allocator_api2` allocator,
+//! retirement through a [`seize::Collector`] owned by the tree.
+//!
+//! Retired nodes, suffix records and values are freed once every guard that
+//! was active at retirement has been dropped, or at the latest when the tree
+//! is dropped. Deferred reclaimers are plain functions, so each retired object
+//! carries a pointer to the allocator: nodes in their backend word, suffix
+//! records and values in a one-word header. The allocator itself lives in
+//! memory it allocated, so the pointer stays valid when the tree moves.
+
+use core::alloc::Layout;
+use core::mem::ManuallyDrop;
+use core::ptr::{self, NonNull};
+
+use allocator_api2::alloc::{AllocError, Allocator, Global};
+use seize::{Collector, Guard, LocalGuard};
+
+use super::header::with_header;
+use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+
+/// Nodes and values from an allocator `A` (default: the global allocator),
+/// reclaimed through a [`seize::Collector`].
+///
+/// ```
+/// use masstree::{InlineMassTree, alloc_backends::seize::SeizeBackend};
+/// use masstree::allocator_api2::alloc::Global;
+///
+/// let tree: InlineMassTree<u64, SeizeBackend<Global>> = InlineMassTree::new_in(SeizeBackend::new_in(Global));
+/// let g = tree.guard();
+/// tree.insert(b"x", 1, &g);
+/// assert_eq!(tree.get(b"x", &g), Some(1));
+/// ```
+pub struct SeizeBackend<A: Allocator = Global> {
+    /// Dropped first (see `Drop`), running pending reclaimers while `alloc` lives.
+    collector: ManuallyDrop<Collector>,
+    /// The allocator, in memory it allocated itself (stable across moves).
+    alloc: NonNull<A>,
+}
+
+// SAFETY: the backend owns its allocator; reclaimers use it from any thread
+// through a shared reference, hence `Sync` too.
+unsafe impl<A: Allocator + Send + Sync> Send for SeizeBackend<A> {}
+// SAFETY: every thread uses the allocator through `&A`.
+unsafe impl<A: Allocator + Send + Sync> Sync for SeizeBackend<A> {}
+
+impl SeizeBackend<Global> {
+    /// A backend on the global allocator.
+    pub fn new() -> Self {
+        Self::new_in(Global)
+    }
+}
+
+impl Default for SeizeBackend<Global> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Allocator> SeizeBackend<A> {
+    /// A backend on `alloc`. Aborts if `alloc` cannot hold its own handle.
+    pub fn new_in(alloc: A) -> Self {
+        match Self::try_new_in(alloc) {
+            Ok(b) => b,
+            Err(_) => alloc::alloc::handle_alloc_error(Layout::new::<A>()),
+        }
+    }
+
+    /// A backend on `alloc`, or an error if `alloc` cannot hold its own handle.
+    pub fn try_new_in(alloc: A) -> Result<Self, AllocError> {
+        let home = alloc.allocate(Layout::new::<A>())?.cast::<A>();
+        // SAFETY: fresh memory with `A`'s layout.
+        unsafe { home.as_ptr().write(alloc) };
+        Ok(SeizeBackend {
+            collector: ManuallyDrop::new(Collector::new()),
+            alloc: home,
+        })
+    }
+
+    /// The allocator.
+    pub fn allocator(&self) -> &A {
+        // SAFETY: written in `try_new_in`, freed only in `drop`.
+        unsafe { self.alloc.as_ref() }
+    }
+
+    /// The collector that reclaims retired memory.
+    pub fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
+    fn alloc_with_header(&self, payload: Layout) -> Result<(NonNull<u8>, usize), AllocError> {
+        let (layout, off) = with_header::<A>(payload);
+        let base = self.allocator().allocate(layout)?.cast::<u8>();
+        // SAFETY: the header fits at the start of the allocation.
+        unsafe { base.as_ptr().cast::<*const A>().write(self.alloc.as_ptr()) };
+        // SAFETY: `off < layout.size()` or the payload is zero-sized at the end.
+        Ok((unsafe { base.add(off) }, off))
+    }
+}
+
+/// Frees a header-prefixed allocation whose payload is at `payload`.
+///
+/// # Safety
+/// `payload` came from `alloc_with_header` with `layout`, and is not used again.
+unsafe fn free_with_header<A: Allocator>(payload: *mut u8, layout: Layout) {
+    let (full, off) = with_header::<A>(layout);
+    // SAFETY: the caller guarantees the allocation shape; the header holds the
+    // allocator, which outlives all allocations (see `Drop`).
+    unsafe {
+        let base = payload.sub(off);
+        let alloc = &*base.cast::<*const A>().read();
+        alloc.deallocate(NonNull::new_unchecked(base), full);
+    }
+}
+
+unsafe fn reclaim_leaf<A: Allocator>(p: *mut Leaf, _: &Collector) {
+    // SAFETY: `retire_leaf` stored the allocator in the backend word; the
+    // collector runs this once no guard can see the leaf.
+    unsafe {
+        let p = NonNull::new_unchecked(p);
+        let alloc = &*Leaf::backend_word(p).cast::<*const A>().read();
+        alloc.deallocate(p.cast(), Layout::new::<Leaf>());
+    }
+}
+
+unsafe fn reclaim_internode<A: Allocator>(p: *mut Internode, _: &Collector) {
+    // SAFETY: as in `reclaim_leaf`.
+    unsafe {
+        let p = NonNull::new_unchecked(p);
+        let alloc = &*Internode::backend_word(p).cast::<*const A>().read();
+        alloc.deallocate(p.cast(), Layout::new::<Internode>());
+    }
+}
+
+unsafe fn reclaim_suffix<A: Allocator>(p: *mut Suffix, _: &Collector) {
+    // SAFETY: allocated by `alloc_suffix` with a header; unreachable now.
+    unsafe { free_with_header::<A>(p.cast(), Suffix::layout_of(NonNull::new_unchecked(p))) }
+}
+
+unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
+    // SAFETY: allocated by `alloc_value::<T>` with a header; unreachable now;
+    // the value is dropped exactly once, here.
+    unsafe {
+        ptr::drop_in_place(p);
+        free_with_header::<A>(p.cast(), Layout::new::<T>());
+    }
+}
+
+// SAFETY: memory comes from `A` with the right layouts (nodes are 64-aligned
+// by their types); retirement goes through the collector, which runs the
+// reclaimer only after every guard active at retirement is gone, and runs all
+// pending ones when the backend drops, before the allocator is freed.
+unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
+    type Guard<'a>
+        = LocalGuard<'a>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn guard(&self) -> LocalGuard<'_> {
+        self.collector.enter()
+    }
+
+    #[inline]
+    fn owns_guard(&self, guard: &LocalGuard<'_>) -> bool {
+        *guard.collector() == *self.collector
+    }
+
+    fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
+        Ok(self.allocator().allocate(Layout::new::<Leaf>())?.cast())
+    }
+
+    fn alloc_internode(&self) -> Result<NonNull<Internode>, AllocError> {
+        Ok(self
+            .allocator()
+            .allocate(Layout::new::<Internode>())?
+            .cast())
+    }
+
+    fn alloc_suffix(&self, layout: Layout) -> Result<NonNull<Suffix>, AllocError> {
+        Ok(self.alloc_with_header(layout)?.0.cast())
+    }
+
+    fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T> {
+        match self.alloc_with_header(Layout::new::<T>()) {
+            Ok((p, _)) => {
+                let p = p.cast::<T>();
+                // SAFETY: fresh memory with `T`'s layout.
+                unsafe { p.as_ptr().write(value) };
+                Ok(p)
+            }
+            Err(_) => Err(value),
+        }
+    }
+
+    unsafe fn free_leaf(&self, leaf: NonNull<Leaf>) {
+        // SAFETY: the caller guarantees `leaf` is ours and unreachable.
+        unsafe {
+            self.allocator()
+                .deallocate(leaf.cast(), Layout::new::<Leaf>())
+        }
+    }
+
+    unsafe fn free_internode(&self, node: NonNull<Internode>) {
+        // SAFETY: as in `free_leaf`.
+        unsafe {
+            self.allocator()
+                .deallocate(node.cast(), Layout::new::<Internode>())
+        }
+    }
+
+    unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
+        // SAFETY: as in `free_leaf`; allocated with a header by `alloc_suffix`.
+        unsafe { free_with_header::<A>(suffix.as_ptr().cast(), Suffix::layout_of(suffix)) }
+    }
+
+    unsafe fn free_value<T>(&self, value: NonNull<T>) {
+        // SAFETY: as in `free_leaf`; the value is dropped exactly once, here.
+        unsafe {
+            ptr::drop_in_place(value.as_ptr());
+            free_with_header::<A>(value.as_ptr().cast(), Layout::new::<T>());
+        }
+    }
+
+    unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &LocalGuard<'_>) {
+        // SAFETY: the backend word is ours to use; the caller guarantees the
+        // leaf is unlinked, so the collector may free it after current guards.
+        unsafe {
+            Leaf::backend_word(leaf)
+                .cast::<*const A>()
+                .write(self.alloc.as_ptr());
+            self.collector.retire(leaf.as_ptr(), reclaim_leaf::<A>);
+        }
+    }
+
+    unsafe fn retire_internode(&self, node: NonNull<Internode>, _: &LocalGuard<'_>) {
+        // SAFETY: as in `retire_leaf`.
+        unsafe {
+            Internode::backend_word(node)
+                .cast::<*const A>()
+                .write(self.alloc.as_ptr());
+            self.collector.retire(node.as_ptr(), reclaim_internode::<A>);
+        }
+    }
+
+    unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, _: &LocalGuard<'_>) {
+        // SAFETY: the caller guarantees the record is unlinked.
+        unsafe { self.collector.retire(suffix.as_ptr(), reclaim_suffix::<A>) }
+    }
+
+    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &LocalGuard<'_>) {
+        // SAFETY: the caller guarantees the value is unlinked.
+        unsafe { self.collector.retire(value.as_ptr(), reclaim_value::<T, A>) }
+    }
+}
+
+impl<A: Allocator> Drop for SeizeBackend<A> {
+    fn drop(&mut self) {
+        // SAFETY: dropping the collector runs every pending reclaimer, which
+        // needs the allocator: it is still alive here. Then the allocator is
+        // moved out of its home and the home freed with it.
+        unsafe {
+            ManuallyDrop::drop(&mut self.collector);
+            let alloc = self.alloc.as_ptr().read();
+            alloc.deallocate(self.alloc.cast(), Layout::new::<A>());
+        }
+    }
+}
+
+impl<A: Allocator> core::fmt::Debug for SeizeBackend<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("SeizeBackend").finish_non_exhaustive()
+    }
+}

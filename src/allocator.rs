@@ -1,0 +1,104 @@
+//! The node allocator contract: how the tree gets, retires and frees memory.
+
+use core::alloc::Layout;
+use core::ptr::NonNull;
+
+pub use allocator_api2::alloc::AllocError;
+
+use crate::internode::Internode;
+use crate::leaf::Leaf;
+use crate::suffix::Suffix;
+
+/// Where the tree's nodes, key suffixes and out-of-line values come from, and
+/// how they are reclaimed once no reader can see them.
+///
+/// The tree never calls the global allocator for these; every byte goes
+/// through a backend. Backends live in [`crate::alloc_backends`].
+///
+/// # Safety
+///
+/// Implementations must uphold this contract; the tree's memory safety rests on it.
+///
+/// - `alloc_*` return memory that is valid for reads and writes of the given
+///   type (or of the given `Layout` for suffixes), properly aligned (nodes to
+///   64 bytes), not aliased by any other live allocation, or an error. They
+///   never return memory that a reader may still be using (see retirement).
+/// - `free_*` take memory back at once. The tree calls them only for memory
+///   no other thread can reach (never published, or the tree is being dropped).
+/// - `retire_*` take memory back *later*: the memory must stay valid until
+///   every guard that existed when `retire_*` was called has been dropped.
+///   Guards created after the call may be ignored: the tree unlinks memory
+///   before retiring it. `retire_value` and `free_value` run the value's
+///   destructor exactly once.
+/// - `free_leaf`/`free_internode`/`retire_leaf`/`retire_internode` must not
+///   read the node (other than the word at [`Leaf::backend_word`] /
+///   [`Internode::backend_word`], which the backend may use freely between
+///   retirement and reclamation).
+/// - `owns_guard` returns true only for guards created by this very backend.
+pub unsafe trait NodeAllocatorGeneric {
+    /// Proof that a thread is inside a read-side critical section: memory
+    /// retired after the guard was created stays valid while it lives.
+    type Guard<'a>
+    where
+        Self: 'a;
+
+    /// Enters a critical section.
+    fn guard(&self) -> Self::Guard<'_>;
+
+    /// True if `guard` was created by this backend.
+    fn owns_guard(&self, guard: &Self::Guard<'_>) -> bool;
+
+    /// Uninitialized memory for a leaf.
+    fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError>;
+    /// Uninitialized memory for an internode.
+    fn alloc_internode(&self) -> Result<NonNull<Internode>, AllocError>;
+    /// Uninitialized memory for a suffix record of the given layout
+    /// (from [`Suffix::layout`]).
+    fn alloc_suffix(&self, layout: Layout) -> Result<NonNull<Suffix>, AllocError>;
+    /// Moves `value` into backend memory; gives it back on failure.
+    fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T>;
+
+    /// Frees a leaf at once.
+    ///
+    /// # Safety
+    /// `leaf` came from `alloc_leaf` of this backend, is not freed or retired,
+    /// and no other thread can reach it.
+    unsafe fn free_leaf(&self, leaf: NonNull<Leaf>);
+    /// Frees an internode at once.
+    ///
+    /// # Safety
+    /// As [`Self::free_leaf`], for `alloc_internode`.
+    unsafe fn free_internode(&self, node: NonNull<Internode>);
+    /// Frees a suffix record at once.
+    ///
+    /// # Safety
+    /// As [`Self::free_leaf`], for `alloc_suffix`; the record is initialized.
+    unsafe fn free_suffix(&self, suffix: NonNull<Suffix>);
+    /// Drops and frees a value at once.
+    ///
+    /// # Safety
+    /// As [`Self::free_leaf`], for `alloc_value::<T>`.
+    unsafe fn free_value<T>(&self, value: NonNull<T>);
+
+    /// Frees a leaf once no current guard can see it.
+    ///
+    /// # Safety
+    /// `leaf` came from `alloc_leaf` of this backend, is not freed or retired,
+    /// and is unreachable for guards created after this call.
+    unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, guard: &Self::Guard<'_>);
+    /// Frees an internode once no current guard can see it.
+    ///
+    /// # Safety
+    /// As [`Self::retire_leaf`], for `alloc_internode`.
+    unsafe fn retire_internode(&self, node: NonNull<Internode>, guard: &Self::Guard<'_>);
+    /// Frees a suffix record once no current guard can see it.
+    ///
+    /// # Safety
+    /// As [`Self::retire_leaf`], for `alloc_suffix`; the record is initialized.
+    unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, guard: &Self::Guard<'_>);
+    /// Drops and frees a value once no current guard can see it.
+    ///
+    /// # Safety
+    /// As [`Self::retire_leaf`], for `alloc_value::<T>`.
+    unsafe fn retire_value<T>(&self, value: NonNull<T>, guard: &Self::Guard<'_>);
+}

@@ -1,0 +1,192 @@
+//! Insert (`masstree_insert.hh`, `masstree_tcursor.hh`).
+//!
+//! A writer locks the leaf that covers its key (moving right if a split got
+//! there first), then either replaces a value word in place, descends into the
+//! next layer, turns a colliding suffixed key into a new layer, or fills a free
+//! slot and publishes it with one permutation store. A full leaf splits
+//! (see [`crate::split`]).
+
+use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::get::{reach_leaf, search};
+use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
+use crate::leaf::{LAYER_ROOT, Leaf, NodeBase, SlotKind, slot_kind};
+use crate::nodeversion::LockGuard;
+use crate::permuter::WIDTH;
+use crate::raw::{RawTree, layer_root};
+use crate::suffix::Suffix;
+use crate::sync::Ordering;
+
+/// What an insert found.
+pub(crate) enum Inserted {
+    /// The key was new.
+    New,
+    /// The key existed; this was its value word (now unlinked, to be retired).
+    Replaced(*mut ()),
+}
+
+/// Locks the leaf that covers `ikey` in the layer of `root`.
+///
+/// # Safety
+/// `root` is a node of a live layer; the caller holds a guard.
+pub(crate) unsafe fn find_locked<'a>(root: *mut NodeBase, ikey: u64) -> (&'a Leaf, LockGuard<'a>) {
+    loop {
+        // SAFETY: the caller's guarantees.
+        let (mut leaf, v) = unsafe { reach_leaf(root, ikey) };
+        let mut lock = leaf.version.lock();
+        let now = lock.current();
+        if now.is_deleted() {
+            continue;
+        }
+        if v.has_split(now) {
+            // Keys at or above a right sibling's `low` moved there: follow the
+            // links, locking hand-over-hand, left to right.
+            loop {
+                // Acquire: pairs with the Release in `split`'s link.
+                let next = leaf.next.load(Ordering::Acquire);
+                // SAFETY: linked leaves live while the guard does; `low` is immutable.
+                if next.is_null() || ikey < unsafe { (*next).low } {
+                    break;
+                }
+                // SAFETY: as above.
+                let next = unsafe { &*next };
+                let next_lock = next.version.lock();
+                drop(lock);
+                (leaf, lock) = (next, next_lock);
+            }
+        }
+        return (leaf, lock);
+    }
+}
+
+impl<A: NodeAllocatorGeneric> RawTree<A> {
+    /// Inserts or replaces. On allocation failure nothing visible changed
+    /// (at most a colliding key was moved, intact, into a new layer).
+    ///
+    /// # Safety
+    /// The caller holds `guard`, a guard of this tree's backend; `word` is a
+    /// value word the tree may own from now on (if `Ok`).
+    pub(crate) unsafe fn insert(
+        &self,
+        key: &[u8],
+        word: *mut (),
+        guard: &A::Guard<'_>,
+    ) -> Result<Inserted, AllocError> {
+        let mut key = Key::new(key);
+        let mut root = self.root_or_init()?;
+        loop {
+            let ikey = key.ikey();
+            // SAFETY: `root` is a node of a live layer; we hold a guard.
+            let (leaf, lock) = unsafe { find_locked(root, ikey) };
+            let perm = leaf.permutation.load();
+            let at = search(leaf, perm, &key);
+            if let Some(slot) = at.slot {
+                let stored = leaf.value(slot);
+                match slot_kind(leaf.keylenx(slot)) {
+                    SlotKind::Value => {
+                        return Ok(Inserted::Replaced(leaf.replace_value(slot, word)));
+                    }
+                    SlotKind::Layer => {
+                        // SAFETY: a layer word under the lock points into a live layer.
+                        let real = unsafe { layer_root(stored.cast()) };
+                        if real.cast() != stored {
+                            // The layer's root split: repoint the slot (either
+                            // pointer leads readers to the right root).
+                            leaf.set_value(slot, real.cast());
+                        }
+                        root = real;
+                    }
+                    SlotKind::Suffix => {
+                        let s = Leaf::suffix_of(stored);
+                        // SAFETY: suffix records of live slots are live.
+                        let s = unsafe { &*s };
+                        // SAFETY: as above.
+                        if unsafe { Suffix::bytes(s) } == key.suffix() {
+                            return Ok(Inserted::Replaced(s.replace_value(word)));
+                        }
+                        root = self.make_layer(leaf, &lock, slot, s, guard)?;
+                    }
+                }
+                drop(lock);
+                key.shift();
+                continue;
+            }
+            let stored = if key.has_suffix() {
+                self.new_suffix(key.suffix(), word)?.cast()
+            } else {
+                word
+            };
+            if perm.len() < WIDTH {
+                let mut p = perm;
+                let slot = p.insert_from_back(at.pos);
+                // The slot is free in every permutation a reader can hold
+                // under its version (see ARCHITECTURE.md): no dirty mark needed.
+                leaf.set_slot(slot, ikey, key.keylenx(), stored);
+                leaf.permutation.publish(p);
+                drop(lock);
+            } else if let Err(e) =
+                self.split_insert(leaf, lock, at.pos, ikey, key.keylenx(), stored)
+            {
+                if key.has_suffix() {
+                    // SAFETY: the record was never published.
+                    unsafe {
+                        self.alloc
+                            .free_suffix(core::ptr::NonNull::new_unchecked(stored.cast()))
+                    };
+                }
+                return Err(e);
+            }
+            // Relaxed: a statistic; no memory is published through it.
+            self.len.0.fetch_add(1, Ordering::Relaxed);
+            return Ok(Inserted::New);
+        }
+    }
+
+    /// Turns the suffixed key in `slot` into a one-key layer, because another
+    /// key with the same slice arrived. Returns the new layer's root.
+    fn make_layer(
+        &self,
+        leaf: &Leaf,
+        lock: &LockGuard<'_>,
+        slot: usize,
+        old: &Suffix,
+        guard: &A::Guard<'_>,
+    ) -> Result<*mut NodeBase, AllocError> {
+        // SAFETY: `old` is the live record of `slot`.
+        let rest = unsafe { Suffix::bytes(old) };
+        let value = old.value();
+        let p = self.alloc.alloc_leaf()?;
+        let (keylenx, word) = if rest.len() > SLICE {
+            match self.new_suffix(&rest[SLICE..], value) {
+                Ok(s) => (KSUF, s.cast()),
+                Err(e) => {
+                    // SAFETY: never published.
+                    unsafe { self.alloc.free_leaf(p) };
+                    return Err(e);
+                }
+            }
+        } else {
+            (rest.len() as u8, value)
+        };
+        // SAFETY: fresh memory, private until the slot store below publishes it.
+        let layer = unsafe { Leaf::init_at(p, LAYER_ROOT, 0) };
+        // SAFETY: as above.
+        let l = unsafe { layer.as_ref() };
+        l.set_slot(0, ikey_of(rest), keylenx, word);
+        l.permutation.publish(crate::permuter::Permuter::sorted(1));
+
+        lock.mark_insert();
+        // Order matters for lock-free readers, which read the word first and
+        // then the keylenx: keylenx first here, so a reader that sees the new
+        // word (Release/Acquire) also sees LAYER, and one that sees KSUF has the
+        // old record's word. Either way it validates before using them.
+        leaf.set_keylenx(slot, LAYER);
+        leaf.set_value(slot, layer.as_ptr().cast());
+        // SAFETY: the record is unlinked from the slot; readers that loaded it
+        // hold guards. Its value word now belongs to the new layer.
+        unsafe {
+            self.alloc
+                .retire_suffix(core::ptr::NonNull::from(old), guard)
+        };
+        Ok(layer.as_ptr().cast())
+    }
+}

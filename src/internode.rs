@@ -1,0 +1,120 @@
+//! Internodes (`internode` in `masstree_struct.hh`): routing by ikey.
+
+use core::ptr::{self, NonNull};
+
+use crate::leaf::NodeBase;
+use crate::nodeversion::{NodeVersion, Version};
+use crate::sync::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
+
+/// Keys in an internode; it has one more child than keys.
+pub(crate) const IWIDTH: usize = 14;
+
+/// An internode: `nkeys` separator ikeys and `nkeys + 1` children. Child `i`
+/// holds the keys in `[ikeys[i - 1], ikeys[i])`. Opaque outside the crate.
+///
+/// Field order: version, count and parent, then the keys (searched first), then
+/// the children; 14 keys make the node exactly four cache lines.
+#[repr(C, align(64))]
+pub struct Internode {
+    pub(crate) version: NodeVersion,
+    pub(crate) nkeys: AtomicU8,
+    pub(crate) parent: AtomicPtr<Internode>,
+    pub(crate) ikeys: [AtomicU64; IWIDTH],
+    pub(crate) children: [AtomicPtr<NodeBase>; IWIDTH + 1],
+    backend: usize,
+}
+
+#[cfg(all(not(masstree_loom), target_pointer_width = "64"))]
+const _: () = assert!(size_of::<Internode>() == 256 && align_of::<Internode>() == 64);
+
+impl Internode {
+    /// Builds an empty internode in place with the given version.
+    ///
+    /// # Safety
+    /// `p` must be valid for writes of an `Internode` and not reachable by others.
+    pub(crate) unsafe fn init_at(p: NonNull<Internode>, version: NodeVersion) {
+        let p = p.as_ptr();
+        // SAFETY: the caller guarantees `p` is writable and private.
+        unsafe {
+            ptr::addr_of_mut!((*p).version).write(version);
+            ptr::addr_of_mut!((*p).nkeys).write(AtomicU8::new(0));
+            ptr::addr_of_mut!((*p).parent).write(AtomicPtr::new(ptr::null_mut()));
+            for i in 0..IWIDTH {
+                ptr::addr_of_mut!((*p).ikeys[i]).write(AtomicU64::new(0));
+            }
+            for i in 0..=IWIDTH {
+                ptr::addr_of_mut!((*p).children[i]).write(AtomicPtr::new(ptr::null_mut()));
+            }
+            ptr::addr_of_mut!((*p).backend).write(0);
+        }
+    }
+
+    /// Builds an internode that starts locked by its creator (a split sibling).
+    ///
+    /// # Safety
+    /// As [`Self::init_at`]; `locked` must be a locked version.
+    pub(crate) unsafe fn init_locked_at(p: NonNull<Internode>, locked: Version) {
+        // SAFETY: as in `init_at`.
+        unsafe { Self::init_at(p, NodeVersion::new_locked_copy(locked)) }
+    }
+
+    /// See [`crate::Leaf::backend_word`].
+    pub fn backend_word(p: NonNull<Internode>) -> *mut usize {
+        // SAFETY: a field projection of the allocation, no reference is created.
+        unsafe { ptr::addr_of_mut!((*p.as_ptr()).backend) }
+    }
+
+    #[inline]
+    pub(crate) fn nkeys(&self) -> usize {
+        // Relaxed: readers validate with the version; writers hold the lock.
+        // Clamped so that a torn read can never index out of bounds.
+        (self.nkeys.load(Ordering::Relaxed) as usize).min(IWIDTH)
+    }
+
+    #[inline]
+    pub(crate) fn ikey(&self, i: usize) -> u64 {
+        // Relaxed: readers validate with the version.
+        self.ikeys[i].load(Ordering::Relaxed)
+    }
+
+    #[inline]
+    pub(crate) fn child(&self, i: usize) -> *mut NodeBase {
+        // Acquire: pairs with the Release in `set_child`, so a child published
+        // here is fully built when we read it.
+        self.children[i].load(Ordering::Acquire)
+    }
+
+    #[inline]
+    pub(crate) fn set_child(&self, i: usize, child: *mut NodeBase) {
+        // Release: publishes the child's contents; pairs with `child`'s Acquire.
+        self.children[i].store(child, Ordering::Release);
+    }
+
+    #[inline]
+    pub(crate) fn set_ikey(&self, i: usize, ikey: u64) {
+        // Relaxed: under the lock with a dirty mark, published by unlock.
+        self.ikeys[i].store(ikey, Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn set_nkeys(&self, n: usize) {
+        // Relaxed: under the lock with a dirty mark, published by unlock.
+        self.nkeys.store(n as u8, Ordering::Relaxed);
+    }
+
+    /// Index of the child that covers `ikey`: the number of keys `<= ikey`.
+    #[inline]
+    pub(crate) fn child_index(&self, ikey: u64) -> usize {
+        let n = self.nkeys();
+        let (mut lo, mut hi) = (0, n);
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            if self.ikey(mid) <= ikey {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}

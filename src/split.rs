@@ -1,0 +1,282 @@
+//! Splits (`masstree_split.hh`).
+//!
+//! A full leaf is split while locked and marked `SPLITTING`: the upper keys
+//! move to a new right sibling that starts locked (a copy of the left's
+//! version), the sibling is linked into the leaf list, and the separator goes
+//! into the parent, which is locked before the children are released
+//! (hand-over-hand, bottom-up). A full parent splits the same way; a split
+//! root gets a new root above it. Readers that meet a splitting node wait in
+//! `stable()`, and readers that validated before the split see `VSPLIT` change
+//! and move right along the leaf links.
+
+use core::ptr::NonNull;
+
+use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::internode::{IWIDTH, Internode};
+use crate::leaf::{Leaf, NodeBase};
+use crate::nodeversion::{LockGuard, NodeVersion, ROOT};
+use crate::permuter::{Permuter, WIDTH};
+use crate::raw::{RawTree, parent_of, set_parent, version};
+use crate::sync::Ordering;
+
+/// Where to cut `WIDTH + 1` sorted entries (the leaf's plus the new one at
+/// `pos`): `[0, m)` stay, `[m, WIDTH]` move. Entries with the same ikey must
+/// stay together (internodes route by ikey alone). An append at the far end
+/// (sequential inserts) moves only the new key, leaving the left leaf full.
+fn split_point(ikey_at: impl Fn(usize) -> u64, pos: usize) -> usize {
+    let ok = |m: usize| ikey_at(m - 1) != ikey_at(m);
+    if pos == WIDTH && ok(WIDTH) {
+        return WIDTH;
+    }
+    let mid = WIDTH.div_ceil(2);
+    // Search outward from the middle; at most 10 entries share an ikey
+    // (lengths 0..=8 and one longer key), so a cut always exists.
+    (0..WIDTH)
+        .flat_map(|d| [mid + d, mid.wrapping_sub(d)])
+        .find(|&m| (1..=WIDTH).contains(&m) && ok(m))
+        .expect("16 entries always hold two distinct ikeys")
+}
+
+/// Locks the parent of `n`, re-checking the link after locking (a concurrent
+/// split of the parent may have moved `n` to a new internode).
+///
+/// # Safety
+/// `n` is a live node that the caller has locked; the caller holds a guard.
+unsafe fn locked_parent<'a>(n: *mut NodeBase) -> Option<(&'a Internode, LockGuard<'a>)> {
+    loop {
+        // SAFETY: parents of live nodes are live while the guard lives.
+        let p = unsafe { parent_of(n) };
+        if p.is_null() {
+            return None;
+        }
+        // SAFETY: as above.
+        let p = unsafe { &*p };
+        let lock = p.version.lock();
+        // SAFETY: as above.
+        if core::ptr::eq(unsafe { parent_of(n) }, p) {
+            return Some((p, lock));
+        }
+    }
+}
+
+/// Allocates an internode; the tree cannot yet back out of a half-done split,
+/// so failure here aborts (`handle_alloc_error`).
+fn internode_or_abort<A: NodeAllocatorGeneric>(alloc: &A) -> NonNull<Internode> {
+    match alloc.alloc_internode() {
+        Ok(p) => p,
+        Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<Internode>()),
+    }
+}
+
+impl<A: NodeAllocatorGeneric> RawTree<A> {
+    /// Inserts a new entry into the full, locked `leaf` by splitting it.
+    /// On `Err` nothing changed.
+    pub(crate) fn split_insert(
+        &self,
+        leaf: &Leaf,
+        lock: LockGuard<'_>,
+        pos: usize,
+        ikey: u64,
+        keylenx: u8,
+        word: *mut (),
+    ) -> Result<(), AllocError> {
+        let perm = leaf.permutation.load();
+        debug_assert_eq!(perm.len(), WIDTH);
+        // Entry `i` of the virtual sorted array of WIDTH + 1 entries.
+        let old_slot = |i: usize| perm.get(if i < pos { i } else { i - 1 });
+        let ikey_at = |i: usize| {
+            if i == pos {
+                ikey
+            } else {
+                leaf.ikey(old_slot(i))
+            }
+        };
+        let m = split_point(ikey_at, pos);
+        // Read before the slots change below.
+        let sep = ikey_at(m);
+
+        let rp = self.alloc.alloc_leaf()?;
+        lock.mark_split();
+        // SAFETY: fresh memory; the right leaf is private until linked below,
+        // and starts locked (a copy of our locked, splitting version).
+        unsafe { Leaf::init_locked_at(rp, lock.current(), sep) };
+        // SAFETY: initialized above, lives until retired.
+        let right = unsafe { rp.as_ref() };
+        // SAFETY: we own the lock bit that `init_locked_at` set.
+        let rlock = unsafe { right.version.adopt_lock() };
+        for (to, i) in (m..=WIDTH).enumerate() {
+            if i == pos {
+                right.set_slot(to, ikey, keylenx, word);
+            } else {
+                leaf.copy_slot(old_slot(i), right, to);
+            }
+        }
+        right.permutation.publish(Permuter::sorted(WIDTH + 1 - m));
+        // Relaxed: the parent link is read only under locks or after the link
+        // below (Release) publishes the leaf.
+        right
+            .parent
+            .store(leaf.parent.load(Ordering::Relaxed), Ordering::Relaxed);
+
+        // Link: right sits between `leaf` and its old next.
+        // Relaxed: under `leaf`'s lock, which guards its `next`.
+        let next = leaf.next.load(Ordering::Relaxed);
+        right.next.store(next, Ordering::Relaxed);
+        right
+            .prev
+            .store(leaf as *const Leaf as *mut Leaf, Ordering::Relaxed);
+        if !next.is_null() {
+            // SAFETY: linked leaves are live; `next.prev` is guarded by our lock.
+            // Release: publishes `right` to backward walkers.
+            unsafe { (*next).prev.store(rp.as_ptr(), Ordering::Release) };
+        }
+        // Release: publishes the fully built right leaf to readers moving right
+        // (pairs with the Acquire loads of `next` in `advance`/`find_locked`).
+        leaf.next.store(rp.as_ptr(), Ordering::Release);
+
+        let mut p = perm;
+        if pos < m {
+            p.truncate(m - 1);
+            let slot = p.insert_from_back(pos);
+            // The slot we reuse moved right; `leaf` is marked splitting, so no
+            // reader can validate a read of it.
+            leaf.set_slot(slot, ikey, keylenx, word);
+        } else {
+            p.truncate(m);
+        }
+        leaf.permutation.publish(p);
+
+        self.insert_into_parent(
+            (leaf as *const Leaf as *mut Leaf).cast(),
+            lock,
+            rp.as_ptr().cast(),
+            rlock,
+            sep,
+        );
+        Ok(())
+    }
+
+    /// Puts `right` (new sibling of `left`, separated at `sep`) into the parent,
+    /// splitting upward as needed. Both children are locked and marked
+    /// splitting; they are unlocked once the parent holds the separator.
+    fn insert_into_parent(
+        &self,
+        mut left: *mut NodeBase,
+        mut llock: LockGuard<'_>,
+        mut right: *mut NodeBase,
+        mut rlock: LockGuard<'_>,
+        mut sep: u64,
+    ) {
+        loop {
+            // SAFETY: `left` is live and locked by us; we hold a guard.
+            let Some((parent, plock)) = (unsafe { locked_parent(left) }) else {
+                self.grow_root(left, &llock, right, sep);
+                return;
+            };
+            let pp = parent as *const Internode as *mut Internode;
+            // SAFETY: `right` is ours (locked); its parent is read under locks.
+            unsafe { set_parent(right, pp) };
+            let n = parent.nkeys();
+            let k = (0..=n)
+                .find(|&i| parent.child(i) == left)
+                .expect("a locked parent lists its child");
+            if n < IWIDTH {
+                plock.mark_insert();
+                for i in (k..n).rev() {
+                    parent.set_ikey(i + 1, parent.ikey(i));
+                    parent.set_child(i + 2, parent.child(i + 1));
+                }
+                parent.set_ikey(k, sep);
+                parent.set_child(k + 1, right);
+                parent.set_nkeys(n + 1);
+                drop(plock);
+                drop(rlock);
+                drop(llock);
+                return;
+            }
+            // The parent is full: split it too.
+            plock.mark_split();
+            let mut keys = [0u64; IWIDTH + 1];
+            let mut kids = [core::ptr::null_mut::<NodeBase>(); IWIDTH + 2];
+            for (i, key) in keys.iter_mut().enumerate() {
+                *key = match i {
+                    _ if i < k => parent.ikey(i),
+                    _ if i == k => sep,
+                    _ => parent.ikey(i - 1),
+                };
+            }
+            for (i, kid) in kids.iter_mut().enumerate() {
+                *kid = match i {
+                    _ if i <= k => parent.child(i),
+                    _ if i == k + 1 => right,
+                    _ => parent.child(i - 1),
+                };
+            }
+            let half = IWIDTH / 2;
+            let np = internode_or_abort(&self.alloc);
+            // SAFETY: fresh memory, private until published in the grandparent;
+            // starts locked (a copy of the parent's locked, splitting version).
+            unsafe { Internode::init_locked_at(np, plock.current()) };
+            // SAFETY: initialized above.
+            let new = unsafe { np.as_ref() };
+            // SAFETY: we own the lock bit `init_locked_at` set.
+            let nlock = unsafe { new.version.adopt_lock() };
+            for i in 0..half {
+                parent.set_ikey(i, keys[i]);
+                new.set_ikey(i, keys[half + 1 + i]);
+            }
+            for i in 0..=half {
+                parent.set_child(i, kids[i]);
+                new.set_child(i, kids[half + 1 + i]);
+                // SAFETY: children are live; their parent links change under
+                // the lock of the parent that lists them (ours, both halves).
+                unsafe { set_parent(kids[half + 1 + i], np.as_ptr()) };
+            }
+            parent.set_nkeys(half);
+            new.set_nkeys(half);
+            // Relaxed: read under locks only, and published by unlock.
+            new.parent
+                .store(parent.parent.load(Ordering::Relaxed), Ordering::Relaxed);
+            drop(rlock);
+            drop(llock);
+            (left, llock, right, rlock, sep) =
+                (pp.cast(), plock, np.as_ptr().cast(), nlock, keys[half]);
+        }
+    }
+
+    /// `left`, the root of its layer, split: put a new root above it.
+    fn grow_root(
+        &self,
+        left: *mut NodeBase,
+        llock: &LockGuard<'_>,
+        right: *mut NodeBase,
+        sep: u64,
+    ) {
+        let np = internode_or_abort(&self.alloc);
+        // SAFETY: fresh memory, private until the parent links below publish it.
+        unsafe { Internode::init_at(np, NodeVersion::new(ROOT)) };
+        // SAFETY: initialized above.
+        let root = unsafe { np.as_ref() };
+        root.set_ikey(0, sep);
+        root.set_child(0, left);
+        root.set_child(1, right);
+        root.set_nkeys(1);
+        // SAFETY: both children are live and locked by us.
+        unsafe {
+            set_parent(left, np.as_ptr());
+            set_parent(right, np.as_ptr());
+        }
+        // Clearing ROOT (a split-class change) sends readers that started at
+        // `left` up through the parent link set above.
+        llock.set_root(false);
+        debug_assert!(!unsafe { version(right) }.load().is_root());
+        // Release: publishes the new root to readers of the tree root; fails
+        // harmlessly when `left` is the root of a lower layer (readers climb).
+        let _ = self.root.compare_exchange(
+            left,
+            np.as_ptr().cast(),
+            Ordering::AcqRel,
+            Ordering::Relaxed,
+        );
+    }
+}

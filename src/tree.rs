@@ -1,0 +1,168 @@
+//! The safe facade: [`Tree`] and its aliases [`crate::MassTree`] and
+//! [`crate::InlineMassTree`].
+
+use core::fmt;
+use core::marker::PhantomData;
+
+use crate::allocator::NodeAllocatorGeneric;
+use crate::insert::Inserted;
+use crate::raw::RawTree;
+use crate::value::ValueStorage;
+
+/// A concurrent ordered map from byte strings to values: a Masstree.
+///
+/// `S` says how values are stored ([`crate::OutOfLine`] or [`crate::Inline`]);
+/// `A` is the node allocator backend. Most code uses the aliases
+/// [`crate::MassTree`] (values of any type, read by reference) and
+/// [`crate::InlineMassTree`] (word-sized `Copy` values, read by copy).
+///
+/// Every method takes `&self`; share the tree between threads by reference
+/// (or `Arc`). Reads take a *guard* ([`Tree::guard`]), which keeps everything
+/// they return alive: a value replaced by another thread stays readable until
+/// the guard is dropped.
+pub struct Tree<S: ValueStorage, A: NodeAllocatorGeneric> {
+    pub(crate) raw: RawTree<A>,
+    _values: PhantomData<fn() -> S>,
+}
+
+// SAFETY: moving the tree moves its backend and the values it owns.
+unsafe impl<S: ValueStorage, A: NodeAllocatorGeneric + Send> Send for Tree<S, A> where S::Value: Send
+{}
+// SAFETY: shared use inserts values from one thread, hands `&V` to others and
+// may drop values on any thread (reclamation): values must be `Send + Sync`;
+// all threads call the backend through `&A`.
+unsafe impl<S: ValueStorage, A: NodeAllocatorGeneric + Sync> Sync for Tree<S, A> where
+    S::Value: Send + Sync
+{
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
+    /// An empty tree whose nodes and values come from `backend`. Allocates
+    /// nothing until the first insert.
+    pub fn new_in(backend: A) -> Self {
+        Tree {
+            raw: RawTree::new(backend),
+            _values: PhantomData,
+        }
+    }
+
+    /// Enters a read-side critical section. Keep a guard for a batch of
+    /// operations rather than one per call; drop it to let memory retired since
+    /// be reclaimed. Guards are per thread.
+    #[inline]
+    pub fn guard(&self) -> A::Guard<'_> {
+        self.raw.alloc.guard()
+    }
+
+    /// The backend.
+    pub fn backend(&self) -> &A {
+        &self.raw.alloc
+    }
+
+    #[inline]
+    fn check(&self, guard: &A::Guard<'_>) {
+        assert!(
+            self.raw.alloc.owns_guard(guard),
+            "masstree: this guard belongs to a different tree; use `tree.guard()` of the tree you call"
+        );
+    }
+
+    /// The value for `key`, if present.
+    ///
+    /// ```
+    /// let tree = masstree::MassTree::new();
+    /// let g = tree.guard();
+    /// tree.insert(b"apple", 3, &g);
+    /// assert_eq!(tree.get(b"apple", &g), Some(&3));
+    /// assert_eq!(tree.get("pear", &g), None);
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[inline]
+    pub fn get<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<S::Ref<'g>> {
+        self.check(guard);
+        // SAFETY: the guard is ours and outlives 'g, which bounds the result.
+        unsafe { self.raw.get(key.as_ref()).map(|w| S::as_ref(w)) }
+    }
+
+    /// Inserts `value` under `key`, returning the previous value if there was
+    /// one. A previous out-of-line value stays readable until `guard` drops,
+    /// then is dropped once no reader can see it.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u64>::new();
+    /// let g = tree.guard();
+    /// assert_eq!(tree.insert(b"k", 1, &g), None);
+    /// assert_eq!(tree.insert(b"k", 2, &g), Some(1));
+    /// assert_eq!(tree.get(b"k", &g), Some(2));
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree. Aborts, like `Vec`, if the
+    /// backend runs out of memory.
+    pub fn insert<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        value: S::Value,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<S::Ref<'g>> {
+        self.check(guard);
+        let word = match S::into_word(&self.raw.alloc, value) {
+            Ok(w) => w,
+            Err(_) => out_of_memory(),
+        };
+        // SAFETY: the guard is ours; the tree owns `word` from now on if Ok.
+        match unsafe { self.raw.insert(key.as_ref(), word, guard) } {
+            Ok(Inserted::New) => None,
+            // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
+            Ok(Inserted::Replaced(old)) => unsafe {
+                let r = S::as_ref(old);
+                S::retire(&self.raw.alloc, old, guard);
+                Some(r)
+            },
+            Err(_) => {
+                // SAFETY: the tree did not take `word`.
+                unsafe { S::free(&self.raw.alloc, word) };
+                out_of_memory()
+            }
+        }
+    }
+
+    /// The number of keys. Exact when no insert is in flight.
+    #[inline]
+    pub fn len(&self) -> usize {
+        // Relaxed: a statistic.
+        self.raw.len.0.load(crate::sync::Ordering::Relaxed)
+    }
+
+    /// True if the tree holds no key.
+    #[inline]
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+#[cold]
+fn out_of_memory() -> ! {
+    alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<crate::leaf::Leaf>())
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> Drop for Tree<S, A> {
+    fn drop(&mut self) {
+        // SAFETY: `&mut self`: no guard or other thread can use the tree.
+        unsafe { self.raw.free_all(S::free::<A>) }
+    }
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Tree<S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MassTree")
+            .field("len", &self.len())
+            .finish_non_exhaustive()
+    }
+}
