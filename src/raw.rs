@@ -149,13 +149,13 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// # Safety
     /// No other thread may use the tree; `free_word` must match the value storage.
     pub(crate) unsafe fn free_all(&mut self, free_word: FreeWord<A>) {
-        let root = *self.root.get_mut();
+        // Relaxed (both): `&mut self` means no other thread is left to order with.
+        let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
         if !root.is_null() {
             // SAFETY: exclusive access; the root leads to every node exactly once.
             unsafe { self.free_layer(layer_root(root), free_word) };
-            *self.root.get_mut() = ptr::null_mut();
         }
-        *self.len.0.get_mut() = 0;
+        self.len.0.store(0, Ordering::Relaxed);
     }
 
     /// Frees a subtree (recursing into lower layers).
