@@ -11,7 +11,7 @@ use crate::key::Key;
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::nodeversion::Version;
 use crate::permuter::Permuter;
-use crate::raw::{RawTree, parent_of, version};
+use crate::raw::{NodeRef, RawTree, parent_of, version};
 use crate::suffix::Suffix;
 use crate::sync::Ordering;
 
@@ -53,7 +53,10 @@ pub(crate) fn search(leaf: &Leaf, perm: Permuter, key: &Key<'_>) -> Position {
 ///
 /// # Safety
 /// `root` must be a node of a live layer and the caller must hold a guard.
-pub(crate) unsafe fn reach_leaf<'a>(root: *mut NodeBase, ikey: u64) -> (&'a Leaf, Version) {
+pub(crate) unsafe fn reach_leaf<'a>(
+    root: *mut NodeBase,
+    ikey: u64,
+) -> (NodeRef<'a, Leaf>, Version) {
     'retry: loop {
         // SAFETY: nodes stay allocated while the guard lives; every pointer
         // followed here was read from a node of this layer.
@@ -90,7 +93,7 @@ pub(crate) unsafe fn reach_leaf<'a>(root: *mut NodeBase, ikey: u64) -> (&'a Leaf
                 }
                 v = now;
             }
-            return (&*n.cast::<Leaf>(), v);
+            return (NodeRef::new(n.cast::<Leaf>()), v);
         }
     }
 }
@@ -100,7 +103,11 @@ pub(crate) unsafe fn reach_leaf<'a>(root: *mut NodeBase, ikey: u64) -> (&'a Leaf
 ///
 /// # Safety
 /// The caller holds a guard.
-pub(crate) unsafe fn advance(mut leaf: &Leaf, old: Version, ikey: u64) -> (&Leaf, Version) {
+pub(crate) unsafe fn advance(
+    mut leaf: NodeRef<'_, Leaf>,
+    old: Version,
+    ikey: u64,
+) -> (NodeRef<'_, Leaf>, Version) {
     let mut v = leaf.version.stable();
     if old.has_split(v) {
         loop {
@@ -112,7 +119,7 @@ pub(crate) unsafe fn advance(mut leaf: &Leaf, old: Version, ikey: u64) -> (&Leaf
                 break;
             }
             // SAFETY: as above.
-            leaf = unsafe { &*next };
+            leaf = unsafe { NodeRef::new(next) };
             v = leaf.version.stable();
         }
     }
@@ -138,7 +145,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             let (mut leaf, mut v) = unsafe { reach_leaf(root, ikey) };
             let (kind, word) = loop {
                 let perm = leaf.permutation.load();
-                let found = search(leaf, perm, &key).slot.map(|slot| {
+                let found = search(&leaf, perm, &key).slot.map(|slot| {
                     // Read the word before the keylenx: see `insert::make_layer`.
                     let word = leaf.value(slot);
                     (slot_kind(leaf.keylenx(slot)), word)

@@ -12,7 +12,7 @@ use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
 use crate::leaf::{LAYER_ROOT, Leaf, NodeBase, SlotKind, slot_kind};
 use crate::nodeversion::LockGuard;
 use crate::permuter::WIDTH;
-use crate::raw::{RawTree, layer_root};
+use crate::raw::{NodeRef, RawTree, layer_root};
 use crate::suffix::Suffix;
 use crate::sync::Ordering;
 
@@ -28,11 +28,15 @@ pub(crate) enum Inserted {
 ///
 /// # Safety
 /// `root` is a node of a live layer; the caller holds a guard.
-pub(crate) unsafe fn find_locked<'a>(root: *mut NodeBase, ikey: u64) -> (&'a Leaf, LockGuard<'a>) {
+pub(crate) unsafe fn find_locked<'a>(
+    root: *mut NodeBase,
+    ikey: u64,
+) -> (NodeRef<'a, Leaf>, LockGuard<'a>) {
     loop {
         // SAFETY: the caller's guarantees.
         let (mut leaf, v) = unsafe { reach_leaf(root, ikey) };
-        let mut lock = leaf.version.lock();
+        // SAFETY: the leaf lives as long as the guard; the lock borrows its version.
+        let mut lock = unsafe { &*leaf.as_ptr() }.version.lock();
         let now = lock.current();
         if now.is_deleted() {
             continue;
@@ -48,8 +52,9 @@ pub(crate) unsafe fn find_locked<'a>(root: *mut NodeBase, ikey: u64) -> (&'a Lea
                     break;
                 }
                 // SAFETY: as above.
-                let next = unsafe { &*next };
-                let next_lock = next.version.lock();
+                let next = unsafe { NodeRef::<'a, Leaf>::new(next) };
+                // SAFETY: as above.
+                let next_lock = unsafe { &*next.as_ptr() }.version.lock();
                 drop(lock);
                 (leaf, lock) = (next, next_lock);
             }
@@ -78,7 +83,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             // SAFETY: `root` is a node of a live layer; we hold a guard.
             let (leaf, lock) = unsafe { find_locked(root, ikey) };
             let perm = leaf.permutation.load();
-            let at = search(leaf, perm, &key);
+            let at = search(&leaf, perm, &key);
             if let Some(slot) = at.slot {
                 let stored = leaf.value(slot);
                 match slot_kind(leaf.keylenx(slot)) {
@@ -96,14 +101,13 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                         root = real;
                     }
                     SlotKind::Suffix => {
-                        let s = Leaf::suffix_of(stored);
                         // SAFETY: suffix records of live slots are live.
-                        let s = unsafe { &*s };
+                        let s = unsafe { NodeRef::new(Leaf::suffix_of(stored)) };
                         // SAFETY: as above.
-                        if unsafe { Suffix::bytes(s) } == key.suffix() {
+                        if unsafe { Suffix::bytes(s.as_ptr()) } == key.suffix() {
                             return Ok(Inserted::Replaced(s.replace_value(word)));
                         }
-                        root = self.make_layer(leaf, &lock, slot, s, guard)?;
+                        root = self.make_layer(&leaf, &lock, slot, s, guard)?;
                     }
                 }
                 drop(lock);
@@ -148,11 +152,11 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         leaf: &Leaf,
         lock: &LockGuard<'_>,
         slot: usize,
-        old: &Suffix,
+        old: NodeRef<'_, Suffix>,
         guard: &A::Guard<'_>,
     ) -> Result<*mut NodeBase, AllocError> {
         // SAFETY: `old` is the live record of `slot`.
-        let rest = unsafe { Suffix::bytes(old) };
+        let rest = unsafe { Suffix::bytes(old.as_ptr()) };
         let value = old.value();
         let p = self.alloc.alloc_leaf()?;
         let (keylenx, word) = if rest.len() > SLICE {
@@ -185,7 +189,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         // hold guards. Its value word now belongs to the new layer.
         unsafe {
             self.alloc
-                .retire_suffix(core::ptr::NonNull::from(old), guard)
+                .retire_suffix(core::ptr::NonNull::new_unchecked(old.as_ptr()), guard)
         };
         Ok(layer.as_ptr().cast())
     }

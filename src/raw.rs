@@ -31,6 +31,48 @@ pub(crate) struct RawTree<A: NodeAllocatorGeneric> {
     pub(crate) len: Padded<AtomicUsize>,
 }
 
+/// A node reached through the tree: derefs for access, and keeps the pointer
+/// as it was stored (with its full provenance), so that it can be stored again
+/// or freed. A pointer rebuilt from a `&Leaf` could do neither.
+pub(crate) struct NodeRef<'a, T> {
+    ptr: NonNull<T>,
+    _life: core::marker::PhantomData<&'a T>,
+}
+
+impl<T> Clone for NodeRef<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for NodeRef<'_, T> {}
+
+impl<T> NodeRef<'_, T> {
+    /// # Safety
+    /// `ptr` must point to a live node that outlives the chosen lifetime.
+    #[inline]
+    pub(crate) unsafe fn new(ptr: *mut T) -> Self {
+        // SAFETY: the caller guarantees a live, hence non-null, node.
+        NodeRef {
+            ptr: unsafe { NonNull::new_unchecked(ptr) },
+            _life: core::marker::PhantomData,
+        }
+    }
+
+    #[inline]
+    pub(crate) fn as_ptr(self) -> *mut T {
+        self.ptr.as_ptr()
+    }
+}
+
+impl<T> core::ops::Deref for NodeRef<'_, T> {
+    type Target = T;
+    #[inline]
+    fn deref(&self) -> &T {
+        // SAFETY: `new`'s caller guaranteed the node outlives this reference.
+        unsafe { self.ptr.as_ref() }
+    }
+}
+
 /// The version word of a node of either kind.
 ///
 /// # Safety

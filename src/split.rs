@@ -16,7 +16,7 @@ use crate::internode::{IWIDTH, Internode};
 use crate::leaf::{Leaf, NodeBase};
 use crate::nodeversion::{LockGuard, NodeVersion, ROOT};
 use crate::permuter::{Permuter, WIDTH};
-use crate::raw::{RawTree, parent_of, set_parent, version};
+use crate::raw::{NodeRef, RawTree, parent_of, set_parent, version};
 use crate::sync::Ordering;
 
 /// Where to cut `WIDTH + 1` sorted entries (the leaf's plus the new one at
@@ -42,7 +42,7 @@ fn split_point(ikey_at: impl Fn(usize) -> u64, pos: usize) -> usize {
 ///
 /// # Safety
 /// `n` is a live node that the caller has locked; the caller holds a guard.
-unsafe fn locked_parent<'a>(n: *mut NodeBase) -> Option<(&'a Internode, LockGuard<'a>)> {
+unsafe fn locked_parent<'a>(n: *mut NodeBase) -> Option<(NodeRef<'a, Internode>, LockGuard<'a>)> {
     loop {
         // SAFETY: parents of live nodes are live while the guard lives.
         let p = unsafe { parent_of(n) };
@@ -50,10 +50,11 @@ unsafe fn locked_parent<'a>(n: *mut NodeBase) -> Option<(&'a Internode, LockGuar
             return None;
         }
         // SAFETY: as above.
-        let p = unsafe { &*p };
-        let lock = p.version.lock();
+        let p = unsafe { NodeRef::<'a, Internode>::new(p) };
+        // SAFETY: as above; the lock borrows the parent's version.
+        let lock = unsafe { &*p.as_ptr() }.version.lock();
         // SAFETY: as above.
-        if core::ptr::eq(unsafe { parent_of(n) }, p) {
+        if unsafe { parent_of(n) } == p.as_ptr() {
             return Some((p, lock));
         }
     }
@@ -73,7 +74,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// On `Err` nothing changed.
     pub(crate) fn split_insert(
         &self,
-        leaf: &Leaf,
+        leaf: NodeRef<'_, Leaf>,
         lock: LockGuard<'_>,
         pos: usize,
         ikey: u64,
@@ -122,9 +123,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         // Relaxed: under `leaf`'s lock, which guards its `next`.
         let next = leaf.next.load(Ordering::Relaxed);
         right.next.store(next, Ordering::Relaxed);
-        right
-            .prev
-            .store(leaf as *const Leaf as *mut Leaf, Ordering::Relaxed);
+        right.prev.store(leaf.as_ptr(), Ordering::Relaxed);
         if !next.is_null() {
             // SAFETY: linked leaves are live; `next.prev` is guarded by our lock.
             // Release: publishes `right` to backward walkers.
@@ -146,13 +145,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         }
         leaf.permutation.publish(p);
 
-        self.insert_into_parent(
-            (leaf as *const Leaf as *mut Leaf).cast(),
-            lock,
-            rp.as_ptr().cast(),
-            rlock,
-            sep,
-        );
+        self.insert_into_parent(leaf.as_ptr().cast(), lock, rp.as_ptr().cast(), rlock, sep);
         Ok(())
     }
 
@@ -173,7 +166,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 self.grow_root(left, &llock, right, sep);
                 return;
             };
-            let pp = parent as *const Internode as *mut Internode;
+            let pp = parent.as_ptr();
             // SAFETY: `right` is ours (locked); its parent is read under locks.
             unsafe { set_parent(right, pp) };
             let n = parent.nkeys();
