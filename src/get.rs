@@ -74,16 +74,15 @@ pub(crate) unsafe fn reach_leaf<'a>(
             while !v.is_leaf() {
                 let inode = &*n.cast::<Internode>();
                 let child = inode.child(inode.child_index(ikey));
-                if child.is_null() {
-                    // A torn read of a node being split; its version tells.
-                    v = inode.version.stable();
-                    continue;
-                }
-                let cv = version(child).stable();
+                // A null child is a torn read of a changing node: its version
+                // will say how it changed.
+                let cv = (!child.is_null()).then(|| version(child).stable());
                 if !inode.version.has_changed(v) {
-                    n = child;
-                    v = cv;
-                    continue;
+                    if let Some(cv) = cv {
+                        n = child;
+                        v = cv;
+                        continue;
+                    }
                 }
                 let now = inode.version.stable();
                 if v.has_split(now) {

@@ -223,7 +223,7 @@ fn concurrent_inserts_and_reads() {
 #[test]
 fn every_key_visible_after_each_insert_around_splits() {
     for rev in [false, true] {
-        for n in [14usize, 15, 16, 17, 31, 250] {
+        for n in [14usize, 15, 16, 17, 31, if cfg!(miri) { 46 } else { 250 }] {
             let t = Words::new_in(TestBackend::new());
             let g = t.guard();
             let order: Vec<usize> = if rev {
