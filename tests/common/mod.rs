@@ -1,0 +1,349 @@
+//! Shared helpers for the integration tests.
+//!
+//! * [`for_each_backend!`] expands a block of tests once per enabled node
+//!   backend, inside a module named after the backend (`seize::...`). Inside
+//!   the block, the backend is reachable as:
+//!     - `Backend` / `BackendIn<A>`: the backend type (Global / custom allocator),
+//!     - `backend()` / `backend_in(a)`: a fresh backend value,
+//!     - `Tree<V>` / `ITree<V>` (+ `TreeIn<V, A>` / `ITreeIn<V, A>`): tree types,
+//!     - `new_tree::<V>()`, `new_itree::<V>()`, `new_tree_in(a)`, `new_itree_in(a)`.
+//!   Everything at the top level of the including test file is visible through
+//!   `use super::*`.
+//! * [`Counting`]: an `allocator_api2` allocator wrapping `Global` that counts
+//!   live bytes / live allocations.
+//! * [`Rng`]: a tiny deterministic xorshift PRNG (no dev-dependency needed).
+//! * key generators that stress layering (shared 8/16-byte slices, trailing zeros).
+#![allow(dead_code, unused_macros, unused_imports)]
+
+use std::alloc::Layout;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+
+use masstree::allocator_api2::alloc::{AllocError, Allocator, Global};
+
+/// Expand the given items once per enabled backend, each copy in its own module.
+///
+/// When new backends land (`pool`, `arena`), add one arm here; every test
+/// written with this macro then runs against it too.
+macro_rules! for_each_backend {
+    // Items shared by every backend module (written in terms of `Backend`).
+    (@common) => {
+        #[allow(dead_code)]
+        pub(crate) type Tree<V> = masstree::MassTree<V, Backend>;
+        #[allow(dead_code)]
+        pub(crate) type ITree<V> = masstree::InlineMassTree<V, Backend>;
+        #[allow(dead_code)]
+        pub(crate) type TreeIn<V, A> = masstree::MassTree<V, BackendIn<A>>;
+        #[allow(dead_code)]
+        pub(crate) type ITreeIn<V, A> = masstree::InlineMassTree<V, BackendIn<A>>;
+
+        #[allow(dead_code)]
+        pub(crate) fn new_tree<V: Send + Sync>() -> Tree<V> {
+            masstree::MassTree::new_in(backend())
+        }
+        #[allow(dead_code)]
+        pub(crate) fn new_itree<V>() -> ITree<V>
+        where
+            V: Copy + Send + Sync,
+        {
+            masstree::InlineMassTree::new_in(backend())
+        }
+        #[allow(dead_code)]
+        pub(crate) fn new_tree_in<V: Send + Sync, A>(a: A) -> TreeIn<V, A>
+        where
+            A: masstree::allocator_api2::alloc::Allocator,
+        {
+            masstree::MassTree::new_in(backend_in(a))
+        }
+        #[allow(dead_code)]
+        pub(crate) fn new_itree_in<V, A>(a: A) -> ITreeIn<V, A>
+        where
+            A: masstree::allocator_api2::alloc::Allocator,
+            V: Copy + Send + Sync,
+        {
+            masstree::InlineMassTree::new_in(backend_in(a))
+        }
+    };
+
+    ($($body:tt)*) => {
+        #[cfg(feature = "seize")]
+        mod seize {
+            #[allow(unused_imports)]
+            use super::*;
+            #[allow(unused_imports)]
+            use masstree::{InlineMassTree, MassTree};
+
+            /// Backend with the default (`Global`) allocator.
+            #[allow(dead_code)]
+            pub(crate) type Backend = masstree::alloc_backends::seize::SeizeBackend;
+            /// Backend with a custom allocator.
+            #[allow(dead_code)]
+            pub(crate) type BackendIn<A> = masstree::alloc_backends::seize::SeizeBackend<A>;
+            #[allow(dead_code)]
+            pub(crate) const BACKEND_NAME: &str = "seize";
+
+            #[allow(dead_code)]
+            pub(crate) fn backend() -> Backend {
+                masstree::alloc_backends::seize::SeizeBackend::new_in(
+                    masstree::allocator_api2::alloc::Global,
+                )
+            }
+            #[allow(dead_code)]
+            pub(crate) fn backend_in<A>(a: A) -> BackendIn<A>
+            where
+                A: masstree::allocator_api2::alloc::Allocator,
+            {
+                masstree::alloc_backends::seize::SeizeBackend::new_in(a)
+            }
+
+            for_each_backend!(@common);
+
+            $($body)*
+        }
+    };
+
+}
+
+// ---------------------------------------------------------------------------
+// Counting allocator
+// ---------------------------------------------------------------------------
+
+/// Counters shared by every clone of a [`Counting`] allocator.
+#[derive(Debug, Default)]
+pub struct Counters {
+    /// Bytes currently allocated (may go negative on a bug: signed on purpose).
+    pub live_bytes: AtomicIsize,
+    /// Allocations currently live.
+    pub live_allocs: AtomicIsize,
+    /// Total number of successful allocations ever.
+    pub total_allocs: AtomicUsize,
+    /// Total number of deallocations ever.
+    pub total_frees: AtomicUsize,
+}
+
+/// An allocator wrapping `Global` that counts live bytes and allocations.
+///
+/// Cloning shares the counters (`Arc`), so a test can keep one handle and
+/// give a clone to the tree.
+#[derive(Clone, Debug, Default)]
+pub struct Counting {
+    pub counters: Arc<Counters>,
+}
+
+impl Counting {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn live_bytes(&self) -> isize {
+        self.counters.live_bytes.load(Ordering::SeqCst)
+    }
+    pub fn live_allocs(&self) -> isize {
+        self.counters.live_allocs.load(Ordering::SeqCst)
+    }
+    pub fn total_allocs(&self) -> usize {
+        self.counters.total_allocs.load(Ordering::SeqCst)
+    }
+    pub fn total_frees(&self) -> usize {
+        self.counters.total_frees.load(Ordering::SeqCst)
+    }
+
+    fn on_alloc(&self, size: usize) {
+        self.counters
+            .live_bytes
+            .fetch_add(size as isize, Ordering::SeqCst);
+        self.counters.live_allocs.fetch_add(1, Ordering::SeqCst);
+        self.counters.total_allocs.fetch_add(1, Ordering::SeqCst);
+    }
+    fn on_free(&self, size: usize) {
+        self.counters
+            .live_bytes
+            .fetch_sub(size as isize, Ordering::SeqCst);
+        self.counters.live_allocs.fetch_sub(1, Ordering::SeqCst);
+        self.counters.total_frees.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+// SAFETY: every call is forwarded to `Global`; we only add bookkeeping.
+// Counting is by `layout.size()` (what the caller asked for), so the numbers
+// are independent of `Global`'s rounding.
+unsafe impl Allocator for Counting {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let p = Global.allocate(layout)?;
+        self.on_alloc(layout.size());
+        Ok(p)
+    }
+
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let p = Global.allocate_zeroed(layout)?;
+        self.on_alloc(layout.size());
+        Ok(p)
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        self.on_free(layout.size());
+        // SAFETY: forwarded contract.
+        unsafe { Global.deallocate(ptr, layout) }
+    }
+
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded contract.
+        let p = unsafe { Global.grow(ptr, old, new)? };
+        self.counters
+            .live_bytes
+            .fetch_add(new.size() as isize - old.size() as isize, Ordering::SeqCst);
+        Ok(p)
+    }
+
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded contract.
+        let p = unsafe { Global.grow_zeroed(ptr, old, new)? };
+        self.counters
+            .live_bytes
+            .fetch_add(new.size() as isize - old.size() as isize, Ordering::SeqCst);
+        Ok(p)
+    }
+
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded contract.
+        let p = unsafe { Global.shrink(ptr, old, new)? };
+        self.counters
+            .live_bytes
+            .fetch_add(new.size() as isize - old.size() as isize, Ordering::SeqCst);
+        Ok(p)
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Deterministic PRNG
+// ---------------------------------------------------------------------------
+
+/// xorshift64* — deterministic, seedable, good enough for test data.
+#[derive(Clone, Debug)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        // splitmix the seed so that small seeds give unrelated streams
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        Rng(z | 1)
+    }
+    pub fn next_u64(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+    /// Uniform-ish in `0..n` (n > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        ((self.next_u64() as u128 * n as u128) >> 64) as u64
+    }
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// A 64-bit hash of a byte string (FNV-1a followed by a finalizer); used to
+/// tie values to the key they were written for.
+pub fn key_hash(key: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in key {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01B3);
+    }
+    h ^= key.len() as u64;
+    h ^= h >> 33;
+    h = h.wrapping_mul(0xff51_afd7_ed55_8ccd);
+    h ^= h >> 33;
+    h
+}
+
+/// Number of test iterations scaled for the build: tiny under Miri, reduced in
+/// debug builds, full in release.
+pub fn scaled(release: usize) -> usize {
+    if cfg!(miri) {
+        (release / 1000).clamp(16, 200)
+    } else if cfg!(debug_assertions) {
+        (release / 4).max(1)
+    } else {
+        release
+    }
+}
+
+/// Deterministic key number `id` in one of several shapes that stress the
+/// trie structure (all distinct for distinct ids):
+/// * 0: big-endian u64 (8 bytes, splits in layer 0),
+/// * 1: shared 8-byte prefix + be id  (layer 1),
+/// * 2: shared 16-byte prefix + be id + tail (layer 2 + suffix),
+/// * 3: decimal string (variable length 1..20),
+/// * 4: 8 identical bytes + decimal + long tail (suffix, then layer on collision),
+/// * 5: be id followed by 0..3 zero bytes depending on id (trailing-zero siblings),
+/// * 6: 0xFF-heavy 24-byte prefix + be id.
+pub fn shaped_key(id: u64) -> Vec<u8> {
+    let shape = id % 7;
+    let n = id / 7;
+    let mut k = Vec::new();
+    match shape {
+        0 => k.extend_from_slice(&n.to_be_bytes()),
+        1 => {
+            k.extend_from_slice(b"prefix01");
+            k.extend_from_slice(&n.to_be_bytes());
+        }
+        2 => {
+            k.extend_from_slice(b"sixteen-byte-pfx");
+            k.extend_from_slice(&n.to_be_bytes());
+            k.extend_from_slice(b"tail");
+        }
+        3 => k.extend_from_slice(n.to_string().as_bytes()),
+        4 => {
+            k.extend_from_slice(b"samesame");
+            k.extend_from_slice(n.to_string().as_bytes());
+            k.extend_from_slice(&[b'-'; 30]);
+        }
+        5 => {
+            // id n with (n % 4) trailing zeros: distinct ids stay distinct
+            // because the 8-byte body (n / 4) and the zero count encode n.
+            k.extend_from_slice(&(n / 4).to_be_bytes());
+            k.push(0xAB);
+            k.extend(std::iter::repeat_n(0u8, (n % 4) as usize));
+        }
+        _ => {
+            k.extend_from_slice(&[0xFF; 24]);
+            k.extend_from_slice(&n.to_be_bytes());
+        }
+    }
+    // shape tag at the front would destroy the prefix sharing; instead make the
+    // shapes disjoint through their lengths/prefixes. Shape 0 and 5 both start
+    // with a be u64 but differ in length (8 vs >= 9); shape 3 is digits only
+    // and at most 20 bytes, shape 0 is exactly 8 bytes and could collide with
+    // an 8-digit decimal string: avoid by appending a marker to shape 0 keys
+    // whose bytes are all ASCII digits.
+    if shape == 0 && k.iter().all(|b| b.is_ascii_digit()) {
+        k.push(b'#');
+    }
+    k
+}
+
+pub fn hex(k: &[u8]) -> String {
+    k.iter().map(|b| format!("{b:02x}")).collect()
+}

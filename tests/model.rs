@@ -1,0 +1,497 @@
+//! Model-based tests: the tree against `std::collections::BTreeMap`.
+//!
+//! Proptest sequences of insert (new key / update of an existing key) and get,
+//! with a key distribution built to stress Masstree's layering (shared 8-byte
+//! slices, 0x00/0xFF-heavy bytes, trailing zero bytes, lengths on and around
+//! slice boundaries, the empty key, long keys), plus large deterministic
+//! workloads.
+#![cfg(feature = "seize")]
+
+#[macro_use]
+mod common;
+
+use std::collections::BTreeMap;
+
+use common::{Rng, hex, key_hash, scaled, shaped_key};
+use proptest::prelude::*;
+use proptest::sample::{Index, select};
+use proptest::test_runner::TestCaseError;
+
+// ---------------------------------------------------------------------------
+// Strategies
+// ---------------------------------------------------------------------------
+
+const MAX_KEY_LEN: usize = 300;
+
+/// Bytes with 0x00 and 0xFF (the extremes of each slice) heavily weighted.
+fn byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        4 => Just(0x00u8),
+        4 => Just(0xFFu8),
+        2 => Just(b'a'),
+        1 => Just(0x01u8),
+        1 => Just(0xFEu8),
+        1 => Just(b'b'),
+        2 => any::<u8>(),
+    ]
+}
+
+/// A small pool of prefixes so that many keys share whole 8-byte slices.
+fn prefixes() -> Vec<Vec<u8>> {
+    let mut v: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"a".to_vec(),
+        b"abcdefg".to_vec(),
+        b"abcdefgh".to_vec(),
+        b"abcdefghi".to_vec(),
+        b"abcdefgh\0\0\0\0\0\0\0\0".to_vec(),
+        b"abcdefghabcdefgh".to_vec(),
+        b"abcdefghabcdefghabcdefgh".to_vec(),
+        b"prefix__prefix_".to_vec(),
+        b"prefix__prefix__".to_vec(),
+        b"prefix__prefix__p".to_vec(),
+        vec![0x00; 8],
+        vec![0x00; 16],
+        vec![0xFF; 7],
+        vec![0xFF; 8],
+        vec![0xFF; 16],
+        vec![0xFF; 24],
+    ];
+    // one longer shared prefix: 100 bytes, multiple layers deep
+    v.push((0..100u8).collect());
+    v
+}
+
+/// Length of the random tail appended to a prefix.
+fn tail_len() -> impl Strategy<Value = usize> {
+    prop_oneof![
+        6 => 0..=3usize,
+        3 => select(vec![7usize, 8, 9, 15, 16, 17, 23, 24, 25]),
+        2 => 0..=40usize,
+        1 => 0..=MAX_KEY_LEN,
+    ]
+}
+
+fn bytes_of_len(n: usize) -> impl Strategy<Value = Vec<u8>> {
+    prop::collection::vec(byte(), n)
+}
+
+/// Keys stressing layering.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    prop_oneof![
+        // the empty key
+        1 => Just(Vec::new()),
+        // shared prefix + weighted tail
+        8 => (select(prefixes()), tail_len().prop_flat_map(bytes_of_len)).prop_map(|(mut p, t)| {
+            p.extend_from_slice(&t);
+            p.truncate(MAX_KEY_LEN);
+            p
+        }),
+        // keys differing only by trailing zero bytes: "a", "a\0", "a\0\0", ...
+        3 => (
+            select(vec![
+                b"".to_vec(),
+                b"a".to_vec(),
+                b"abcdefgh".to_vec(),
+                b"abcdefghi".to_vec(),
+                vec![0xFF; 8],
+                vec![0x00; 8],
+            ]),
+            0..=20usize,
+        )
+            .prop_map(|(mut p, z)| {
+                p.extend(std::iter::repeat_n(0u8, z));
+                p
+            }),
+        // lengths exactly on / around slice boundaries
+        2 => select(vec![0usize, 1, 7, 8, 9, 15, 16, 17, 23, 24, 25, 31, 32, 33])
+            .prop_flat_map(bytes_of_len),
+        // anything up to MAX_KEY_LEN
+        1 => (0..=MAX_KEY_LEN).prop_flat_map(bytes_of_len),
+    ]
+}
+
+/// Values: the extremes are weighted in case the inline representation uses
+/// sentinel values.
+fn value() -> impl Strategy<Value = u64> {
+    prop_oneof![
+        1 => Just(0u64),
+        1 => Just(u64::MAX),
+        1 => Just(1u64),
+        1 => Just(1u64 << 63),
+        6 => any::<u64>(),
+    ]
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    /// insert pool[idx] = value (update if present)
+    Insert(Index, u64),
+    /// get pool[idx]
+    Get(Index),
+    /// get an arbitrary (probably absent) key
+    GetOther(Vec<u8>),
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        5 => (any::<Index>(), value()).prop_map(|(i, v)| Op::Insert(i, v)),
+        4 => any::<Index>().prop_map(Op::Get),
+        1 => key().prop_map(Op::GetOther),
+    ]
+}
+
+/// A pool of keys (so that ops hit the same keys repeatedly) and a sequence.
+fn scenario() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<Op>)> {
+    (
+        prop::collection::vec(key(), 1..48),
+        prop::collection::vec(op(), 1..400),
+    )
+}
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: if cfg!(miri) { 8 } else { 256 },
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Model checker (backend- and value-representation agnostic)
+// ---------------------------------------------------------------------------
+
+/// Runs `ops` against the tree (through the three closures) and a BTreeMap,
+/// comparing every result.
+fn check_ops(
+    keys: &[Vec<u8>],
+    ops: &[Op],
+    mut insert: impl FnMut(&[u8], u64) -> Option<u64>,
+    mut get: impl FnMut(&[u8]) -> Option<u64>,
+    len: impl Fn() -> usize,
+) -> Result<(), TestCaseError> {
+    let mut model: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    for (step, op) in ops.iter().enumerate() {
+        match op {
+            Op::Insert(i, v) => {
+                let k = i.get(keys);
+                let expected = model.insert(k.clone(), *v);
+                let got = insert(k, *v);
+                prop_assert_eq!(
+                    got,
+                    expected,
+                    "step {}: insert({}, {}) returned wrong previous value",
+                    step,
+                    hex(k),
+                    v
+                );
+            }
+            Op::Get(i) => {
+                let k = i.get(keys);
+                let got = get(k);
+                prop_assert_eq!(got, model.get(k).copied(), "step {}: get({})", step, hex(k));
+            }
+            Op::GetOther(k) => {
+                let got = get(k);
+                prop_assert_eq!(got, model.get(k).copied(), "step {}: get({})", step, hex(k));
+            }
+        }
+        prop_assert_eq!(len(), model.len(), "step {}: len()", step);
+    }
+    // final sweep: every pool key, every model key
+    for k in keys.iter().chain(model.keys()) {
+        prop_assert_eq!(get(k), model.get(k).copied(), "final get({})", hex(k));
+    }
+    prop_assert_eq!(len(), model.len(), "final len()");
+    Ok(())
+}
+
+/// Out-of-line value encoding: ties the value to its key so that a value
+/// returned for the wrong key is detected.
+fn encode(k: &[u8], v: u64) -> String {
+    format!("{v}/{:016x}/{}", key_hash(k), k.len())
+}
+
+fn decode(k: &[u8], s: &str) -> u64 {
+    let mut parts = s.split('/');
+    let v: u64 = parts.next().unwrap().parse().expect("corrupt value");
+    assert_eq!(
+        parts.next(),
+        Some(format!("{:016x}", key_hash(k)).as_str()),
+        "value {s:?} does not belong to key {}",
+        hex(k)
+    );
+    assert_eq!(parts.next(), Some(k.len().to_string().as_str()));
+    v
+}
+
+for_each_backend! {
+    proptest! {
+        #![proptest_config(config())]
+
+        /// Inline u64 values, one guard for the whole sequence.
+        #[test]
+        fn inline_model((keys, ops) in scenario()) {
+            let t = new_itree::<u64>();
+            let g = t.guard();
+            check_ops(
+                &keys,
+                &ops,
+                |k, v| t.insert(k, v, &g),
+                |k| t.get(k, &g),
+                || t.len(),
+            )?;
+            prop_assert_eq!(t.is_empty(), t.len() == 0);
+        }
+
+        /// Inline u64 values, a fresh guard for every operation.
+        #[test]
+        fn inline_model_guard_per_op((keys, ops) in scenario()) {
+            let t = new_itree::<u64>();
+            check_ops(
+                &keys,
+                &ops,
+                |k, v| t.insert(k, v, &t.guard()),
+                |k| t.get(k, &t.guard()),
+                || t.len(),
+            )?;
+        }
+
+        /// Out-of-line `String` values, one guard for the whole sequence.
+        /// Every replaced value returned by `insert` is kept and re-verified at
+        /// the end: it must stay readable while the guard lives.
+        #[test]
+        fn string_model((keys, ops) in scenario()) {
+            let t = new_tree::<String>();
+            let g = t.guard();
+            let mut olds: Vec<(&String, String)> = Vec::new();
+            check_ops(
+                &keys,
+                &ops,
+                |k, v| {
+                    let old = t.insert(k, encode(k, v), &g);
+                    old.map(|s| {
+                        olds.push((s, s.clone()));
+                        decode(k, s)
+                    })
+                },
+                |k| t.get(k, &g).map(|s| decode(k, s)),
+                || t.len(),
+            )?;
+            for (r, copy) in &olds {
+                prop_assert_eq!(*r, copy, "replaced value changed while the guard was held");
+            }
+        }
+
+        /// Out-of-line `Vec<u8>` values (the key itself plus the value), guard
+        /// per op, so replaced values may actually be reclaimed mid-sequence.
+        #[test]
+        fn vec_model_guard_per_op((keys, ops) in scenario()) {
+            let t = new_tree::<Vec<u8>>();
+            let mk = |k: &[u8], v: u64| {
+                let mut x = v.to_le_bytes().to_vec();
+                x.extend_from_slice(k);
+                x
+            };
+            let dec = |k: &[u8], x: &Vec<u8>| {
+                assert_eq!(&x[8..], k, "value belongs to another key");
+                u64::from_le_bytes(x[..8].try_into().unwrap())
+            };
+            check_ops(
+                &keys,
+                &ops,
+                |k, v| {
+                    let g = t.guard();
+                    t.insert(k, mk(k, v), &g).map(|x| dec(k, x))
+                },
+                |k| {
+                    let g = t.guard();
+                    t.get(k, &g).map(|x| dec(k, x))
+                },
+                || t.len(),
+            )?;
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // Large deterministic workloads
+    // -----------------------------------------------------------------------
+
+    fn check_bulk(keys: &[Vec<u8>]) {
+        let t = new_itree::<u64>();
+        let mut model: BTreeMap<&[u8], u64> = BTreeMap::new();
+        {
+            let g = t.guard();
+            for (i, k) in keys.iter().enumerate() {
+                let v = i as u64;
+                let expected = model.insert(k, v);
+                assert_eq!(t.insert(k, v, &g), expected, "insert #{i} key {}", hex(k));
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        {
+            let g = t.guard();
+            for (k, v) in &model {
+                assert_eq!(t.get(k, &g), Some(*v), "get {}", hex(k));
+            }
+        }
+        // update every key once more, in reverse order
+        {
+            let g = t.guard();
+            for (k, v) in model.iter().rev() {
+                assert_eq!(t.insert(k, !v, &g), Some(*v), "update {}", hex(k));
+            }
+            for (k, v) in &model {
+                assert_eq!(t.get(k, &g), Some(!*v), "get after update {}", hex(k));
+            }
+            assert_eq!(t.len(), model.len());
+        }
+    }
+
+    #[test]
+    fn sequential_be_u64_100k() {
+        let n = scaled(100_000) as u64;
+        let keys: Vec<Vec<u8>> = (0..n).map(|i| i.to_be_bytes().to_vec()).collect();
+        check_bulk(&keys);
+    }
+
+    #[test]
+    fn sequential_be_u64_descending_100k() {
+        let n = scaled(100_000) as u64;
+        let keys: Vec<Vec<u8>> = (0..n).rev().map(|i| (i << 20).to_be_bytes().to_vec()).collect();
+        check_bulk(&keys);
+    }
+
+    #[test]
+    fn sequential_decimal_100k() {
+        let n = scaled(100_000) as u64;
+        let keys: Vec<Vec<u8>> = (0..n).map(|i| i.to_string().into_bytes()).collect();
+        check_bulk(&keys);
+    }
+
+    #[test]
+    fn random_keys_100k() {
+        let n = scaled(100_000);
+        let mut rng = Rng::new(0xDEC0DE);
+        let keys: Vec<Vec<u8>> = (0..n)
+            .map(|_| {
+                let len = match rng.below(4) {
+                    0 => rng.below(8),
+                    1 => 8 + rng.below(9),
+                    2 => rng.below(41),
+                    _ => rng.below(4),
+                } as usize;
+                rng.bytes(len)
+            })
+            .collect();
+        check_bulk(&keys);
+    }
+
+    #[test]
+    fn shaped_keys_100k() {
+        let n = scaled(100_000) as u64;
+        let keys: Vec<Vec<u8>> = (0..n).map(shaped_key).collect();
+        let distinct: std::collections::HashSet<&Vec<u8>> = keys.iter().collect();
+        assert_eq!(distinct.len(), keys.len(), "shaped_key must be injective");
+        check_bulk(&keys);
+    }
+
+    /// Keys of several KiB, differing at many positions, and prefixes of each other.
+    #[test]
+    fn multi_kib_keys() {
+        let mut rng = Rng::new(7);
+        let base = rng.bytes(6 * 1024);
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        let count = if cfg!(miri) { 20 } else { 400 };
+        for j in 0..count {
+            // differ at one position
+            let mut k = base.clone();
+            let pos = rng.below(base.len() as u64) as usize;
+            k[pos] = k[pos].wrapping_add(1 + (j % 255) as u8);
+            keys.push(k);
+            // prefix of the base, all lengths mod 8 represented
+            let len = 4096 + rng.below(2048) as usize;
+            keys.push(base[..len].to_vec());
+            // base plus trailing zeros
+            let mut z = base.clone();
+            z.extend(std::iter::repeat_n(0u8, j % 17));
+            keys.push(z);
+        }
+        keys.push(base.clone());
+        check_bulk(&keys);
+    }
+
+    /// Keys sharing a 1000-byte prefix (125 slices: a deep chain of layers).
+    #[test]
+    fn shared_1000_byte_prefix() {
+        let mut rng = Rng::new(1000);
+        let prefix = rng.bytes(1000);
+        let n = scaled(20_000) as u64;
+        let mut keys: Vec<Vec<u8>> = Vec::new();
+        for i in 0..n {
+            let mut k = prefix.clone();
+            match i % 3 {
+                0 => k.extend_from_slice(&i.to_be_bytes()),
+                1 => k.extend_from_slice(i.to_string().as_bytes()),
+                _ => k.truncate(1000 - (i as usize % 1000)), // prefixes of the prefix
+            }
+            keys.push(k);
+        }
+        // zero-extended variants of the prefix itself
+        for z in 0..20 {
+            let mut k = prefix.clone();
+            k.extend(std::iter::repeat_n(0u8, z));
+            keys.push(k);
+        }
+        check_bulk(&keys);
+    }
+
+    /// Keys that differ only by trailing zeros, at every length 0..=40.
+    #[test]
+    fn trailing_zero_family() {
+        let t = new_itree::<u64>();
+        let g = t.guard();
+        let bases: [&[u8]; 4] = [b"", b"a", b"abcdefgh", b"\xff\xff\xff\xff\xff\xff\xff\xff\xff"];
+        let mut expected = Vec::new();
+        for (bi, b) in bases.iter().enumerate() {
+            for z in 0..=40usize {
+                let mut k = b.to_vec();
+                k.extend(std::iter::repeat_n(0u8, z));
+                let v = (bi * 1000 + z) as u64;
+                assert_eq!(t.insert(&k, v, &g), None, "{} already present", hex(&k));
+                expected.push((k, v));
+            }
+        }
+        assert_eq!(t.len(), expected.len());
+        for (k, v) in &expected {
+            assert_eq!(t.get(k, &g), Some(*v), "get {}", hex(k));
+        }
+        // a key with one zero more than the longest must be absent
+        let mut k = b"a".to_vec();
+        k.extend(std::iter::repeat_n(0u8, 41));
+        assert_eq!(t.get(&k, &g), None);
+    }
+
+    /// Out-of-line values in bulk (sequential + shaped keys), values carry the key.
+    #[test]
+    fn string_values_bulk() {
+        let n = scaled(50_000) as u64;
+        let t = new_tree::<String>();
+        let g = t.guard();
+        for i in 0..n {
+            let k = shaped_key(i);
+            assert!(t.insert(&k, encode(&k, i), &g).is_none());
+        }
+        assert_eq!(t.len(), n as usize);
+        for i in 0..n {
+            let k = shaped_key(i);
+            let old = t.insert(&k, encode(&k, i + 1), &g).expect("present");
+            assert_eq!(decode(&k, old), i);
+        }
+        for i in 0..n {
+            let k = shaped_key(i);
+            assert_eq!(decode(&k, t.get(&k, &g).expect("present")), i + 1);
+        }
+        assert_eq!(t.len(), n as usize);
+    }
+}
