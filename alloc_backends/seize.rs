@@ -251,6 +251,19 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         // SAFETY: the caller guarantees the value is unlinked.
         unsafe { self.collector.retire(value.as_ptr(), reclaim_value::<T, A>) }
     }
+
+    fn reclaim(&mut self) {
+        self.reclaim_now();
+    }
+}
+
+impl<A: Allocator> SeizeBackend<A> {
+    /// Frees every retired object now (see [`NodeAllocatorGeneric::reclaim`]).
+    fn reclaim_now(&mut self) {
+        // SAFETY: `&mut self`: guards borrow the backend, so none is alive, and
+        // no thread can be inside a critical section of this collector.
+        unsafe { self.collector.reclaim_all() }
+    }
 }
 
 impl<A: Allocator> Drop for SeizeBackend<A> {

@@ -101,4 +101,9 @@ pub unsafe trait NodeAllocatorGeneric {
     /// # Safety
     /// As [`Self::retire_leaf`], for `alloc_value::<T>`.
     unsafe fn retire_value<T>(&self, value: NonNull<T>, guard: &Self::Guard<'_>);
+
+    /// Frees everything retired so far, now. `&mut self` proves that no
+    /// guard of this backend is alive. The default does nothing (for backends
+    /// that free at once or only at drop).
+    fn reclaim(&mut self) {}
 }

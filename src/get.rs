@@ -9,11 +9,11 @@ use crate::allocator::NodeAllocatorGeneric;
 use crate::internode::Internode;
 use crate::key::Key;
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
+use crate::leaflink;
 use crate::nodeversion::Version;
 use crate::permuter::Permuter;
 use crate::raw::{NodeRef, RawTree, parent_of, version};
 use crate::suffix::Suffix;
-use crate::sync::Ordering;
 
 /// Where a key is, or would go, in a leaf.
 pub(crate) struct Position {
@@ -98,7 +98,8 @@ pub(crate) unsafe fn reach_leaf<'a>(
 }
 
 /// After a failed validation at `leaf`: the new stable version, having moved
-/// right along the leaf links if a split sent `ikey` there.
+/// right along the leaf links if a split sent `ikey` there. The version may
+/// say `deleted`: the caller then starts again from the top.
 ///
 /// # Safety
 /// The caller holds a guard.
@@ -109,10 +110,8 @@ pub(crate) unsafe fn advance(
 ) -> (NodeRef<'_, Leaf>, Version) {
     let mut v = leaf.version.stable();
     if old.has_split(v) {
-        loop {
-            // Acquire: pairs with the Release in `split`'s link, so the new
-            // sibling (and its `low`) is fully built.
-            let next = leaf.next.load(Ordering::Acquire);
+        while !v.is_deleted() {
+            let next = leaflink::next(&leaf);
             // SAFETY: linked leaves live while the guard does; `low` is immutable.
             if next.is_null() || ikey < unsafe { (*next).low } {
                 break;
@@ -131,47 +130,52 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// # Safety
     /// The caller holds a guard of this tree's backend for as long as it uses
     /// the returned word.
-    pub(crate) unsafe fn get(&self, key: &[u8]) -> Option<*mut ()> {
-        let mut key = Key::new(key);
-        // Acquire: pairs with the Release publication of a new root.
-        let mut root = self.root.load(Ordering::Acquire);
-        if root.is_null() {
-            return None;
-        }
-        loop {
-            let ikey = key.ikey();
-            // SAFETY: `root` is a node of a live layer; we hold a guard.
-            let (mut leaf, mut v) = unsafe { reach_leaf(root, ikey) };
-            let (kind, word) = loop {
-                let perm = leaf.permutation.load();
-                let found = search(&leaf, perm, &key).slot.map(|slot| {
-                    // Read the word before the keylenx: see `insert::make_layer`.
-                    let word = leaf.value(slot);
-                    (slot_kind(leaf.keylenx(slot)), word)
-                });
-                if !leaf.version.has_changed(v) {
-                    match found {
-                        None => return None,
-                        Some(f) => break f,
+    pub(crate) unsafe fn get(&self, full: &[u8]) -> Option<*mut ()> {
+        'top: loop {
+            let mut key = Key::new(full);
+            let mut root = self.top_root();
+            if root.is_null() {
+                return None;
+            }
+            loop {
+                let ikey = key.ikey();
+                // SAFETY: `root` is a node of a live layer; we hold a guard.
+                let (mut leaf, mut v) = unsafe { reach_leaf(root, ikey) };
+                let (kind, word) = loop {
+                    if v.is_deleted() {
+                        // Removed under us (a leaf, or a whole layer): start over.
+                        continue 'top;
                     }
-                }
-                // SAFETY: we hold a guard.
-                (leaf, v) = unsafe { advance(leaf, v, ikey) };
-            };
-            // The slot was consistent at validation; what it points to stays
-            // allocated while the guard lives.
-            match kind {
-                SlotKind::Value => return Some(word),
-                SlotKind::Suffix => {
-                    let s = Leaf::suffix_of(word);
-                    // SAFETY: a validated suffix word; records are retired, not freed.
-                    return unsafe { (Suffix::bytes(s) == key.suffix()).then(|| (*s).value()) };
-                }
-                SlotKind::Layer => {
-                    // A validated layer word points into a live layer;
-                    // `reach_leaf` climbs to its current root.
-                    root = word.cast();
-                    key.shift();
+                    let perm = leaf.permutation.load();
+                    let found = search(&leaf, perm, &key).slot.map(|slot| {
+                        // Read the word before the keylenx: see `insert::make_layer`.
+                        let word = leaf.value(slot);
+                        (slot_kind(leaf.keylenx(slot)), word)
+                    });
+                    if !leaf.version.has_changed(v) {
+                        match found {
+                            None => return None,
+                            Some(f) => break f,
+                        }
+                    }
+                    // SAFETY: we hold a guard.
+                    (leaf, v) = unsafe { advance(leaf, v, ikey) };
+                };
+                // The slot was consistent at validation; what it points to stays
+                // allocated while the guard lives.
+                match kind {
+                    SlotKind::Value => return Some(word),
+                    SlotKind::Suffix => {
+                        let s = Leaf::suffix_of(word);
+                        // SAFETY: a validated suffix word; records are retired, not freed.
+                        return unsafe { (Suffix::bytes(s) == key.suffix()).then(|| (*s).value()) };
+                    }
+                    SlotKind::Layer => {
+                        // A validated layer word points into a live layer;
+                        // `reach_leaf` climbs to its current root.
+                        root = word.cast();
+                        key.shift();
+                    }
                 }
             }
         }

@@ -10,6 +10,7 @@ use crate::allocator::{AllocError, NodeAllocatorGeneric};
 use crate::get::{reach_leaf, search};
 use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
 use crate::leaf::{LAYER_ROOT, Leaf, NodeBase, SlotKind, slot_kind};
+use crate::leaflink;
 use crate::nodeversion::LockGuard;
 use crate::permuter::WIDTH;
 use crate::raw::{NodeRef, RawTree, layer_root};
@@ -24,43 +25,45 @@ pub(crate) enum Inserted {
     Replaced(*mut ()),
 }
 
-/// Locks the leaf that covers `ikey` in the layer of `root`.
+/// Locks the leaf that covers `ikey` in the layer of `root`, or returns
+/// `None` if the leaf found was deleted (removed, or its whole layer was):
+/// the caller starts again from the top of the tree.
 ///
 /// # Safety
 /// `root` is a node of a live layer; the caller holds a guard.
 pub(crate) unsafe fn find_locked<'a>(
     root: *mut NodeBase,
     ikey: u64,
-) -> (NodeRef<'a, Leaf>, LockGuard<'a>) {
-    loop {
-        // SAFETY: the caller's guarantees.
-        let (mut leaf, v) = unsafe { reach_leaf(root, ikey) };
-        // SAFETY: the leaf lives as long as the guard; the lock borrows its version.
-        let mut lock = unsafe { &*leaf.as_ptr() }.version.lock();
-        let now = lock.current();
-        if now.is_deleted() {
-            continue;
-        }
-        if v.has_split(now) {
-            // Keys at or above a right sibling's `low` moved there: follow the
-            // links, locking hand-over-hand, left to right.
-            loop {
-                // Acquire: pairs with the Release in `split`'s link.
-                let next = leaf.next.load(Ordering::Acquire);
-                // SAFETY: linked leaves live while the guard does; `low` is immutable.
-                if next.is_null() || ikey < unsafe { (*next).low } {
-                    break;
-                }
-                // SAFETY: as above.
-                let next = unsafe { NodeRef::<'a, Leaf>::new(next) };
-                // SAFETY: as above.
-                let next_lock = unsafe { &*next.as_ptr() }.version.lock();
-                drop(lock);
-                (leaf, lock) = (next, next_lock);
-            }
-        }
-        return (leaf, lock);
+) -> Option<(NodeRef<'a, Leaf>, LockGuard<'a>)> {
+    // SAFETY: the caller's guarantees.
+    let (mut leaf, v) = unsafe { reach_leaf(root, ikey) };
+    // SAFETY: the leaf lives as long as the guard; the lock borrows its version.
+    let mut lock = unsafe { &*leaf.as_ptr() }.version.lock();
+    if lock.current().is_deleted() {
+        return None;
     }
+    if v.has_split(lock.current()) {
+        // Keys at or above a right sibling's `low` moved there: follow the
+        // links, locking hand-over-hand, left to right.
+        loop {
+            let next = leaflink::next(&leaf);
+            // SAFETY: linked leaves live while the guard does; `low` is immutable.
+            if next.is_null() || ikey < unsafe { (*next).low } {
+                break;
+            }
+            // SAFETY: as above.
+            let next = unsafe { NodeRef::<'a, Leaf>::new(next) };
+            // SAFETY: as above.
+            let next_lock = unsafe { &*next.as_ptr() }.version.lock();
+            if next_lock.current().is_deleted() {
+                // Its remover unlinked it before unlocking: read our link again.
+                continue;
+            }
+            drop(lock);
+            (leaf, lock) = (next, next_lock);
+        }
+    }
+    Some((leaf, lock))
 }
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
@@ -72,16 +75,21 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// value word the tree may own from now on (if `Ok`).
     pub(crate) unsafe fn insert(
         &self,
-        key: &[u8],
+        full: &[u8],
         word: *mut (),
         guard: &A::Guard<'_>,
     ) -> Result<Inserted, AllocError> {
-        let mut key = Key::new(key);
+        let mut key = Key::new(full);
         let mut root = self.root_or_init()?;
         loop {
             let ikey = key.ikey();
             // SAFETY: `root` is a node of a live layer; we hold a guard.
-            let (leaf, lock) = unsafe { find_locked(root, ikey) };
+            let Some((leaf, lock)) = (unsafe { find_locked(root, ikey) }) else {
+                // Removed under us: start over from the top.
+                key = Key::new(full);
+                root = self.root_or_init()?;
+                continue;
+            };
             let perm = leaf.permutation.load();
             let at = search(&leaf, perm, &key);
             if let Some(slot) = at.slot {

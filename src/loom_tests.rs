@@ -151,3 +151,66 @@ fn loom_reader_races_new_layer() {
         assert_eq!(t.get(b"abcdefgh-second", &g), Some(2));
     });
 }
+
+/// A reader racing a remove and the reuse of the freed slot by an insert
+/// never sees the new key's value under the old key.
+#[test]
+fn loom_reader_races_remove_and_slot_reuse() {
+    loom::model(|| {
+        let t = Arc::new(Words::new_in(TestBackend::new()));
+        {
+            let g = t.guard();
+            for i in 0..15 {
+                t.insert(&key(2 * i), i, &g);
+            }
+        }
+        let r = {
+            let t = t.clone();
+            thread::spawn(move || {
+                let g = t.guard();
+                let x = t.get(&key(10), &g);
+                assert!(x.is_none() || x == Some(5), "read {x:?} for key 10");
+                let y = t.get(&key(11), &g);
+                assert!(y.is_none() || y == Some(99), "read {y:?} for key 11");
+            })
+        };
+        let g = t.guard();
+        assert_eq!(t.remove(&key(10), &g), Some(5));
+        // The leaf has one free slot now: the one key 10 used.
+        assert_eq!(t.insert(&key(11), 99, &g), None);
+        r.join().unwrap();
+        assert_eq!(t.get(&key(10), &g), None);
+    });
+}
+
+/// An insert headed for a leaf that a remove empties and unlinks is not
+/// lost: it notices the deleted bit and retries from the top.
+#[test]
+fn loom_insert_races_unlink() {
+    loom::model(|| {
+        let t = Arc::new(Words::new_in(TestBackend::new()));
+        {
+            let g = t.guard();
+            // Sequential inserts: a full leaf 0..=14, then key 15 alone in a
+            // right leaf (an append split moves only the new key).
+            for i in 0..16 {
+                t.insert(&key(i), i, &g);
+            }
+        }
+        let w = {
+            let t = t.clone();
+            thread::spawn(move || {
+                let g = t.guard();
+                assert_eq!(t.insert(&key(16), 16, &g), None);
+            })
+        };
+        let g = t.guard();
+        // Empties the right leaf: it is unlinked and taken out of the root.
+        assert_eq!(t.remove(&key(15), &g), Some(15));
+        w.join().unwrap();
+        assert_eq!(t.get(&key(16), &g), Some(16));
+        assert_eq!(t.get(&key(15), &g), None);
+        assert_eq!(t.get(&key(14), &g), Some(14));
+        assert_eq!(t.len(), 16);
+    });
+}

@@ -207,6 +207,13 @@ impl LockGuard<'_> {
         self.set(SPLITTING);
     }
 
+    /// Marks the node as unlinked: whoever finds it from now on retries from
+    /// the top. Also dirty, so readers inside revalidate.
+    #[inline]
+    pub(crate) fn mark_deleted(&self) {
+        self.set(DELETED | INSERTING);
+    }
+
     /// Sets or clears the root flag (a split of the root). Dirty, as a split.
     #[inline]
     pub(crate) fn set_root(&self, root: bool) {
@@ -321,6 +328,13 @@ mod tests {
         }
         let v1 = n.stable();
         assert!(!v1.is_root() && v0.has_split(v1));
+        {
+            let g = n.lock();
+            g.mark_deleted();
+            assert!(n.has_changed(v1));
+        }
+        let v2 = n.stable();
+        assert!(v2.is_deleted() && v1.has_split(v2));
     }
 
     #[test]

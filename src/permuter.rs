@@ -78,10 +78,6 @@ impl Permuter {
     /// Removes position `i`, shifting later positions down; its slot becomes
     /// the last free slot (reused last, so readers holding an old permutation
     /// rarely meet a recycled slot).
-    #[cfg_attr(
-        not(test),
-        expect(dead_code, reason = "remove lands in the next change")
-    )]
     pub(crate) fn remove_to_back(&mut self, i: usize) {
         let n = self.len();
         debug_assert!(i < n);

@@ -148,6 +148,13 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         }
     }
 
+    /// The root of layer 0 (null while the tree has never held a key).
+    #[inline]
+    pub(crate) fn top_root(&self) -> *mut NodeBase {
+        // Acquire: pairs with the Release exchanges that publish a new root.
+        self.root.load(Ordering::Acquire)
+    }
+
     /// The root of layer 0, creating it on first use.
     pub(crate) fn root_or_init(&self) -> Result<*mut NodeBase, AllocError> {
         // Acquire: pairs with the Release exchanges below and in `split`.

@@ -14,6 +14,7 @@ use core::ptr::NonNull;
 use crate::allocator::{AllocError, NodeAllocatorGeneric};
 use crate::internode::{IWIDTH, Internode};
 use crate::leaf::{Leaf, NodeBase};
+use crate::leaflink;
 use crate::nodeversion::{LockGuard, NodeVersion, ROOT};
 use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{NodeRef, RawTree, parent_of, set_parent, version};
@@ -42,7 +43,9 @@ fn split_point(ikey_at: impl Fn(usize) -> u64, pos: usize) -> usize {
 ///
 /// # Safety
 /// `n` is a live node that the caller has locked; the caller holds a guard.
-unsafe fn locked_parent<'a>(n: *mut NodeBase) -> Option<(NodeRef<'a, Internode>, LockGuard<'a>)> {
+pub(crate) unsafe fn locked_parent<'a>(
+    n: *mut NodeBase,
+) -> Option<(NodeRef<'a, Internode>, LockGuard<'a>)> {
     loop {
         // SAFETY: parents of live nodes are live while the guard lives.
         let p = unsafe { parent_of(n) };
@@ -119,19 +122,8 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             .parent
             .store(leaf.parent.load(Ordering::Relaxed), Ordering::Relaxed);
 
-        // Link: right sits between `leaf` and its old next.
-        // Relaxed: under `leaf`'s lock, which guards its `next`.
-        let next = leaf.next.load(Ordering::Relaxed);
-        right.next.store(next, Ordering::Relaxed);
-        right.prev.store(leaf.as_ptr(), Ordering::Relaxed);
-        if !next.is_null() {
-            // SAFETY: linked leaves are live; `next.prev` is guarded by our lock.
-            // Release: publishes `right` to backward walkers.
-            unsafe { (*next).prev.store(rp.as_ptr(), Ordering::Release) };
-        }
-        // Release: publishes the fully built right leaf to readers moving right
-        // (pairs with the Acquire loads of `next` in `advance`/`find_locked`).
-        leaf.next.store(rp.as_ptr(), Ordering::Release);
+        // SAFETY: `rp` is built and stays allocated until retired.
+        leaflink::link_split(leaf, unsafe { NodeRef::new(rp.as_ptr()) });
 
         let mut p = perm;
         if pos < m {

@@ -71,12 +71,18 @@ unsafe fn reclaim_suffix(p: *mut u8) {
     }
 }
 
-impl Drop for TestBackend {
-    fn drop(&mut self) {
+impl TestBackend {
+    fn free_retired(&mut self) {
         for (p, f) in self.retired.get_mut().unwrap().drain(..) {
             // SAFETY: every entry is retired memory nobody can reach any more.
             unsafe { f(p) }
         }
+    }
+}
+
+impl Drop for TestBackend {
+    fn drop(&mut self) {
+        self.free_retired();
     }
 }
 
@@ -140,5 +146,8 @@ unsafe impl NodeAllocatorGeneric for TestBackend {
     }
     unsafe fn retire_value<T>(&self, p: NonNull<T>, _: &TestGuard) {
         self.defer(p.as_ptr().cast(), reclaim_value::<T>);
+    }
+    fn reclaim(&mut self) {
+        self.free_retired();
     }
 }

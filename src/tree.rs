@@ -133,6 +133,52 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         }
     }
 
+    /// Removes `key`, returning its value if it was present. An out-of-line
+    /// value stays readable until `guard` drops, then is dropped once no reader
+    /// can see it. Nodes left empty are unlinked and retired the same way.
+    ///
+    /// ```
+    /// let tree = masstree::MassTree::new();
+    /// let g = tree.guard();
+    /// tree.insert(b"k", String::from("v"), &g);
+    /// assert_eq!(tree.remove(b"k", &g).map(String::as_str), Some("v"));
+    /// assert_eq!(tree.remove(b"k", &g), None);
+    /// assert!(tree.is_empty());
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn remove<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<S::Ref<'g>> {
+        self.check(guard);
+        // SAFETY: the guard is ours; the removed word is unlinked, and our guard
+        // keeps it readable for 'g after we retire it.
+        unsafe {
+            let old = self.raw.remove(key.as_ref(), guard)?;
+            let r = S::as_ref(old);
+            S::retire(&self.raw.alloc, old, guard);
+            Some(r)
+        }
+    }
+
+    /// Removes every key, dropping every value now.
+    pub fn clear(&mut self) {
+        // SAFETY: `&mut self`: no guard or other thread can use the tree.
+        unsafe { self.raw.free_all(S::free::<A>) };
+        self.raw.alloc.reclaim();
+    }
+
+    /// Frees everything removed or replaced so far, now, rather than when the
+    /// backend gets to it (the seize backend frees retired memory in batches,
+    /// once no guard that could see it is left). `&mut self` proves that no
+    /// guard is alive.
+    pub fn reclaim(&mut self) {
+        self.raw.alloc.reclaim();
+    }
+
     /// The number of keys. Exact when no insert is in flight.
     #[inline]
     pub fn len(&self) -> usize {

@@ -244,3 +244,184 @@ fn every_key_visible_after_each_insert_around_splits() {
         }
     }
 }
+
+fn live(t: &Words) -> isize {
+    t.backend().live.load(core::sync::atomic::Ordering::Relaxed)
+}
+
+#[test]
+fn remove_matches_model_across_layers() {
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut model: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut rng = Rng(7);
+    let prefixes: [&[u8]; 3] = [
+        b"",
+        b"0123456789abcdef",
+        b"\xff\xff\xff\xff\xff\xff\xff\xffz",
+    ];
+    for i in 0..scale(40_000) {
+        let r = rng.next();
+        let mut k = prefixes[(r % 3) as usize].to_vec();
+        for j in 0..(r >> 4) % 12 {
+            k.push(b"a\0\xff"[((r >> (8 + 2 * j)) % 3) as usize]);
+        }
+        if (r >> 40) % 3 == 0 {
+            assert_eq!(t.remove(&k, &g), model.remove(&k), "remove {k:?}");
+        } else {
+            assert_eq!(
+                t.insert(&k, i, &g),
+                model.insert(k.clone(), i),
+                "insert {k:?}"
+            );
+        }
+        assert_eq!(t.len(), model.len());
+    }
+    check_against(&t, &model);
+    for k in model.keys() {
+        assert!(t.remove(k, &g).is_some());
+    }
+    assert!(t.is_empty());
+    for k in model.keys() {
+        assert_eq!(t.get(k, &g), None);
+    }
+}
+
+#[test]
+fn removing_everything_returns_the_memory() {
+    let n = scale(30_000);
+    let mut t = Words::new_in(TestBackend::new());
+    let mut rng = Rng(99);
+    let keys: Vec<Vec<u8>> = (0..n)
+        .map(|i| match i % 3 {
+            0 => rng.next().to_be_bytes().to_vec(),
+            1 => format!("user/{:016x}/profile", rng.next()).into_bytes(),
+            _ => format!("same-prefix-{}", i).into_bytes(),
+        })
+        .collect();
+    {
+        let g = t.guard();
+        for (i, k) in keys.iter().enumerate() {
+            t.insert(k, i, &g);
+        }
+    }
+    let loaded = live(&t);
+    {
+        let g = t.guard();
+        for k in &keys {
+            assert!(t.remove(k, &g).is_some(), "{k:?}");
+        }
+    }
+    t.reclaim();
+    // What stays: the leftmost leaf of layer 0 and the internodes above it
+    // (one key-less internode per level); no layer, suffix or value.
+    let (leaves, internodes, layers) = census(&t);
+    assert_eq!((leaves, layers), (1, 0));
+    assert!(internodes <= 4, "{internodes} internodes left");
+    assert_eq!(
+        live(&t),
+        (leaves + internodes) as isize,
+        "of {loaded} allocations"
+    );
+    // Still usable.
+    let g = t.guard();
+    t.insert(b"again", 1, &g);
+    assert_eq!(t.get(b"again", &g), Some(1));
+}
+
+#[test]
+fn remove_then_reinsert_same_keys() {
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    for round in 0..3 {
+        for i in 0..scale(3000) {
+            let k = format!("k{:05}/with/a/suffix", i);
+            assert_eq!(t.insert(&k, i + round, &g), None);
+        }
+        for i in 0..scale(3000) {
+            let k = format!("k{:05}/with/a/suffix", i);
+            assert_eq!(t.remove(&k, &g), Some(i + round));
+        }
+        assert!(t.is_empty());
+    }
+    assert_eq!(t.insert(b"", 1, &g), None);
+    assert_eq!(t.remove(b"", &g), Some(1));
+    assert_eq!(t.remove(b"", &g), None);
+}
+
+#[test]
+fn clear_frees_everything() {
+    let mut t: Tree<OutOfLine<String>, TestBackend> = Tree::new_in(TestBackend::new());
+    {
+        let g = t.guard();
+        for i in 0..scale(2000) {
+            t.insert(&format!("{i:x}-{i}"), format!("{i}"), &g);
+        }
+    }
+    t.clear();
+    assert!(t.is_empty());
+    assert_eq!(
+        t.backend().live.load(core::sync::atomic::Ordering::Relaxed),
+        0
+    );
+}
+
+#[test]
+fn concurrent_insert_remove_owned_keys() {
+    let t = Words::new_in(TestBackend::new());
+    let threads = 4;
+    let per = scale(4000);
+    std::thread::scope(|s| {
+        for id in 0..threads {
+            let t = &t;
+            s.spawn(move || {
+                let g = t.guard();
+                let mut rng = Rng(id as u64 + 1);
+                let mut mine = std::collections::BTreeMap::new();
+                for i in 0..per {
+                    let r = rng.next();
+                    let k = format!("{:03}/{id}/{}", r % 300, (r >> 20) % 4);
+                    if r % 3 == 0 {
+                        assert_eq!(t.remove(&k, &g), mine.remove(&k));
+                    } else {
+                        assert_eq!(t.insert(&k, i, &g), mine.insert(k.clone(), i));
+                    }
+                    assert_eq!(t.get(&k, &g), mine.get(&k).copied());
+                }
+                mine
+            });
+        }
+    });
+}
+
+/// (leaves, internodes, layers) reachable from the root.
+fn census(t: &Words) -> (usize, usize, usize) {
+    use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
+    use crate::raw::{layer_root, version};
+    unsafe fn walk(n: *mut NodeBase, acc: &mut (usize, usize, usize)) {
+        unsafe {
+            if version(n).load().is_leaf() {
+                acc.0 += 1;
+                let l = &*n.cast::<Leaf>();
+                for s in l.permutation.load().iter() {
+                    if slot_kind(l.keylenx(s)) == SlotKind::Layer {
+                        acc.2 += 1;
+                        walk(layer_root(l.value(s).cast()), acc);
+                    }
+                }
+            } else {
+                acc.1 += 1;
+                let i = &*n.cast::<crate::Internode>();
+                for c in 0..=i.nkeys() {
+                    walk(i.child(c), acc);
+                }
+            }
+        }
+    }
+    let mut acc = (0, 0, 0);
+    let r = t.raw.top_root();
+    if !r.is_null() {
+        unsafe { walk(layer_root(r), &mut acc) };
+    }
+    acc
+}

@@ -1,0 +1,325 @@
+//! Remove (`masstree_remove.hh`).
+//!
+//! A key leaves its leaf's permutation under the leaf lock with a dirty mark,
+//! so every reader that read the old permutation fails validation (this is
+//! what lets later inserts fill the freed slot without a dirty mark of their
+//! own). A leaf left empty is deleted: marked `DELETED`, unlinked from its
+//! neighbours ([`crate::leaflink::unlink`]), then taken out of its parent; its
+//! key range joins its left neighbour's. Internodes left without children go
+//! the same way. The leftmost leaf of a layer is never removed; when it is
+//! the last leaf of an empty layer below layer 0, the whole layer is removed
+//! from the slot that points to it ([`RawTree::gc_layer`]). Whoever meets a
+//! deleted node starts again from the top of the tree.
+
+use core::ptr::NonNull;
+
+use crate::allocator::NodeAllocatorGeneric;
+use crate::get::search;
+use crate::insert::find_locked;
+use crate::internode::Internode;
+use crate::key::Key;
+use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
+use crate::leaflink;
+use crate::nodeversion::LockGuard;
+use crate::raw::{NodeRef, RawTree, layer_root, version};
+use crate::split::locked_parent;
+use crate::suffix::Suffix;
+use crate::sync::Ordering;
+
+impl<A: NodeAllocatorGeneric> RawTree<A> {
+    /// Removes a key; returns its value word, which the caller must retire.
+    ///
+    /// # Safety
+    /// The caller holds `guard`, a guard of this tree's backend.
+    pub(crate) unsafe fn remove(&self, full: &[u8], guard: &A::Guard<'_>) -> Option<*mut ()> {
+        'top: loop {
+            let mut key = Key::new(full);
+            let mut root = self.top_root();
+            if root.is_null() {
+                return None;
+            }
+            let mut depth = 0;
+            loop {
+                // SAFETY: `root` is a node of a live layer; we hold a guard.
+                let Some((leaf, lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                    continue 'top;
+                };
+                let perm = leaf.permutation.load();
+                let at = search(&leaf, perm, &key);
+                let slot = at.slot?;
+                let stored = leaf.value(slot);
+                let (value, record) = match slot_kind(leaf.keylenx(slot)) {
+                    SlotKind::Layer => {
+                        root = stored.cast();
+                        drop(lock);
+                        key.shift();
+                        depth += 1;
+                        continue;
+                    }
+                    SlotKind::Suffix => {
+                        let s = Leaf::suffix_of(stored);
+                        // SAFETY: the record of a live slot, read under the lock.
+                        if unsafe { Suffix::bytes(s) } != key.suffix() {
+                            return None;
+                        }
+                        // SAFETY: as above.
+                        (unsafe { (*s).value() }, Some(s))
+                    }
+                    SlotKind::Value => (stored, None),
+                };
+                lock.mark_insert();
+                let mut p = perm;
+                p.remove_to_back(at.pos);
+                leaf.permutation.publish(p);
+                if let Some(s) = record {
+                    // SAFETY: unlinked from the slot; readers that loaded it hold guards.
+                    unsafe { self.alloc.retire_suffix(NonNull::new_unchecked(s), guard) };
+                }
+                // Relaxed: a statistic.
+                self.len.0.fetch_sub(1, Ordering::Relaxed);
+                if p.len() == 0 {
+                    // SAFETY: we hold the leaf's lock and a guard.
+                    let layer_left_empty = unsafe { self.remove_leaf(leaf, lock, guard) };
+                    if layer_left_empty && depth > 0 {
+                        // SAFETY: we hold a guard and no lock.
+                        unsafe { self.gc_layer(full, depth, guard) };
+                    }
+                }
+                return Some(value);
+            }
+        }
+    }
+
+    /// Deletes an empty leaf, unless it is the leftmost of its layer, and
+    /// unlocks it. Returns true if its layer may now be empty (its leftmost
+    /// leaf empty and alone), for the caller to try [`Self::gc_layer`].
+    ///
+    /// # Safety
+    /// `lock` locks `leaf`, which is empty; the caller holds `guard`.
+    unsafe fn remove_leaf(
+        &self,
+        leaf: NodeRef<'_, Leaf>,
+        lock: LockGuard<'_>,
+        guard: &A::Guard<'_>,
+    ) -> bool {
+        // Acquire: pairs with the Release stores of `prev` in `leaflink`.
+        if leaf.prev.load(Ordering::Acquire).is_null() {
+            return leaflink::next(&leaf).is_null();
+        }
+        lock.mark_deleted();
+        leaflink::unlink(leaf);
+        // SAFETY: the leaf is locked and deleted; we hold a guard.
+        unsafe { self.remove_child(leaf.as_ptr().cast(), leaf.low, guard) };
+        drop(lock);
+        // Acquire: as above. Our left neighbour when we were unlinked.
+        let prev = leaf.prev.load(Ordering::Acquire);
+        // SAFETY: unreachable from the list (unlinked) and the tree (removed
+        // from its parent); readers that hold it have guards.
+        unsafe {
+            self.alloc
+                .retire_leaf(NonNull::new_unchecked(leaf.as_ptr()), guard)
+        };
+        // If that was the last leaf but the leftmost, the layer may be empty.
+        // Look under the neighbour's lock: whoever emptied it looked at its
+        // `next` under the same lock, so one of us sees the other's change.
+        // SAFETY: leaves live while the guard does; we hold no other lock.
+        let prev = unsafe { NodeRef::<Leaf>::new(prev) };
+        // SAFETY: as above; the lock borrows the leaf's version.
+        let plock = unsafe { &*prev.as_ptr() }.version.lock();
+        // Acquire (prev.prev): as above.
+        !plock.current().is_deleted()
+            && prev.prev.load(Ordering::Acquire).is_null()
+            && leaflink::next(&prev).is_null()
+            && prev.permutation.load().len() == 0
+    }
+
+    /// Takes the deleted, locked node `n`, whose key range starts at `low`,
+    /// out of its parent. A parent left without children is deleted too; when
+    /// `n` was the first child, the separator above that pointed at `low` is
+    /// redirected first, so that keys in `n`'s range route to the left
+    /// neighbour before any route through the parent can reach a node whose
+    /// `low` is above them.
+    ///
+    /// # Safety
+    /// `n` is locked, marked deleted and not a layer root; the caller holds a guard.
+    unsafe fn remove_child(&self, n: *mut NodeBase, low: u64, guard: &A::Guard<'_>) {
+        // SAFETY: `n` is live and locked by us; we hold a guard.
+        let (p, plock) = unsafe { locked_parent(n) }
+            .expect("only layer roots have no parent, and they are never removed");
+        let nk = p.nkeys();
+        let i = (0..=nk)
+            .find(|&i| p.child(i) == n)
+            .expect("a locked parent lists its child");
+        if nk == 0 {
+            plock.mark_deleted();
+            // SAFETY: `p` is locked and deleted; it is not a root, or `n` would
+            // be the leftmost leaf of its layer.
+            unsafe { self.remove_child(p.as_ptr().cast(), low, guard) };
+            drop(plock);
+            // SAFETY: out of the tree now; readers that hold it have guards.
+            unsafe {
+                self.alloc
+                    .retire_internode(NonNull::new_unchecked(p.as_ptr()), guard)
+            };
+            return;
+        }
+        if i == 0 {
+            // SAFETY: `p` is locked by us; we hold a guard.
+            unsafe { redirect(p.as_ptr().cast(), low, p.ikey(0)) };
+        }
+        plock.mark_insert();
+        // Drop child `i` and the separator to its left (the right one for child 0).
+        let gone = i.saturating_sub(1);
+        for j in gone..nk - 1 {
+            p.set_ikey(j, p.ikey(j + 1));
+        }
+        for j in i..nk {
+            p.set_child(j, p.child(j + 1));
+        }
+        p.set_nkeys(nk - 1);
+    }
+
+    /// Removes the empty layer that the slot for `full`'s first `depth` slices
+    /// points to, if it is still empty; then, if that emptied the leaf of the
+    /// slot, removes that leaf too, and so on up.
+    ///
+    /// Locks go top-down across layers (the slot's leaf, then the layer's
+    /// leaf) and bottom-up within the layer, as everywhere else.
+    ///
+    /// # Safety
+    /// The caller holds `guard` and no lock.
+    unsafe fn gc_layer(&self, full: &[u8], mut depth: usize, guard: &A::Guard<'_>) {
+        'top: while depth > 0 {
+            let mut key = Key::new(full);
+            let mut root = self.top_root();
+            for _ in 0..depth - 1 {
+                // SAFETY: `root` is a node of a live layer; we hold a guard.
+                let Some((leaf, _lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                    continue 'top;
+                };
+                let Some(slot) = search(&leaf, leaf.permutation.load(), &key).slot else {
+                    return;
+                };
+                if slot_kind(leaf.keylenx(slot)) != SlotKind::Layer {
+                    return;
+                }
+                root = leaf.value(slot).cast();
+                key.shift();
+            }
+            // SAFETY: as above.
+            let Some((upper, ulock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                continue 'top;
+            };
+            let perm = upper.permutation.load();
+            let at = search(&upper, perm, &key);
+            let Some(slot) = at.slot else { return };
+            if slot_kind(upper.keylenx(slot)) != SlotKind::Layer {
+                return;
+            }
+            // SAFETY: a layer slot under its leaf's lock points into a live layer.
+            let top = unsafe { layer_root(upper.value(slot).cast()) };
+            let mut n = top;
+            // SAFETY: nodes of a live layer; the leftmost spine never changes
+            // its first children (splits keep child 0, removals spare it).
+            while !unsafe { version(n) }.load().is_leaf() {
+                n = unsafe { &*n.cast::<Internode>() }.child(0);
+            }
+            // SAFETY: as above.
+            let leaf = unsafe { NodeRef::<Leaf>::new(n.cast()) };
+            // SAFETY: as above; the lock borrows the leaf's version.
+            let llock = unsafe { &*leaf.as_ptr() }.version.lock();
+            // Acquire (prev): pairs with the Release stores in `leaflink`.
+            let alone = !llock.current().is_deleted()
+                && leaf.permutation.load().len() == 0
+                && leaf.prev.load(Ordering::Acquire).is_null()
+                && leaflink::next(&leaf).is_null();
+            // With the slot's leaf and the layer's only leaf locked, nothing in
+            // the layer can change: inserts need the leaf, and so do splits.
+            // SAFETY: we hold both locks and a guard.
+            if !alone || !unsafe { self.delete_spine(leaf.as_ptr().cast(), top, guard) } {
+                return;
+            }
+            llock.mark_deleted();
+            ulock.mark_insert();
+            let mut p = perm;
+            p.remove_to_back(at.pos);
+            upper.permutation.publish(p);
+            drop(llock);
+            // SAFETY: the layer is unreachable from the slot now.
+            unsafe {
+                self.alloc
+                    .retire_leaf(NonNull::new_unchecked(leaf.as_ptr()), guard)
+            };
+            if p.len() > 0 {
+                return;
+            }
+            // SAFETY: we hold the upper leaf's lock, and it is empty.
+            if !unsafe { self.remove_leaf(upper, ulock, guard) } {
+                return;
+            }
+            depth -= 1;
+        }
+    }
+
+    /// Locks the internodes from `n`'s parent up to `top`, the layer root,
+    /// bottom-up, and if each has no key (a single child), marks them all
+    /// deleted and retires them; returns false, changing nothing, otherwise.
+    ///
+    /// # Safety
+    /// `n` is locked by the caller; we hold a guard.
+    unsafe fn delete_spine(
+        &self,
+        n: *mut NodeBase,
+        top: *mut NodeBase,
+        guard: &A::Guard<'_>,
+    ) -> bool {
+        if n == top {
+            return true;
+        }
+        // SAFETY: the caller's guarantees.
+        let Some((p, plock)) = (unsafe { locked_parent(n) }) else {
+            return false;
+        };
+        // SAFETY: as above, `p` now locked by us.
+        if p.nkeys() != 0 || !unsafe { self.delete_spine(p.as_ptr().cast(), top, guard) } {
+            return false;
+        }
+        plock.mark_deleted();
+        drop(plock);
+        // SAFETY: unreachable once the caller removes the layer's slot; readers
+        // that hold it have guards, and retired memory outlives them.
+        unsafe {
+            self.alloc
+                .retire_internode(NonNull::new_unchecked(p.as_ptr()), guard)
+        };
+        true
+    }
+}
+
+/// Replaces the separator `low` above `n` (the subtree whose first child is
+/// going) by `new_low`, the new lowest key of that subtree. Locks ancestors
+/// bottom-up while `n` is their first child.
+///
+/// # Safety
+/// `n` is locked by the caller; the caller holds a guard.
+unsafe fn redirect(n: *mut NodeBase, low: u64, new_low: u64) {
+    // SAFETY: the caller's guarantees.
+    let (q, qlock) =
+        unsafe { locked_parent(n) }.expect("a first child on the leftmost spine is never removed");
+    let j = (0..=q.nkeys())
+        .find(|&j| q.child(j) == n)
+        .expect("a locked parent lists its child");
+    if j == 0 {
+        // SAFETY: `q` is locked by us (held until we return).
+        unsafe { redirect(q.as_ptr().cast(), low, new_low) };
+    } else {
+        debug_assert_eq!(
+            q.ikey(j - 1),
+            low,
+            "separators are the low keys of their right subtrees"
+        );
+        qlock.mark_insert();
+        q.set_ikey(j - 1, new_low);
+    }
+    drop(qlock);
+}
