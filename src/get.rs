@@ -7,12 +7,12 @@
 
 use crate::allocator::NodeAllocatorGeneric;
 use crate::internode::Internode;
-use crate::key::Key;
+use crate::key::{Key, rank};
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
 use crate::nodeversion::Version;
 use crate::permuter::Permuter;
-use crate::raw::{NodeRef, RawTree, parent_of, version};
+use crate::raw::{NodeRef, RawTree, parent_of, prefetch_node, version};
 use crate::suffix::Suffix;
 
 /// Where a key is, or would go, in a leaf.
@@ -27,11 +27,12 @@ pub(crate) struct Position {
 /// caller does not hold the lock; the caller validates.
 #[inline]
 pub(crate) fn search(leaf: &Leaf, perm: Permuter, key: &Key<'_>) -> Position {
+    let target = (key.ikey(), rank(key.keylenx()));
     let (mut lo, mut hi) = (0, perm.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
         let slot = perm.get(mid);
-        match key.compare(leaf.ikey(slot), leaf.keylenx(slot)) {
+        match target.cmp(&(leaf.ikey(slot), rank(leaf.keylenx(slot)))) {
             core::cmp::Ordering::Greater => lo = mid + 1,
             core::cmp::Ordering::Less => hi = mid,
             core::cmp::Ordering::Equal => {
@@ -62,6 +63,7 @@ pub(crate) unsafe fn reach_leaf<'a>(
         // followed here was read from a node of this layer.
         unsafe {
             let mut n = root;
+            prefetch_node(n);
             let mut v = version(n).stable();
             while !v.is_root() {
                 let p = parent_of(n);
@@ -76,6 +78,7 @@ pub(crate) unsafe fn reach_leaf<'a>(
                 let child = inode.child(inode.child_index(ikey));
                 // A null child is a torn read of a changing node: its version
                 // will say how it changed.
+                prefetch_node(child);
                 let cv = (!child.is_null()).then(|| version(child).stable());
                 if !inode.version.has_changed(v) {
                     if let Some(cv) = cv {

@@ -7,8 +7,6 @@
 //! [`KSUF`] for "longer, the rest is stored out of line", or [`LAYER`] for
 //! "longer, the rest lives in the next layer".
 
-use core::cmp::Ordering;
-
 /// Bytes per slice.
 pub(crate) const SLICE: usize = 8;
 /// keylenx: the key continues past this slice; its suffix is stored out of line.
@@ -93,19 +91,19 @@ impl<'k> Key<'k> {
         debug_assert!(self.has_suffix());
         self.offset += SLICE;
     }
-
-    /// Compares `(ikey, rank)` of this key with a stored entry.
-    #[inline]
-    pub(crate) fn compare(&self, ikey: u64, keylenx: u8) -> Ordering {
-        self.ikey()
-            .cmp(&ikey)
-            .then(rank(self.keylenx()).cmp(&rank(keylenx)))
-    }
 }
 
 #[cfg(all(test, not(masstree_loom)))]
 mod tests {
     use super::*;
+    use core::cmp::Ordering;
+
+    impl Key<'_> {
+        /// Compares `(ikey, rank)` with a stored entry, as the leaf search does.
+        fn compare(&self, ikey: u64, keylenx: u8) -> Ordering {
+            (self.ikey(), rank(self.keylenx())).cmp(&(ikey, rank(keylenx)))
+        }
+    }
 
     #[test]
     fn ikey_is_big_endian_and_zero_padded() {
