@@ -7,6 +7,7 @@
 //!     - `backend()` / `backend_in(a)`: a fresh backend value,
 //!     - `Tree<V>` / `ITree<V>` (+ `TreeIn<V, A>` / `ITreeIn<V, A>`): tree types,
 //!     - `new_tree::<V>()`, `new_itree::<V>()`, `new_tree_in(a)`, `new_itree_in(a)`.
+//!
 //!   Everything at the top level of the including test file is visible through
 //!   `use super::*`.
 //! * [`Counting`]: an `allocator_api2` allocator wrapping `Global` that counts
@@ -45,7 +46,7 @@ macro_rules! for_each_backend {
         #[allow(dead_code)]
         pub(crate) fn new_itree<V>() -> ITree<V>
         where
-            V: Copy + Send + Sync,
+            V: masstree::InlineValue,
         {
             masstree::InlineMassTree::new_in(backend())
         }
@@ -60,7 +61,7 @@ macro_rules! for_each_backend {
         pub(crate) fn new_itree_in<V, A>(a: A) -> ITreeIn<V, A>
         where
             A: masstree::allocator_api2::alloc::Allocator,
-            V: Copy + Send + Sync,
+            V: masstree::InlineValue,
         {
             masstree::InlineMassTree::new_in(backend_in(a))
         }
@@ -111,15 +112,15 @@ macro_rules! for_each_backend {
 
 /// Counters shared by every clone of a [`Counting`] allocator.
 #[derive(Debug, Default)]
-pub struct Counters {
+pub(crate) struct Counters {
     /// Bytes currently allocated (may go negative on a bug: signed on purpose).
-    pub live_bytes: AtomicIsize,
+    pub(crate) live_bytes: AtomicIsize,
     /// Allocations currently live.
-    pub live_allocs: AtomicIsize,
+    pub(crate) live_allocs: AtomicIsize,
     /// Total number of successful allocations ever.
-    pub total_allocs: AtomicUsize,
+    pub(crate) total_allocs: AtomicUsize,
     /// Total number of deallocations ever.
-    pub total_frees: AtomicUsize,
+    pub(crate) total_frees: AtomicUsize,
 }
 
 /// An allocator wrapping `Global` that counts live bytes and allocations.
@@ -127,24 +128,24 @@ pub struct Counters {
 /// Cloning shares the counters (`Arc`), so a test can keep one handle and
 /// give a clone to the tree.
 #[derive(Clone, Debug, Default)]
-pub struct Counting {
-    pub counters: Arc<Counters>,
+pub(crate) struct Counting {
+    pub(crate) counters: Arc<Counters>,
 }
 
 impl Counting {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
-    pub fn live_bytes(&self) -> isize {
+    pub(crate) fn live_bytes(&self) -> isize {
         self.counters.live_bytes.load(Ordering::SeqCst)
     }
-    pub fn live_allocs(&self) -> isize {
+    pub(crate) fn live_allocs(&self) -> isize {
         self.counters.live_allocs.load(Ordering::SeqCst)
     }
-    pub fn total_allocs(&self) -> usize {
+    pub(crate) fn total_allocs(&self) -> usize {
         self.counters.total_allocs.load(Ordering::SeqCst)
     }
-    pub fn total_frees(&self) -> usize {
+    pub(crate) fn total_frees(&self) -> usize {
         self.counters.total_frees.load(Ordering::SeqCst)
     }
 
@@ -235,10 +236,10 @@ unsafe impl Allocator for Counting {
 
 /// xorshift64* — deterministic, seedable, good enough for test data.
 #[derive(Clone, Debug)]
-pub struct Rng(u64);
+pub(crate) struct Rng(u64);
 
 impl Rng {
-    pub fn new(seed: u64) -> Self {
+    pub(crate) fn new(seed: u64) -> Self {
         // splitmix the seed so that small seeds give unrelated streams
         let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
         z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
@@ -246,7 +247,7 @@ impl Rng {
         z ^= z >> 31;
         Rng(z | 1)
     }
-    pub fn next_u64(&mut self) -> u64 {
+    pub(crate) fn next_u64(&mut self) -> u64 {
         let mut x = self.0;
         x ^= x >> 12;
         x ^= x << 25;
@@ -255,17 +256,17 @@ impl Rng {
         x.wrapping_mul(0x2545_F491_4F6C_DD1D)
     }
     /// Uniform-ish in `0..n` (n > 0).
-    pub fn below(&mut self, n: u64) -> u64 {
+    pub(crate) fn below(&mut self, n: u64) -> u64 {
         ((self.next_u64() as u128 * n as u128) >> 64) as u64
     }
-    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next_u64() as u8).collect()
     }
 }
 
 /// A 64-bit hash of a byte string (FNV-1a followed by a finalizer); used to
 /// tie values to the key they were written for.
-pub fn key_hash(key: &[u8]) -> u64 {
+pub(crate) fn key_hash(key: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for &b in key {
         h ^= b as u64;
@@ -280,7 +281,7 @@ pub fn key_hash(key: &[u8]) -> u64 {
 
 /// Number of test iterations scaled for the build: tiny under Miri, reduced in
 /// debug builds, full in release.
-pub fn scaled(release: usize) -> usize {
+pub(crate) fn scaled(release: usize) -> usize {
     if cfg!(miri) {
         (release / 1000).clamp(16, 200)
     } else if cfg!(debug_assertions) {
@@ -299,7 +300,7 @@ pub fn scaled(release: usize) -> usize {
 /// * 4: 8 identical bytes + decimal + long tail (suffix, then layer on collision),
 /// * 5: be id followed by 0..3 zero bytes depending on id (trailing-zero siblings),
 /// * 6: 0xFF-heavy 24-byte prefix + be id.
-pub fn shaped_key(id: u64) -> Vec<u8> {
+pub(crate) fn shaped_key(id: u64) -> Vec<u8> {
     let shape = id % 7;
     let n = id / 7;
     let mut k = Vec::new();
@@ -344,6 +345,6 @@ pub fn shaped_key(id: u64) -> Vec<u8> {
     k
 }
 
-pub fn hex(k: &[u8]) -> String {
+pub(crate) fn hex(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
 }
