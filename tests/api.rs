@@ -338,4 +338,74 @@ for_each_backend! {
         }
         assert_eq!(t.len(), keys.len());
     }
+
+    #[test]
+    #[should_panic(expected = "guard")]
+    fn foreign_guard_remove_panics() {
+        let a = new_itree::<u64>();
+        let b = new_itree::<u64>();
+        {
+            let g = a.guard();
+            a.insert(b"k", 1, &g);
+        }
+        let gb = b.guard();
+        let _ = a.remove(b"k", &gb);
+    }
+
+    #[test]
+    fn remove_basics() {
+        let t = new_tree::<String>();
+        let g = t.guard();
+        assert!(t.remove(b"", &g).is_none(), "remove on an empty tree");
+        assert!(t.remove(b"absent", &g).is_none());
+        t.insert(b"", "empty".to_string(), &g);
+        t.insert(b"a", "a".to_string(), &g);
+        t.insert(b"a\0", "a0".to_string(), &g);
+        t.insert(b"abcdefgh", "8".to_string(), &g);
+        t.insert(b"abcdefgh-long-suffix", "suffix".to_string(), &g);
+        assert_eq!(t.len(), 5);
+        assert_eq!(t.remove(b"a", &g).map(String::as_str), Some("a"));
+        assert!(t.remove(b"a", &g).is_none(), "removed twice");
+        assert_eq!(t.get(b"a\0", &g).map(String::as_str), Some("a0"), "sibling with trailing zero");
+        assert_eq!(t.remove(b"abcdefgh", &g).map(String::as_str), Some("8"));
+        assert_eq!(t.get(b"abcdefgh-long-suffix", &g).map(String::as_str), Some("suffix"));
+        assert_eq!(t.remove("", &g).map(String::as_str), Some("empty"));
+        assert_eq!(t.len(), 2);
+        assert!(!t.is_empty());
+        let v = t.remove(&b"a\0".to_vec(), &g).expect("present");
+        let w = t.remove("abcdefgh-long-suffix", &g).expect("present");
+        assert!(t.is_empty());
+        // removed values stay readable while the guard lives
+        assert_eq!((v.as_str(), w.as_str()), ("a0", "suffix"));
+        assert!(t.insert(b"a", "again".to_string(), &g).is_none());
+        assert_eq!(t.get(b"a", &g).map(String::as_str), Some("again"));
+    }
+
+    #[test]
+    fn clear_and_reclaim() {
+        let mut t = new_itree::<u64>();
+        {
+            let g = t.guard();
+            for i in 0..5000u64 {
+                t.insert(&common::shaped_key(i), i, &g);
+            }
+            for i in 0..2500u64 {
+                assert_eq!(t.remove(&common::shaped_key(i), &g), Some(i));
+            }
+        }
+        t.reclaim();
+        assert_eq!(t.len(), 2500);
+        {
+            let g = t.guard();
+            assert_eq!(t.get(&common::shaped_key(4999), &g), Some(4999));
+            assert_eq!(t.get(&common::shaped_key(0), &g), None);
+        }
+        t.clear();
+        assert!(t.is_empty());
+        let g = t.guard();
+        assert_eq!(t.get(&common::shaped_key(4999), &g), None);
+        assert_eq!(t.insert(&common::shaped_key(4999), 1, &g), None);
+        assert_eq!(t.len(), 1);
+    }
+
 }

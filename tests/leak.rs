@@ -279,6 +279,143 @@ for_each_backend! {
         ctx.assert_all_dropped_once();
         assert_no_live_memory(&alloc, "multithreaded");
     }
+
+    /// Removing every key and reclaiming frees the values (exactly once) and
+    /// the emptied leaves, internodes and layers while the tree is alive.
+    #[test]
+    fn remove_all_then_reclaim() {
+        let n = scaled(100_000);
+        let keys = leak_keys(n);
+        let ctx = DropCtx::new(n);
+        let alloc = Counting::new();
+        let mut t = new_tree_in::<Tracked, _>(alloc.clone());
+        {
+            let g = t.guard();
+            for k in &keys {
+                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none());
+            }
+        }
+        let peak_allocs = alloc.live_allocs();
+        {
+            let g = t.guard();
+            for (i, k) in keys.iter().enumerate() {
+                let v = t.remove(k, &g).unwrap_or_else(|| panic!("key #{i} {} missing", hex(k)));
+                v.check(k); // readable and not yet dropped while `g` lives
+                assert_eq!(v.id, i);
+                assert!(t.remove(k, &g).is_none());
+            }
+            assert!(t.is_empty());
+        }
+        t.reclaim();
+        ctx.assert_all_dropped_once();
+        let left = alloc.live_allocs();
+        eprintln!("remove_all_then_reclaim: {peak_allocs} live allocations at the peak, {left} after");
+        assert!(
+            left <= 16,
+            "{left} allocations (of {peak_allocs} at the peak) still live in an empty tree after \
+             reclaim(): emptied nodes/layers are not freed"
+        );
+        // still usable
+        {
+            let g = t.guard();
+            for k in keys.iter().take(1000) {
+                assert!(t.get(k, &g).is_none());
+            }
+        }
+        drop(t);
+        assert_no_live_memory(&alloc, "remove all");
+    }
+
+    /// `clear()` drops every value immediately and the tree stays usable.
+    #[test]
+    fn clear_drops_everything_now() {
+        let n = scaled(50_000);
+        let keys = leak_keys(n);
+        let ctx = DropCtx::new(2 * n + n / 2);
+        let alloc = Counting::new();
+        let mut t = new_tree_in::<Tracked, _>(alloc.clone());
+        {
+            let g = t.guard();
+            for k in &keys {
+                t.insert(k, Tracked::new(ctx, k), &g);
+            }
+            for k in keys.iter().step_by(2) {
+                t.insert(k, Tracked::new(ctx, k), &g).expect("present").check(k);
+            }
+        }
+        t.clear();
+        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
+        ctx.assert_all_dropped_once();
+        assert!(alloc.live_allocs() <= 16, "{} allocations live after clear()", alloc.live_allocs());
+        {
+            let g = t.guard();
+            for k in &keys {
+                assert!(t.get(k, &g).is_none(), "{} survived clear()", hex(k));
+                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none());
+            }
+            assert_eq!(t.len(), n);
+        }
+        drop(t);
+        ctx.assert_all_dropped_once();
+        assert_no_live_memory(&alloc, "clear");
+    }
+
+    /// Interleaved inserts and removes with a guard per operation: memory
+    /// stays bounded (removed values and emptied nodes are reclaimed as we go).
+    #[test]
+    fn remove_insert_churn_stays_bounded() {
+        let rounds = scaled(20_000);
+        let ctx = DropCtx::new(rounds * 8);
+        let alloc = Counting::new();
+        let t = new_tree_in::<Tracked, _>(alloc.clone());
+        let mut high = 0;
+        for r in 0..rounds {
+            // 8 keys in a fresh layer per round, all removed again
+            let p = (r as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15).to_be_bytes();
+            let ks: Vec<Vec<u8>> = (0..8u8).map(|i| [&p[..], b"suffix-", &[i]].concat()).collect();
+            for k in &ks {
+                let g = t.guard();
+                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none());
+            }
+            for k in &ks {
+                let g = t.guard();
+                t.remove(k, &g).expect("present").check(k);
+            }
+            high = high.max(alloc.live_allocs());
+        }
+        assert!(t.is_empty());
+        assert!(
+            high < 20_000.min(rounds as isize * 8 / 2),
+            "memory grows without bound under insert/remove churn: {high} live allocations"
+        );
+        drop(t);
+        ctx.assert_all_dropped_once();
+        assert_no_live_memory(&alloc, "churn");
+    }
+
+    /// Inline values: remove everything, reclaim, drop.
+    #[test]
+    fn inline_remove_all_freed() {
+        let n = scaled(100_000);
+        let keys = leak_keys(n);
+        let alloc = Counting::new();
+        let mut t = new_itree_in::<u64, _>(alloc.clone());
+        {
+            let g = t.guard();
+            for (i, k) in keys.iter().enumerate() {
+                assert_eq!(t.insert(k, i as u64, &g), None);
+            }
+            for (i, k) in keys.iter().enumerate().rev() {
+                assert_eq!(t.remove(k, &g), Some(i as u64), "remove #{i} {}", hex(k));
+            }
+        }
+        t.reclaim();
+        assert!(alloc.live_allocs() <= 16, "{} allocations live in an empty tree", alloc.live_allocs());
+        drop(t);
+        assert_no_live_memory(&alloc, "inline remove all");
+    }
+
 }
 
 /// Backend-specific: with epoch reclamation, replaced values must actually be

@@ -131,22 +131,34 @@ enum Op {
     Get(Index),
     /// get an arbitrary (probably absent) key
     GetOther(Vec<u8>),
+    /// remove pool[idx]
+    Remove(Index),
+    /// remove an arbitrary (probably absent) key
+    RemoveOther(Vec<u8>),
 }
 
-fn op() -> impl Strategy<Value = Op> {
+/// `remove_weight` 0 gives insert/get-only sequences; high weights keep the
+/// tree small so that leaves and layers empty (and are collected) and refill.
+fn op(remove_weight: u32) -> impl Strategy<Value = Op> {
     prop_oneof![
         5 => (any::<Index>(), value()).prop_map(|(i, v)| Op::Insert(i, v)),
         4 => any::<Index>().prop_map(Op::Get),
         1 => key().prop_map(Op::GetOther),
+        remove_weight => any::<Index>().prop_map(Op::Remove),
+        remove_weight.div_ceil(2) => key().prop_map(Op::RemoveOther),
+    ]
+}
+
+fn ops() -> impl Strategy<Value = Vec<Op>> {
+    prop_oneof![
+        1 => prop::collection::vec(op(0), 1..400),
+        3 => (1u32..=8).prop_flat_map(|rw| prop::collection::vec(op(rw), 1..400)),
     ]
 }
 
 /// A pool of keys (so that ops hit the same keys repeatedly) and a sequence.
 fn scenario() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<Op>)> {
-    (
-        prop::collection::vec(key(), 1..48),
-        prop::collection::vec(op(), 1..400),
-    )
+    (prop::collection::vec(key(), 1..48), ops())
 }
 
 fn config() -> ProptestConfig {
@@ -165,22 +177,37 @@ fn config() -> ProptestConfig {
 // Model checker (backend- and value-representation agnostic)
 // ---------------------------------------------------------------------------
 
-/// Runs `ops` against the tree (through the three closures) and a BTreeMap,
-/// comparing every result.
-fn check_ops(
+/// The tree under test, through closures (so that the checker needs neither
+/// the guard type nor the value representation).
+struct Map<I, G, R, L> {
+    insert: I,
+    get: G,
+    remove: R,
+    len: L,
+}
+
+type Model = BTreeMap<Vec<u8>, u64>;
+
+/// Runs `ops` against the tree and `model`, comparing every result, then
+/// sweeps every pool and model key.
+fn check_ops<I, G, R, L>(
     keys: &[Vec<u8>],
     ops: &[Op],
-    mut insert: impl FnMut(&[u8], u64) -> Option<u64>,
-    mut get: impl FnMut(&[u8]) -> Option<u64>,
-    len: impl Fn() -> usize,
-) -> Result<(), TestCaseError> {
-    let mut model: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+    model: &mut Model,
+    mut m: Map<I, G, R, L>,
+) -> Result<(), TestCaseError>
+where
+    I: FnMut(&[u8], u64) -> Option<u64>,
+    G: FnMut(&[u8]) -> Option<u64>,
+    R: FnMut(&[u8]) -> Option<u64>,
+    L: Fn() -> usize,
+{
     for (step, op) in ops.iter().enumerate() {
         match op {
             Op::Insert(i, v) => {
                 let k = i.get(keys);
                 let expected = model.insert(k.clone(), *v);
-                let got = insert(k, *v);
+                let got = (m.insert)(k, *v);
                 prop_assert_eq!(
                     got,
                     expected,
@@ -192,33 +219,31 @@ fn check_ops(
             }
             Op::Get(i) => {
                 let k = i.get(keys);
-                let got = get(k);
+                let got = (m.get)(k);
                 prop_assert_eq!(got, model.get(k).copied(), "step {}: get({})", step, hex(k));
             }
             Op::GetOther(k) => {
-                let got = get(k);
+                let got = (m.get)(k);
                 prop_assert_eq!(got, model.get(k).copied(), "step {}: get({})", step, hex(k));
             }
+            Op::Remove(i) => {
+                let k = i.get(keys);
+                let got = (m.remove)(k);
+                prop_assert_eq!(got, model.remove(k), "step {}: remove({})", step, hex(k));
+            }
+            Op::RemoveOther(k) => {
+                let got = (m.remove)(k);
+                prop_assert_eq!(got, model.remove(k), "step {}: remove({})", step, hex(k));
+            }
         }
-        prop_assert_eq!(len(), model.len(), "step {}: len()", step);
+        prop_assert_eq!((m.len)(), model.len(), "step {}: len()", step);
     }
     // final sweep: every pool key, every model key
     for k in keys.iter().chain(model.keys()) {
-        prop_assert_eq!(get(k), model.get(k).copied(), "final get({})", hex(k));
+        prop_assert_eq!((m.get)(k), model.get(k).copied(), "final get({})", hex(k));
     }
-    prop_assert_eq!(len(), model.len(), "final len()");
+    prop_assert_eq!((m.len)(), model.len(), "final len()");
     Ok(())
-}
-
-/// Number of distinct keys inserted by `ops`.
-fn model_len(keys: &[Vec<u8>], ops: &[Op]) -> usize {
-    let mut set = std::collections::BTreeSet::new();
-    for op in ops {
-        if let Op::Insert(i, _) = op {
-            set.insert(i.get(keys));
-        }
-    }
-    set.len()
 }
 
 /// Out-of-line value encoding: ties the value to its key so that a value
@@ -249,57 +274,85 @@ for_each_backend! {
         fn inline_model((keys, ops) in scenario()) {
             let t = new_itree::<u64>();
             let g = t.guard();
-            check_ops(
-                &keys,
-                &ops,
-                |k, v| t.insert(k, v, &g),
-                |k| t.get(k, &g),
-                || t.len(),
-            )?;
-            prop_assert_eq!(t.is_empty(), model_len(&keys, &ops) == 0);
+            let mut model = Model::new();
+            check_ops(&keys, &ops, &mut model, Map {
+                insert: |k: &[u8], v| t.insert(k, v, &g),
+                get: |k: &[u8]| t.get(k, &g),
+                remove: |k: &[u8]| t.remove(k, &g),
+                len: || t.len(),
+            })?;
+            prop_assert_eq!(t.is_empty(), model.is_empty());
         }
 
         /// Inline u64 values, a fresh guard for every operation.
         #[test]
         fn inline_model_guard_per_op((keys, ops) in scenario()) {
             let t = new_itree::<u64>();
-            check_ops(
-                &keys,
-                &ops,
-                |k, v| t.insert(k, v, &t.guard()),
-                |k| t.get(k, &t.guard()),
-                || t.len(),
-            )?;
+            check_ops(&keys, &ops, &mut Model::new(), Map {
+                insert: |k: &[u8], v| t.insert(k, v, &t.guard()),
+                get: |k: &[u8]| t.get(k, &t.guard()),
+                remove: |k: &[u8]| t.remove(k, &t.guard()),
+                len: || t.len(),
+            })?;
+        }
+
+        /// Three phases on one tree: ops, `reclaim()`, ops, `clear()`, ops.
+        #[test]
+        fn inline_model_reclaim_and_clear(
+            (keys, ops1) in scenario(),
+            ops2 in ops(),
+            ops3 in ops(),
+        ) {
+            let mut t = new_itree::<u64>();
+            let mut model = Model::new();
+            for (phase, ops) in [&ops1, &ops2, &ops3].into_iter().enumerate() {
+                match phase {
+                    1 => t.reclaim(),
+                    2 => {
+                        t.clear();
+                        model.clear();
+                        prop_assert!(t.is_empty(), "clear() left {} keys", t.len());
+                    }
+                    _ => {}
+                }
+                let g = t.guard();
+                check_ops(&keys, ops, &mut model, Map {
+                    insert: |k: &[u8], v| t.insert(k, v, &g),
+                    get: |k: &[u8]| t.get(k, &g),
+                    remove: |k: &[u8]| t.remove(k, &g),
+                    len: || t.len(),
+                })?;
+            }
         }
 
         /// Out-of-line `String` values, one guard for the whole sequence.
-        /// Every replaced value returned by `insert` is kept and re-verified at
-        /// the end: it must stay readable while the guard lives.
+        /// Every value returned by `insert` (replaced) or `remove` is kept and
+        /// re-verified at the end: it must stay readable while the guard lives.
         #[test]
         fn string_model((keys, ops) in scenario()) {
             let t = new_tree::<String>();
             let g = t.guard();
-            let mut olds: Vec<(&String, String)> = Vec::new();
-            check_ops(
-                &keys,
-                &ops,
-                |k, v| {
-                    let old = t.insert(k, encode(k, v), &g);
-                    old.map(|s| {
-                        olds.push((s, s.clone()));
-                        decode(k, s)
-                    })
-                },
-                |k| t.get(k, &g).map(|s| decode(k, s)),
-                || t.len(),
-            )?;
-            for (r, copy) in &olds {
-                prop_assert_eq!(*r, copy, "replaced value changed while the guard was held");
+            let olds: std::cell::RefCell<Vec<(&String, String)>> = Default::default();
+            check_ops(&keys, &ops, &mut Model::new(), Map {
+                insert: |k: &[u8], v| t.insert(k, encode(k, v), &g).map(|s| {
+                    olds.borrow_mut().push((s, s.clone()));
+                    decode(k, s)
+                }),
+                get: |k: &[u8]| t.get(k, &g).map(|s| decode(k, s)),
+                remove: |k: &[u8]| t.remove(k, &g).map(|s| {
+                    olds.borrow_mut().push((s, s.clone()));
+                    decode(k, s)
+                }),
+                len: || t.len(),
+            })?;
+            for (r, copy) in olds.borrow().iter() {
+                prop_assert_eq!(*r, copy, "replaced/removed value changed while the guard was held");
             }
         }
 
         /// Out-of-line `Vec<u8>` values (the key itself plus the value), guard
-        /// per op, so replaced values may actually be reclaimed mid-sequence.
+        /// per op, so replaced and removed values (and emptied nodes) may
+        /// actually be reclaimed mid-sequence.
         #[test]
         fn vec_model_guard_per_op((keys, ops) in scenario()) {
             let t = new_tree::<Vec<u8>>();
@@ -312,19 +365,21 @@ for_each_backend! {
                 assert_eq!(&x[8..], k, "value belongs to another key");
                 u64::from_le_bytes(x[..8].try_into().unwrap())
             };
-            check_ops(
-                &keys,
-                &ops,
-                |k, v| {
+            check_ops(&keys, &ops, &mut Model::new(), Map {
+                insert: |k: &[u8], v| {
                     let g = t.guard();
                     t.insert(k, mk(k, v), &g).map(|x| dec(k, x))
                 },
-                |k| {
+                get: |k: &[u8]| {
                     let g = t.guard();
                     t.get(k, &g).map(|x| dec(k, x))
                 },
-                || t.len(),
-            )?;
+                remove: |k: &[u8]| {
+                    let g = t.guard();
+                    t.remove(k, &g).map(|x| dec(k, x))
+                },
+                len: || t.len(),
+            })?;
         }
     }
 
@@ -358,6 +413,50 @@ for_each_backend! {
             }
             for (k, v) in &model {
                 assert_eq!(t.get(k, &g), Some(!*v), "get after update {}", hex(k));
+            }
+            assert_eq!(t.len(), model.len());
+        }
+        // remove every other key (in insertion order), check the rest
+        let mut removed = std::collections::BTreeSet::new();
+        {
+            let g = t.guard();
+            for k in keys.iter().step_by(2) {
+                if removed.insert(k.as_slice()) {
+                    assert_eq!(t.remove(k, &g), Some(!model[k.as_slice()]), "remove {}", hex(k));
+                }
+                assert_eq!(t.remove(k, &g), None, "second remove {}", hex(k));
+            }
+            assert_eq!(t.len(), model.len() - removed.len());
+        }
+        {
+            let g = t.guard();
+            for (k, v) in &model {
+                let expected = if removed.contains(k) { None } else { Some(!*v) };
+                assert_eq!(t.get(k, &g), expected, "get after removals {}", hex(k));
+            }
+        }
+        // remove the rest in reverse key order: the tree must end up empty
+        {
+            let g = t.guard();
+            for (k, v) in model.iter().rev() {
+                if !removed.contains(k) {
+                    assert_eq!(t.remove(k, &g), Some(!*v), "remove rest {}", hex(k));
+                }
+            }
+            assert_eq!(t.len(), 0);
+            assert!(t.is_empty());
+            for k in model.keys() {
+                assert_eq!(t.get(k, &g), None, "get after removing all {}", hex(k));
+            }
+        }
+        // and is fully usable again
+        {
+            let g = t.guard();
+            for (k, v) in &model {
+                assert_eq!(t.insert(k, *v, &g), None, "reinsert {}", hex(k));
+            }
+            for (k, v) in &model {
+                assert_eq!(t.get(k, &g), Some(*v), "get after reinsert {}", hex(k));
             }
             assert_eq!(t.len(), model.len());
         }
