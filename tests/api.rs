@@ -33,13 +33,14 @@ fn auto_traits() {
 /// `'static` threads, and move it to another thread to drop it.
 #[test]
 fn share_via_arc_and_move() {
+    const PER_THREAD: u32 = if cfg!(miri) { 50 } else { 1000 };
     let t: Arc<MassTree<String>> = Arc::new(MassTree::new());
     let hs: Vec<_> = (0..4u32)
         .map(|i| {
             let t = Arc::clone(&t);
             std::thread::spawn(move || {
                 let g = t.guard();
-                for j in 0..1000u32 {
+                for j in 0..PER_THREAD {
                     let k = format!("{i}/{j}");
                     assert!(t.insert(&k, k.clone(), &g).is_none());
                 }
@@ -49,10 +50,11 @@ fn share_via_arc_and_move() {
     for h in hs {
         h.join().unwrap();
     }
-    assert_eq!(t.len(), 4000);
+    assert_eq!(t.len(), 4 * PER_THREAD as usize);
     {
         let g = t.guard();
-        assert_eq!(t.get("3/999", &g).map(String::as_str), Some("3/999"));
+        let last = format!("3/{}", PER_THREAD - 1);
+        assert_eq!(t.get(&last, &g), Some(&last));
     }
     let t = Arc::try_unwrap(t).expect("sole owner");
     std::thread::spawn(move || {
@@ -288,7 +290,7 @@ for_each_backend! {
         assert!(!empty.is_empty());
         {
             let g = t.guard();
-            for i in 0..10_000u64 {
+            for i in 0..if cfg!(miri) { 200 } else { 10_000u64 } {
                 t.insert(&common::shaped_key(i), i, &g);
             }
         }
@@ -383,28 +385,29 @@ for_each_backend! {
 
     #[test]
     fn clear_and_reclaim() {
+        const N: u64 = if cfg!(miri) { 200 } else { 5000 };
         let mut t = new_itree::<u64>();
         {
             let g = t.guard();
-            for i in 0..5000u64 {
+            for i in 0..N {
                 t.insert(&common::shaped_key(i), i, &g);
             }
-            for i in 0..2500u64 {
+            for i in 0..N / 2 {
                 assert_eq!(t.remove(&common::shaped_key(i), &g), Some(i));
             }
         }
         t.reclaim();
-        assert_eq!(t.len(), 2500);
+        assert_eq!(t.len(), (N / 2) as usize);
         {
             let g = t.guard();
-            assert_eq!(t.get(&common::shaped_key(4999), &g), Some(4999));
+            assert_eq!(t.get(&common::shaped_key(N - 1), &g), Some(N - 1));
             assert_eq!(t.get(&common::shaped_key(0), &g), None);
         }
         t.clear();
         assert!(t.is_empty());
         let g = t.guard();
-        assert_eq!(t.get(&common::shaped_key(4999), &g), None);
-        assert_eq!(t.insert(&common::shaped_key(4999), 1, &g), None);
+        assert_eq!(t.get(&common::shaped_key(N - 1), &g), None);
+        assert_eq!(t.insert(&common::shaped_key(N - 1), 1, &g), None);
         assert_eq!(t.len(), 1);
     }
 
