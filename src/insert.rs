@@ -7,15 +7,13 @@
 //! (see [`crate::split`]).
 
 use crate::allocator::{AllocError, NodeAllocatorGeneric};
-use crate::get::{reach_leaf, search};
-use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
-use crate::leaf::{LAYER_ROOT, Leaf, NodeBase, SlotKind, slot_kind};
+use crate::get::reach_leaf;
+use crate::key::{KSUF, LAYER, SLICE, ikey_of};
+use crate::leaf::{LAYER_ROOT, Leaf, NodeBase};
 use crate::leaflink;
 use crate::nodeversion::LockGuard;
-use crate::permuter::WIDTH;
-use crate::raw::{NodeRef, RawTree, layer_root};
+use crate::raw::{NodeRef, RawTree};
 use crate::suffix::Suffix;
-use crate::sync::Ordering;
 
 /// What an insert found.
 pub(crate) enum Inserted {
@@ -79,83 +77,18 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         word: *mut (),
         guard: &A::Guard<'_>,
     ) -> Result<Inserted, AllocError> {
-        let mut key = Key::new(full);
-        let mut root = self.root_or_init()?;
-        loop {
-            let ikey = key.ikey();
-            // SAFETY: `root` is a node of a live layer; we hold a guard.
-            let Some((leaf, lock)) = (unsafe { find_locked(root, ikey) }) else {
-                // Removed under us: start over from the top.
-                key = Key::new(full);
-                root = self.root_or_init()?;
-                continue;
-            };
-            let perm = leaf.permutation.load();
-            let at = search(&leaf, perm, &key);
-            if let Some(slot) = at.slot {
-                let stored = leaf.value(slot);
-                match slot_kind(leaf.keylenx(slot)) {
-                    SlotKind::Value => {
-                        return Ok(Inserted::Replaced(leaf.replace_value(slot, word)));
-                    }
-                    SlotKind::Layer => {
-                        // SAFETY: a layer word under the lock points into a live layer.
-                        let real = unsafe { layer_root(stored.cast()) };
-                        if real.cast() != stored {
-                            // The layer's root split: repoint the slot (either
-                            // pointer leads readers to the right root).
-                            leaf.set_value(slot, real.cast());
-                        }
-                        root = real;
-                    }
-                    SlotKind::Suffix => {
-                        // SAFETY: suffix records of live slots are live.
-                        let s = unsafe { NodeRef::new(Leaf::suffix_of(stored)) };
-                        // SAFETY: as above.
-                        if unsafe { Suffix::bytes(s.as_ptr()) } == key.suffix() {
-                            return Ok(Inserted::Replaced(s.replace_value(word)));
-                        }
-                        root = self.make_layer(&leaf, &lock, slot, s, guard)?;
-                    }
-                }
-                drop(lock);
-                key.shift();
-                continue;
-            }
-            let stored = if key.has_suffix() {
-                self.new_suffix(key.suffix(), word)?.cast()
-            } else {
-                word
-            };
-            if perm.len() < WIDTH {
-                let mut p = perm;
-                let slot = p.insert_from_back(at.pos);
-                // The slot is free in every permutation a reader can hold
-                // under its version (see ARCHITECTURE.md): no dirty mark needed.
-                leaf.set_slot(slot, ikey, key.keylenx(), stored);
-                leaf.permutation.publish(p);
-                drop(lock);
-            } else if let Err(e) =
-                self.split_insert(leaf, lock, at.pos, ikey, key.keylenx(), stored)
-            {
-                if key.has_suffix() {
-                    // SAFETY: the record was never published.
-                    unsafe {
-                        self.alloc
-                            .free_suffix(core::ptr::NonNull::new_unchecked(stored.cast()))
-                    };
-                }
-                return Err(e);
-            }
-            // Relaxed: a statistic; no memory is published through it.
-            self.len.0.fetch_add(1, Ordering::Relaxed);
-            return Ok(Inserted::New);
+        // SAFETY: the caller's guarantees.
+        let at = unsafe { self.locate(full, true, guard) }?.expect("locate makes the root");
+        if at.current().is_some() {
+            return Ok(Inserted::Replaced(self.replace(&at, word)));
         }
+        self.add(at, word)?;
+        Ok(Inserted::New)
     }
 
     /// Turns the suffixed key in `slot` into a one-key layer, because another
     /// key with the same slice arrived. Returns the new layer's root.
-    fn make_layer(
+    pub(crate) fn make_layer(
         &self,
         leaf: &Leaf,
         lock: &LockGuard<'_>,

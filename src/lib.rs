@@ -9,17 +9,21 @@ mod allocator;
 mod get;
 mod insert;
 mod internode;
+mod iter;
 mod key;
 mod leaf;
 mod leaflink;
+mod locate;
 mod nodeversion;
 mod permuter;
 mod raw;
 mod remove;
+mod scan;
 mod split;
 mod suffix;
 mod sync;
 mod tree;
+mod update;
 mod value;
 
 #[cfg(all(test, masstree_loom))]
@@ -35,9 +39,11 @@ pub mod alloc_backends;
 pub use allocator::{AllocError, NodeAllocatorGeneric};
 pub use allocator_api2;
 pub use internode::Internode;
+pub use iter::{Cursor, Range, Seek};
 pub use leaf::Leaf;
 pub use suffix::Suffix;
 pub use tree::Tree;
+pub use update::{Change, CompareExchangeError};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};
 
 /// A Masstree whose values (of any type) are stored out of line; lookups

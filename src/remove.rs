@@ -23,7 +23,6 @@ use crate::leaflink;
 use crate::nodeversion::LockGuard;
 use crate::raw::{NodeRef, RawTree, layer_root, version};
 use crate::split::locked_parent;
-use crate::suffix::Suffix;
 use crate::sync::Ordering;
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
@@ -32,62 +31,11 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// # Safety
     /// The caller holds `guard`, a guard of this tree's backend.
     pub(crate) unsafe fn remove(&self, full: &[u8], guard: &A::Guard<'_>) -> Option<*mut ()> {
-        'top: loop {
-            let mut key = Key::new(full);
-            let mut root = self.top_root();
-            if root.is_null() {
-                return None;
-            }
-            let mut depth = 0;
-            loop {
-                // SAFETY: `root` is a node of a live layer; we hold a guard.
-                let Some((leaf, lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
-                    continue 'top;
-                };
-                let perm = leaf.permutation.load();
-                let at = search(&leaf, perm, &key);
-                let slot = at.slot?;
-                let stored = leaf.value(slot);
-                let (value, record) = match slot_kind(leaf.keylenx(slot)) {
-                    SlotKind::Layer => {
-                        root = stored.cast();
-                        drop(lock);
-                        key.shift();
-                        depth += 1;
-                        continue;
-                    }
-                    SlotKind::Suffix => {
-                        let s = Leaf::suffix_of(stored);
-                        // SAFETY: the record of a live slot, read under the lock.
-                        if unsafe { Suffix::bytes(s) } != key.suffix() {
-                            return None;
-                        }
-                        // SAFETY: as above.
-                        (unsafe { (*s).value() }, Some(s))
-                    }
-                    SlotKind::Value => (stored, None),
-                };
-                lock.mark_insert();
-                let mut p = perm;
-                p.remove_to_back(at.pos);
-                leaf.permutation.publish(p);
-                if let Some(s) = record {
-                    // SAFETY: unlinked from the slot; readers that loaded it hold guards.
-                    unsafe { self.alloc.retire_suffix(NonNull::new_unchecked(s), guard) };
-                }
-                // Relaxed: a statistic.
-                self.len.0.fetch_sub(1, Ordering::Relaxed);
-                if p.len() == 0 {
-                    // SAFETY: we hold the leaf's lock and a guard.
-                    let layer_left_empty = unsafe { self.remove_leaf(leaf, lock, guard) };
-                    if layer_left_empty && depth > 0 {
-                        // SAFETY: we hold a guard and no lock.
-                        unsafe { self.gc_layer(full, depth, guard) };
-                    }
-                }
-                return Some(value);
-            }
-        }
+        // SAFETY: the caller's guarantees; without making layers nothing allocates.
+        let at = unsafe { self.locate(full, false, guard) }.ok()??;
+        at.current()?;
+        // SAFETY: as above.
+        Some(unsafe { self.remove_at(at, full, guard) })
     }
 
     /// Deletes an empty leaf, unless it is the leftmost of its layer, and
@@ -96,7 +44,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     ///
     /// # Safety
     /// `lock` locks `leaf`, which is empty; the caller holds `guard`.
-    unsafe fn remove_leaf(
+    pub(crate) unsafe fn remove_leaf(
         &self,
         leaf: NodeRef<'_, Leaf>,
         lock: LockGuard<'_>,
@@ -188,7 +136,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     ///
     /// # Safety
     /// The caller holds `guard` and no lock.
-    unsafe fn gc_layer(&self, full: &[u8], mut depth: usize, guard: &A::Guard<'_>) {
+    pub(crate) unsafe fn gc_layer(&self, full: &[u8], mut depth: usize, guard: &A::Guard<'_>) {
         'top: while depth > 0 {
             let mut key = Key::new(full);
             let mut root = self.top_root();

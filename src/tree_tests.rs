@@ -425,3 +425,381 @@ fn census(t: &Words) -> (usize, usize, usize) {
     }
     acc
 }
+
+fn scan_keys(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
+    let prefixes: [&[u8]; 4] = [
+        b"",
+        b"abcdefgh",
+        b"abcdefghijklmnop",
+        b"\xff\xff\xff\xff\xff\xff\xff\xff",
+    ];
+    (0..n)
+        .map(|_| {
+            let r = rng.next();
+            let mut k = prefixes[(r % 4) as usize].to_vec();
+            for j in 0..(r >> 3) % 11 {
+                k.push(b"a\0\xffq"[((r >> (10 + 2 * j)) % 4) as usize]);
+            }
+            k
+        })
+        .collect()
+}
+
+fn bound(rng: &mut Rng, keys: &[Vec<u8>]) -> core::ops::Bound<Vec<u8>> {
+    use core::ops::Bound;
+    let r = rng.next();
+    let k = if r % 2 == 0 && !keys.is_empty() {
+        keys[(r >> 8) as usize % keys.len()].clone()
+    } else {
+        scan_keys(rng, 1).pop().unwrap()
+    };
+    match (r >> 4) % 3 {
+        0 => Bound::Included(k),
+        1 => Bound::Excluded(k),
+        _ => Bound::Unbounded,
+    }
+}
+
+#[test]
+fn ranges_match_btreemap_both_ways() {
+    use core::ops::Bound;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut rng = Rng(2024);
+    let mut model = BTreeMap::new();
+    let keys = scan_keys(&mut rng, scale(3000));
+    for (i, k) in keys.iter().enumerate() {
+        t.insert(k, i, &g);
+        model.insert(k.clone(), i);
+    }
+    for k in keys.iter().step_by(3) {
+        t.remove(k, &g);
+        model.remove(k);
+    }
+    let all: Vec<(Vec<u8>, usize)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(t.iter(&g).collect::<Vec<_>>(), all);
+    assert_eq!(
+        t.iter(&g).rev().collect::<Vec<_>>(),
+        all.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    for _ in 0..scale(300) {
+        let (lo, hi) = (bound(&mut rng, &keys), bound(&mut rng, &keys));
+        let expect: Vec<(Vec<u8>, usize)> = all
+            .iter()
+            .filter(|(k, _)| {
+                let above = match &lo {
+                    Bound::Included(s) => k >= s,
+                    Bound::Excluded(s) => k > s,
+                    Bound::Unbounded => true,
+                };
+                let below = match &hi {
+                    Bound::Included(e) => k <= e,
+                    Bound::Excluded(e) => k < e,
+                    Bound::Unbounded => true,
+                };
+                above && below
+            })
+            .cloned()
+            .collect();
+        let r = (
+            lo.as_ref().map(Vec::as_slice),
+            hi.as_ref().map(Vec::as_slice),
+        );
+        let fwd: Vec<_> = t.range::<[u8], _>(r, &g).collect();
+        assert_eq!(fwd, expect, "range {lo:?}..{hi:?}");
+        let rev: Vec<_> = t.range::<[u8], _>(r, &g).rev().collect();
+        assert_eq!(
+            rev,
+            expect.iter().rev().cloned().collect::<Vec<_>>(),
+            "rev range {lo:?}..{hi:?}"
+        );
+        // Alternate ends: the two cursors meet without overlap.
+        let mut it = t.range::<[u8], _>(r, &g);
+        let mut mixed = (Vec::new(), Vec::new());
+        for i in 0.. {
+            let e = if i % 3 == 0 {
+                it.next_back().map(|e| (true, e))
+            } else {
+                it.next().map(|e| (false, e))
+            };
+            match e {
+                Some((true, e)) => mixed.1.push(e),
+                Some((false, e)) => mixed.0.push(e),
+                None => break,
+            }
+        }
+        mixed.1.reverse();
+        mixed.0.extend(mixed.1);
+        assert_eq!(mixed.0, expect, "mixed range {lo:?}..{hi:?}");
+        assert!(it.next().is_none() && it.next_back().is_none());
+    }
+}
+
+#[test]
+fn prefixes_and_cursor_seeks_match_btreemap() {
+    use crate::Seek;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut rng = Rng(77);
+    let mut model = BTreeMap::new();
+    for (i, k) in scan_keys(&mut rng, scale(2000)).into_iter().enumerate() {
+        t.insert(&k, i, &g);
+        model.insert(k, i);
+    }
+    for _ in 0..scale(400) {
+        let p = scan_keys(&mut rng, 1).pop().unwrap();
+        for cut in [0, 1, 7, 8, 9, 16, p.len()] {
+            let p = &p[..cut.min(p.len())];
+            let got: Vec<_> = t.prefix(p, &g).map(|(k, _)| k).collect();
+            let want: Vec<_> = model.keys().filter(|k| k.starts_with(p)).cloned().collect();
+            assert_eq!(got, want, "prefix {p:?}");
+        }
+        let mut c = t.cursor(&g);
+        use core::ops::Bound::*;
+        let ge = model.range::<[u8], _>((Included(&p[..]), Unbounded)).next();
+        assert_eq!(
+            c.seek(&p, Seek::Ge).map(|(k, v)| (k.to_vec(), v)),
+            ge.map(|(k, v)| (k.clone(), *v))
+        );
+        let gt = model.range::<[u8], _>((Excluded(&p[..]), Unbounded)).next();
+        assert_eq!(
+            c.seek(&p, Seek::Gt).map(|(k, v)| (k.to_vec(), v)),
+            gt.map(|(k, v)| (k.clone(), *v))
+        );
+        let le = model
+            .range::<[u8], _>((Unbounded, Included(&p[..])))
+            .next_back();
+        assert_eq!(
+            c.seek(&p, Seek::Le).map(|(k, v)| (k.to_vec(), v)),
+            le.map(|(k, v)| (k.clone(), *v))
+        );
+        let lt = model
+            .range::<[u8], _>((Unbounded, Excluded(&p[..])))
+            .next_back();
+        assert_eq!(
+            c.seek(&p, Seek::Lt).map(|(k, v)| (k.to_vec(), v)),
+            lt.map(|(k, v)| (k.clone(), *v))
+        );
+        // Step both ways from there.
+        if let Some((k, _)) = lt {
+            let next = model.range::<[u8], _>((Excluded(&k[..]), Unbounded)).next();
+            assert_eq!(
+                c.next().map(|(k, _)| k.to_vec()),
+                next.map(|(k, _)| k.clone())
+            );
+            assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(k.clone()));
+        }
+    }
+    let (first, last) = (
+        model.iter().next().unwrap(),
+        model.iter().next_back().unwrap(),
+    );
+    assert_eq!(t.first(&g), Some((first.0.clone(), *first.1)));
+    assert_eq!(t.last(&g), Some((last.0.clone(), *last.1)));
+    let mut c = t.cursor(&g);
+    assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(last.0.clone()));
+    assert_eq!(c.next(), None);
+    assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(last.0.clone()));
+}
+
+/// Scans in both directions while writers insert and remove whole leaves'
+/// worth of keys between stable ones: strictly ordered, no duplicates, every
+/// stable key seen, every value one that was written for its key.
+#[test]
+fn scans_under_concurrent_writes() {
+    let t = Words::new_in(TestBackend::new());
+    let stable: Vec<Vec<u8>> = (0..scale(2000))
+        .map(|i| format!("s{:06}", i * 10).into_bytes())
+        .collect();
+    {
+        let g = t.guard();
+        for k in &stable {
+            t.insert(k, value_of(k), &g);
+        }
+    }
+    fn value_of(k: &[u8]) -> usize {
+        k.iter()
+            .fold(7usize, |h, &b| h.wrapping_mul(31).wrapping_add(b as usize))
+    }
+    let rounds = if cfg!(miri) { 2 } else { 30 };
+    std::thread::scope(|s| {
+        for w in 0..2usize {
+            let t = &t;
+            s.spawn(move || {
+                let g = t.guard();
+                for r in 0..rounds {
+                    // Churn keys between the stable ones, and long keys that
+                    // make layers, then take them all out again.
+                    let churn: Vec<Vec<u8>> = (0..scale(2000))
+                        .map(|i| {
+                            format!(
+                                "s{:06}{}",
+                                i * 10 + 1 + w + (r % 3),
+                                if i % 7 == 0 { "/deeper/layer/key" } else { "" }
+                            )
+                            .into_bytes()
+                        })
+                        .collect();
+                    for k in &churn {
+                        t.insert(k, value_of(k), &g);
+                    }
+                    for k in &churn {
+                        t.remove(k, &g);
+                    }
+                }
+            });
+        }
+        for backward in [false, true] {
+            let t = &t;
+            let stable = &stable;
+            s.spawn(move || {
+                for _ in 0..rounds {
+                    let g = t.guard();
+                    let items: Vec<(Vec<u8>, usize)> = if backward {
+                        t.iter(&g).rev().collect()
+                    } else {
+                        t.iter(&g).collect()
+                    };
+                    for w in items.windows(2) {
+                        let ordered = if backward {
+                            w[0].0 > w[1].0
+                        } else {
+                            w[0].0 < w[1].0
+                        };
+                        assert!(
+                            ordered,
+                            "out of order or repeated: {:?} then {:?}",
+                            w[0].0, w[1].0
+                        );
+                    }
+                    for (k, v) in &items {
+                        assert_eq!(*v, value_of(k), "value for {k:?}");
+                    }
+                    let seen: std::collections::BTreeSet<&[u8]> =
+                        items.iter().map(|(k, _)| &k[..]).collect();
+                    for k in stable {
+                        assert!(seen.contains(&k[..]), "stable key {k:?} missing");
+                    }
+                }
+            });
+        }
+    });
+}
+
+#[test]
+fn compare_exchange_counter_loses_no_increment() {
+    let t = Words::new_in(TestBackend::new());
+    let (threads, per) = (4, scale(2000));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            let t = &t;
+            s.spawn(move || {
+                let g = t.guard();
+                for _ in 0..per {
+                    let mut cur = t.get(b"counter/with/a/long/key", &g);
+                    loop {
+                        let new = cur.unwrap_or(0) + 1;
+                        match t.compare_exchange(b"counter/with/a/long/key", cur.as_ref(), new, &g)
+                        {
+                            Ok(_) => break,
+                            Err(e) => cur = e.current,
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let g = t.guard();
+    assert_eq!(t.get(b"counter/with/a/long/key", &g), Some(threads * per));
+}
+
+#[test]
+fn get_or_insert_with_inserts_once() {
+    let t: Tree<OutOfLine<String>, TestBackend> = Tree::new_in(TestBackend::new());
+    let calls = core::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|s| {
+        for id in 0..4 {
+            let (t, calls) = (&t, &calls);
+            s.spawn(move || {
+                let g = t.guard();
+                for i in 0..scale(500) {
+                    let v = t.get_or_insert_with(
+                        &format!("key{i}"),
+                        || {
+                            calls.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+                            format!("{i}-{id}")
+                        },
+                        &g,
+                    );
+                    assert!(v.starts_with(&format!("{i}-")));
+                }
+            });
+        }
+    });
+    assert_eq!(calls.into_inner(), scale(500));
+    assert_eq!(t.len(), scale(500));
+}
+
+#[test]
+fn update_matches_model() {
+    use crate::Change;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut model: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut rng = Rng(5);
+    for _ in 0..scale(20_000) {
+        let r = rng.next();
+        let k = scan_keys(&mut rng, 1).pop().unwrap();
+        let change = match r % 4 {
+            0 => Change::Keep,
+            1 => Change::Remove,
+            _ => Change::Set((r >> 8) as usize),
+        };
+        let before = model.get(&k).copied();
+        let prev = t.update(
+            &k,
+            |cur| {
+                assert_eq!(cur, before);
+                change.clone()
+            },
+            &g,
+        );
+        assert_eq!(prev, before);
+        match change {
+            Change::Keep => {}
+            Change::Remove => {
+                model.remove(&k);
+            }
+            Change::Set(v) => {
+                model.insert(k.clone(), v);
+            }
+        }
+        assert_eq!(t.get(&k, &g), model.get(&k).copied());
+    }
+    check_against(&t, &model);
+}
+
+#[test]
+#[cfg_attr(miri, ignore = "unwinding through the test backend is slow under Miri")]
+fn panicking_closure_leaves_tree_consistent() {
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    for i in 0..100usize {
+        t.insert(&format!("key-{i:03}-long-enough"), i, &g);
+    }
+    let r = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        t.update(b"key-050-long-enough", |_| panic!("closure fails"), &g);
+    }));
+    assert!(r.is_err());
+    let r = std::panic::catch_unwind(core::panic::AssertUnwindSafe(|| {
+        // A new key sharing a slice with suffixed keys: a layer may be made
+        // before the closure runs; the content must stay the same.
+        t.get_or_insert_with(b"key-050-long-enough-and-more", || panic!("no value"), &g);
+    }));
+    assert!(r.is_err());
+    // The leaf is unlocked and nothing changed.
+    assert_eq!(t.insert(b"key-050-long-enough", 7, &g), Some(50));
+    assert_eq!(t.len(), 100);
+    assert_eq!(t.iter(&g).count(), 100);
+    assert_eq!(t.get(b"key-050-long-enough-and-more", &g), None);
+}

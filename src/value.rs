@@ -38,6 +38,11 @@ pub unsafe trait ValueStorage {
     where
         Self: 'g;
 
+    /// True if a looked-up value equals `value`.
+    fn equals(found: &Self::Ref<'_>, value: &Self::Value) -> bool
+    where
+        Self::Value: PartialEq;
+
     /// Releases a word at once.
     ///
     /// # Safety
@@ -76,6 +81,13 @@ unsafe impl<V> ValueStorage for OutOfLine<V> {
     {
         // SAFETY: the caller guarantees a live value from `into_word`.
         unsafe { &*word.cast::<V>() }
+    }
+
+    fn equals(found: &&V, value: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        *found == value
     }
 
     unsafe fn free<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) {
@@ -174,6 +186,13 @@ unsafe impl<V: InlineValue> ValueStorage for Inline<V> {
         Self: 'g,
     {
         V::from_word(word.addr())
+    }
+
+    fn equals(found: &V, value: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        found == value
     }
 
     unsafe fn free<A: NodeAllocatorGeneric>(_: &A, _: *mut ()) {}

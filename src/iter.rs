@@ -1,0 +1,285 @@
+//! Cursors and iterators over a [`Tree`]: the safe faces of [`crate::scan`].
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::iter::FusedIterator;
+use core::ops::Bound;
+
+use crate::allocator::NodeAllocatorGeneric;
+use crate::scan::{Dir, RawCursor, Start};
+use crate::tree::Tree;
+use crate::value::ValueStorage;
+
+/// Where [`Cursor::seek`] lands, relative to the key it is given.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Seek {
+    /// The first key `>=` the given one.
+    Ge,
+    /// The first key `>` the given one.
+    Gt,
+    /// The last key `<=` the given one.
+    Le,
+    /// The last key `<` the given one.
+    Lt,
+}
+
+/// A position in a tree that moves both ways, lending each key from an
+/// internal buffer (no allocation per step). Made by [`Tree::cursor`].
+///
+/// Under concurrent writes a cursor sees keys in strictly increasing order
+/// while it moves forward (decreasing backward), and every key that is present
+/// the whole time.
+///
+/// ```
+/// use masstree::{InlineMassTree, Seek};
+/// let tree = InlineMassTree::<u64>::new();
+/// let g = tree.guard();
+/// for (i, k) in ["apple", "banana", "cherry"].iter().enumerate() {
+///     tree.insert(k, i as u64, &g);
+/// }
+/// let mut c = tree.cursor(&g);
+/// assert_eq!(c.seek(b"b", Seek::Ge), Some((&b"banana"[..], 1)));
+/// assert_eq!(c.next(), Some((&b"cherry"[..], 2)));
+/// assert_eq!(c.next(), None);
+/// assert_eq!(c.prev(), Some((&b"cherry"[..], 2)));
+/// assert_eq!(c.prev(), Some((&b"banana"[..], 1)));
+/// ```
+pub struct Cursor<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> {
+    tree: &'t Tree<S, A>,
+    raw: RawCursor<'g>,
+    /// The word of the entry the cursor is on, if any.
+    on: Option<*mut ()>,
+    /// Whether anything was ever found (so the buffer holds a real key).
+    moved: bool,
+}
+
+impl<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> Cursor<'t, 'g, S, A>
+where
+    S: 'g,
+{
+    pub(crate) fn new(tree: &'t Tree<S, A>) -> Self {
+        Cursor {
+            tree,
+            raw: RawCursor::new(Dir::Forward),
+            on: None,
+            moved: false,
+        }
+    }
+
+    fn entry(&self) -> Option<(&[u8], S::Ref<'g>)> {
+        // SAFETY: the word was read under the guard the cursor borrows for 'g.
+        self.on.map(|w| (self.raw.key(), unsafe { S::as_ref(w) }))
+    }
+
+    fn step(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
+        // SAFETY: `Tree::cursor` checked that the guard (held for 'g) is ours.
+        self.on = unsafe { self.raw.step(self.tree.raw()) };
+        self.moved |= self.on.is_some();
+        self.entry()
+    }
+
+    /// Moves to the entry `to` says, relative to `key`, and returns it; `None`
+    /// (and no position) if there is none.
+    pub fn seek<K: AsRef<[u8]> + ?Sized>(
+        &mut self,
+        key: &K,
+        to: Seek,
+    ) -> Option<(&[u8], S::Ref<'g>)> {
+        let (dir, start) = match to {
+            Seek::Ge => (Dir::Forward, Start::Inclusive),
+            Seek::Gt => (Dir::Forward, Start::Exclusive),
+            Seek::Le => (Dir::Backward, Start::Inclusive),
+            Seek::Lt => (Dir::Backward, Start::Exclusive),
+        };
+        self.raw = RawCursor::new(dir);
+        self.raw.seek(key.as_ref(), start);
+        self.step()
+    }
+
+    /// Moves to the first entry of the tree.
+    pub fn seek_first(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
+        self.raw = RawCursor::new(Dir::Forward);
+        self.step()
+    }
+
+    /// Moves to the last entry of the tree.
+    pub fn seek_last(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
+        self.raw = RawCursor::new(Dir::Backward);
+        self.step()
+    }
+
+    /// The entry the cursor is on.
+    pub fn current(&self) -> Option<(&[u8], S::Ref<'g>)> {
+        self.entry()
+    }
+
+    /// Moves to the next entry in key order and returns it. From before the
+    /// first entry (a new cursor) this is the first entry; after the last it
+    /// stays past the end.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
+        self.go(Dir::Forward)
+    }
+
+    /// Moves to the previous entry in key order and returns it.
+    pub fn prev(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
+        self.go(Dir::Backward)
+    }
+
+    fn go(&mut self, dir: Dir) -> Option<(&[u8], S::Ref<'g>)> {
+        if self.raw.dir() != dir {
+            if self.moved {
+                // From an entry: the one beyond it. From past an end: the
+                // last entry we saw, which is the first one back.
+                let inclusive = self.on.is_none();
+                self.raw.turn(dir, inclusive);
+            } else {
+                self.raw = RawCursor::new(dir);
+            }
+        }
+        self.step()
+    }
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cursor")
+            .field("key", &self.on.map(|_| self.raw.key()))
+            .finish()
+    }
+}
+
+/// An iterator over the entries of a key range, in key order, from both ends.
+/// Made by [`Tree::range`], [`Tree::iter`] and [`Tree::prefix`]; each item
+/// is a key (copied out) and a value.
+///
+/// Under concurrent writes it yields keys strictly increasing from the front
+/// (decreasing from the back) without duplicates, every key present in the
+/// range for the whole iteration, and only pairs that were present at some
+/// moment during it. The guard it borrows keeps all of it alive: to let a long
+/// scan release memory now and then, drop the iterator, drop or refresh the
+/// guard, and start a new range just beyond the last key seen
+/// (`tree.range(&last[..].., &guard)` then skip it, or
+/// `tree.range::<[u8], _>((Bound::Excluded(&last[..]), Bound::Unbounded), &guard)`).
+pub struct Range<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> {
+    tree: &'t Tree<S, A>,
+    front: RawCursor<'g>,
+    back: RawCursor<'g>,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    front_started: bool,
+    back_started: bool,
+    done: bool,
+}
+
+impl<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> Range<'t, 'g, S, A>
+where
+    S: 'g,
+{
+    pub(crate) fn new(tree: &'t Tree<S, A>, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Self {
+        let (start, end) = (start.map(<[u8]>::to_vec), end.map(<[u8]>::to_vec));
+        let mut front = RawCursor::new(Dir::Forward);
+        match &start {
+            Bound::Included(k) => front.seek(k, Start::Inclusive),
+            Bound::Excluded(k) => front.seek(k, Start::Exclusive),
+            Bound::Unbounded => {}
+        }
+        let mut back = RawCursor::new(Dir::Backward);
+        match &end {
+            Bound::Included(k) => back.seek(k, Start::Inclusive),
+            Bound::Excluded(k) => back.seek(k, Start::Exclusive),
+            Bound::Unbounded => {}
+        }
+        Range {
+            tree,
+            front,
+            back,
+            start,
+            end,
+            front_started: false,
+            back_started: false,
+            done: false,
+        }
+    }
+
+    fn finish<T>(&mut self) -> Option<T> {
+        self.done = true;
+        None
+    }
+}
+
+impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> Iterator for Range<'_, 'g, S, A>
+where
+    S: 'g,
+{
+    type Item = (Vec<u8>, S::Ref<'g>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        // SAFETY: `Tree::range` checked that the guard (held for 'g) is ours.
+        let Some(word) = (unsafe { self.front.step(self.tree.raw()) }) else {
+            return self.finish();
+        };
+        let key = self.front.key();
+        let in_range = match &self.end {
+            Bound::Included(e) => key <= &e[..],
+            Bound::Excluded(e) => key < &e[..],
+            Bound::Unbounded => true,
+        };
+        if !in_range || (self.back_started && key >= self.back.key()) {
+            return self.finish();
+        }
+        self.front_started = true;
+        // SAFETY: read under the guard held for 'g.
+        Some((key.to_vec(), unsafe { S::as_ref(word) }))
+    }
+}
+
+impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> DoubleEndedIterator for Range<'_, 'g, S, A>
+where
+    S: 'g,
+{
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        // SAFETY: as in `next`.
+        let Some(word) = (unsafe { self.back.step(self.tree.raw()) }) else {
+            return self.finish();
+        };
+        let key = self.back.key();
+        let in_range = match &self.start {
+            Bound::Included(s) => key >= &s[..],
+            Bound::Excluded(s) => key > &s[..],
+            Bound::Unbounded => true,
+        };
+        if !in_range || (self.front_started && key <= self.front.key()) {
+            return self.finish();
+        }
+        self.back_started = true;
+        // SAFETY: as in `next`.
+        Some((key.to_vec(), unsafe { S::as_ref(word) }))
+    }
+}
+
+impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> FusedIterator for Range<'_, 'g, S, A> where S: 'g {}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Range<'_, '_, S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Range")
+            .field("start", &self.start)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The smallest key greater than every key that starts with `prefix`
+/// (`None`: no such key, the range is unbounded above).
+pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
+    let keep = prefix.iter().rposition(|&b| b != 0xff)?;
+    let mut end = prefix[..=keep].to_vec();
+    end[keep] += 1;
+    Some(end)
+}

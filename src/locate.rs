@@ -1,0 +1,207 @@
+//! Finding a key's place with its leaf locked (`masstree_tcursor.hh`), and
+//! the three things a writer does there: replace, add, remove. Insert,
+//! remove and the atomic updates are all built from these.
+
+use core::ptr::NonNull;
+
+use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::get::search;
+use crate::insert::find_locked;
+use crate::key::Key;
+use crate::leaf::{Leaf, SlotKind, slot_kind};
+use crate::nodeversion::LockGuard;
+use crate::permuter::{Permuter, WIDTH};
+use crate::raw::{NodeRef, RawTree, layer_root};
+use crate::suffix::Suffix;
+use crate::sync::Ordering;
+
+/// A key's place in its leaf, with the leaf locked.
+pub(crate) struct Located<'a> {
+    pub(crate) leaf: NodeRef<'a, Leaf>,
+    pub(crate) lock: LockGuard<'a>,
+    perm: Permuter,
+    pos: usize,
+    /// The entry's slot, if the key is present.
+    slot: Option<usize>,
+    /// The suffix record of a present suffixed key (it holds the value word).
+    record: Option<NodeRef<'a, Suffix>>,
+    /// The key, at the layer of `leaf`.
+    key: Key<'a>,
+    /// That layer's depth (0 for the top).
+    pub(crate) depth: usize,
+}
+
+impl Located<'_> {
+    /// The key's value word, if present.
+    pub(crate) fn current(&self) -> Option<*mut ()> {
+        match (self.slot, self.record) {
+            (_, Some(s)) => Some(s.value()),
+            (Some(slot), None) => Some(self.leaf.value(slot)),
+            (None, _) => None,
+        }
+    }
+}
+
+impl<A: NodeAllocatorGeneric> RawTree<A> {
+    /// Walks the layers to the leaf that holds (or would hold) `full`, and
+    /// locks it. With `make_layers`, a suffixed key that shares the slice but
+    /// not the suffix is moved into a new layer on the way (the tree's content
+    /// does not change); without, the key is reported absent there.
+    ///
+    /// # Safety
+    /// The caller holds `guard`, a guard of this tree's backend, for `'a`.
+    pub(crate) unsafe fn locate<'a>(
+        &self,
+        full: &'a [u8],
+        make_layers: bool,
+        guard: &A::Guard<'_>,
+    ) -> Result<Option<Located<'a>>, AllocError> {
+        'top: loop {
+            let mut key = Key::new(full);
+            let mut root = if make_layers {
+                self.root_or_init()?
+            } else {
+                self.top_root()
+            };
+            if root.is_null() {
+                return Ok(None);
+            }
+            let mut depth = 0;
+            loop {
+                // SAFETY: `root` is a node of a live layer; we hold a guard.
+                let Some((leaf, lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                    // Removed under us (a leaf, or a whole layer): start over.
+                    continue 'top;
+                };
+                let perm = leaf.permutation.load();
+                let at = search(&leaf, perm, &key);
+                let mut found = Located {
+                    leaf,
+                    lock,
+                    perm,
+                    pos: at.pos,
+                    slot: at.slot,
+                    record: None,
+                    key,
+                    depth,
+                };
+                let Some(slot) = at.slot else {
+                    return Ok(Some(found));
+                };
+                let stored = leaf.value(slot);
+                match slot_kind(leaf.keylenx(slot)) {
+                    SlotKind::Value => return Ok(Some(found)),
+                    SlotKind::Layer => {
+                        // SAFETY: a layer word under the lock points into a live layer.
+                        let real = unsafe { layer_root(stored.cast()) };
+                        if real.cast() != stored {
+                            // The layer's root split: repoint the slot (either
+                            // pointer leads readers to the right root).
+                            leaf.set_value(slot, real.cast());
+                        }
+                        root = real;
+                    }
+                    SlotKind::Suffix => {
+                        // SAFETY: suffix records of live slots are live.
+                        let s = unsafe { NodeRef::new(Leaf::suffix_of(stored)) };
+                        // SAFETY: as above.
+                        if unsafe { Suffix::bytes(s.as_ptr()) } == key.suffix() {
+                            found.record = Some(s);
+                            return Ok(Some(found));
+                        }
+                        if !make_layers {
+                            found.slot = None;
+                            return Ok(Some(found));
+                        }
+                        root = self.make_layer(&found.leaf, &found.lock, slot, s, guard)?;
+                    }
+                }
+                drop(found);
+                key.shift();
+                depth += 1;
+            }
+        }
+    }
+
+    /// Replaces the value word of a present key; returns the old one (the
+    /// caller retires it).
+    pub(crate) fn replace(&self, at: &Located<'_>, word: *mut ()) -> *mut () {
+        match (at.record, at.slot) {
+            (Some(s), _) => s.replace_value(word),
+            (None, Some(slot)) => at.leaf.replace_value(slot, word),
+            (None, None) => unreachable!("replace of an absent key"),
+        }
+    }
+
+    /// Adds an absent key with value `word`, splitting the leaf if it is full.
+    /// Unlocks the leaf. On `Err` nothing changed and `word` is still the
+    /// caller's.
+    pub(crate) fn add(&self, at: Located<'_>, word: *mut ()) -> Result<(), AllocError> {
+        debug_assert!(at.slot.is_none());
+        let key = at.key;
+        let stored = if key.has_suffix() {
+            self.new_suffix(key.suffix(), word)?.cast()
+        } else {
+            word
+        };
+        if at.perm.len() < WIDTH {
+            let mut p = at.perm;
+            let slot = p.insert_from_back(at.pos);
+            // The slot is free in every permutation a reader can hold
+            // under its version (see ARCHITECTURE.md): no dirty mark needed.
+            at.leaf.set_slot(slot, key.ikey(), key.keylenx(), stored);
+            at.leaf.permutation.publish(p);
+            drop(at.lock);
+        } else if let Err(e) =
+            self.split_insert(at.leaf, at.lock, at.pos, key.ikey(), key.keylenx(), stored)
+        {
+            if key.has_suffix() {
+                // SAFETY: the record was never published.
+                unsafe {
+                    self.alloc
+                        .free_suffix(NonNull::new_unchecked(stored.cast()))
+                };
+            }
+            return Err(e);
+        }
+        // Relaxed: a statistic; no memory is published through it.
+        self.len.0.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Removes a present key; returns its value word (the caller retires it).
+    /// Unlocks the leaf, and deletes it if it is left empty.
+    ///
+    /// # Safety
+    /// The caller holds `guard`; `full` is the key `at` was located for.
+    pub(crate) unsafe fn remove_at(
+        &self,
+        at: Located<'_>,
+        full: &[u8],
+        guard: &A::Guard<'_>,
+    ) -> *mut () {
+        let value = at.current().expect("remove of an absent key");
+        at.lock.mark_insert();
+        let mut p = at.perm;
+        p.remove_to_back(at.pos);
+        at.leaf.permutation.publish(p);
+        if let Some(s) = at.record {
+            // SAFETY: unlinked from the slot; readers that loaded it hold guards.
+            unsafe {
+                self.alloc
+                    .retire_suffix(NonNull::new_unchecked(s.as_ptr()), guard)
+            };
+        }
+        // Relaxed: a statistic.
+        self.len.0.fetch_sub(1, Ordering::Relaxed);
+        if p.len() == 0 {
+            // SAFETY: we hold the leaf's lock and a guard.
+            let layer_left_empty = unsafe { self.remove_leaf(at.leaf, at.lock, guard) };
+            if layer_left_empty && at.depth > 0 {
+                // SAFETY: we hold a guard and no lock.
+                unsafe { self.gc_layer(full, at.depth, guard) };
+            }
+        }
+        value
+    }
+}

@@ -1,0 +1,434 @@
+//! Ordered scans (`masstree_scan.hh`): one cursor engine for both directions.
+//!
+//! A [`RawCursor`] keeps one frame per trie layer it is inside (a leaf, its
+//! version, a snapshot of its permutation and a position) and the full key it
+//! last yielded, the *bound*. Each step reads the next entry of the innermost
+//! frame and validates the leaf's version before using it. Whenever anything
+//! changed under it (a split, a remove, a deleted leaf, a collected layer) the
+//! cursor throws its frames away and seeks again from the top of the tree to
+//! the first key beyond the bound. So, under concurrent writes:
+//!
+//! * keys come out strictly increasing (or decreasing), never twice;
+//! * a key present for the whole scan is yielded (leaves are only left
+//!   through validated links, or by re-seeking past the bound);
+//! * every pair yielded was present at the moment its leaf validated.
+//!
+//! Forward steps follow `next` links (the B-link direction); backward steps
+//! re-descend to the leaf that covers the ikey just below the current leaf's
+//! `low`. Entering any leaf positions the frame relative to the bound, so a
+//! leaf that absorbed a removed neighbour's range never yields a key twice.
+
+use alloc::vec::Vec;
+use core::cmp::Ordering;
+
+use crate::allocator::NodeAllocatorGeneric;
+use crate::get::reach_leaf;
+use crate::key::{SLICE, ikey_of, rank};
+use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
+use crate::leaflink;
+use crate::nodeversion::Version;
+use crate::permuter::Permuter;
+use crate::raw::{NodeRef, RawTree};
+use crate::suffix::Suffix;
+
+/// Scan direction.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Dir {
+    Forward,
+    Backward,
+}
+
+/// Where a scan starts (or resumes) relative to a key.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Start {
+    /// From the first (forward) or last (backward) key of the tree.
+    Edge,
+    /// From the key itself, if present, on.
+    Inclusive,
+    /// From the first key beyond it in the scan direction.
+    Exclusive,
+}
+
+/// One trie layer the cursor is inside.
+struct Frame<'g> {
+    /// The node the layer was entered from (a possibly former root).
+    root: *mut NodeBase,
+    leaf: NodeRef<'g, Leaf>,
+    version: Version,
+    perm: Permuter,
+    /// Position of the entry yielded or descended into last (may be -1 or
+    /// `len` before the first step).
+    pos: isize,
+}
+
+/// The engine behind cursors and iterators. Keys are lent from `key`.
+pub(crate) struct RawCursor<'g> {
+    dir: Dir,
+    frames: Vec<Frame<'g>>,
+    /// The full key of the current entry; its first `8 * depth` bytes are the
+    /// prefix of the innermost layer.
+    key: Vec<u8>,
+    /// The bound: entries not beyond it (in `dir`) are skipped.
+    bound: Vec<u8>,
+    start: Start,
+    /// True once the bound is a key of this scan (after the first yield or a
+    /// keyed seek); false while scanning from an edge.
+    bounded: bool,
+    exhausted: bool,
+}
+
+/// How an entry relates to the bound at its layer.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Rel {
+    Below,
+    Equal,
+    Above,
+    /// A layer whose keys straddle the bound: look inside.
+    Straddles,
+}
+
+impl<'g> RawCursor<'g> {
+    pub(crate) fn new(dir: Dir) -> Self {
+        RawCursor {
+            dir,
+            frames: Vec::new(),
+            key: Vec::new(),
+            bound: Vec::new(),
+            start: Start::Edge,
+            bounded: false,
+            exhausted: false,
+        }
+    }
+
+    /// Positions the cursor so the next step yields the first key at or beyond
+    /// `key` (per `start`) in its direction.
+    pub(crate) fn seek(&mut self, key: &[u8], start: Start) {
+        self.bound.clear();
+        self.bound.extend_from_slice(key);
+        self.start = start;
+        self.bounded = start != Start::Edge;
+        self.frames.clear();
+        self.exhausted = false;
+    }
+
+    /// The key of the entry yielded last.
+    pub(crate) fn key(&self) -> &[u8] {
+        &self.key
+    }
+
+    /// The scan direction.
+    pub(crate) fn dir(&self) -> Dir {
+        self.dir
+    }
+
+    /// Turns the cursor around: the next step yields the first key beyond the
+    /// last one yielded (`inclusive`: or that key itself) in direction `dir`.
+    pub(crate) fn turn(&mut self, dir: Dir, inclusive: bool) {
+        self.dir = dir;
+        self.frames.clear();
+        self.exhausted = false;
+        if self.bounded {
+            self.start = if inclusive {
+                Start::Inclusive
+            } else {
+                Start::Exclusive
+            };
+        }
+    }
+
+    /// The next entry in the cursor's direction: its value word (the key is
+    /// in [`Self::key`]).
+    ///
+    /// # Safety
+    /// The caller holds a guard of `tree`'s backend for `'g`, and always
+    /// passes the same tree.
+    pub(crate) unsafe fn step<A: NodeAllocatorGeneric>(
+        &mut self,
+        tree: &RawTree<A>,
+    ) -> Option<*mut ()> {
+        if self.exhausted {
+            return None;
+        }
+        loop {
+            if self.frames.is_empty() {
+                // SAFETY: the caller's guarantees.
+                if !unsafe { self.descend_from_top(tree) } {
+                    self.exhausted = true;
+                    return None;
+                }
+            }
+            // SAFETY: as above.
+            match unsafe { self.advance() } {
+                Step::Yield(word) => {
+                    self.bound.clear();
+                    self.bound.extend_from_slice(&self.key);
+                    self.start = Start::Exclusive;
+                    self.bounded = true;
+                    return Some(word);
+                }
+                Step::Again => {}
+                Step::Restart => self.frames.clear(),
+                Step::End => {
+                    self.exhausted = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    /// Builds the frames from the top root down to the layer that holds the
+    /// first entry beyond the bound. False if the tree is empty.
+    ///
+    /// # Safety
+    /// As [`Self::step`].
+    unsafe fn descend_from_top<A: NodeAllocatorGeneric>(&mut self, tree: &RawTree<A>) -> bool {
+        let root = tree.top_root();
+        if root.is_null() {
+            return false;
+        }
+        self.key.clear();
+        // SAFETY: the caller's guarantees.
+        unsafe { self.enter_layer(root, self.bounded) };
+        true
+    }
+
+    /// Pushes a frame for the layer rooted at `root` (whose prefix is already
+    /// in `key`), positioned relative to the bound if `bounded`, else at the edge.
+    ///
+    /// # Safety
+    /// `root` is a node of a live layer; a guard is held for `'g`.
+    unsafe fn enter_layer(&mut self, root: *mut NodeBase, bounded: bool) {
+        let depth = self.frames.len();
+        let ikey = if bounded {
+            ikey_of(self.bound.get(SLICE * depth..).unwrap_or(&[]))
+        } else {
+            match self.dir {
+                Dir::Forward => 0,
+                Dir::Backward => u64::MAX,
+            }
+        };
+        // SAFETY: the caller's guarantees.
+        let (leaf, version) = unsafe { reach_leaf(root, ikey) };
+        self.frames.push(Frame {
+            root,
+            leaf,
+            version,
+            perm: Permuter::EMPTY,
+            pos: 0,
+        });
+        self.position(bounded);
+    }
+
+    /// Snapshots the innermost frame's permutation and sets its position just
+    /// before the first entry to visit.
+    fn position(&mut self, bounded: bool) {
+        let depth = self.frames.len() - 1;
+        let f = self.frames.last_mut().expect("a frame");
+        f.perm = f.leaf.permutation.load();
+        let n = f.perm.len() as isize;
+        f.pos = match (bounded, self.dir) {
+            (false, Dir::Forward) => -1,
+            (false, Dir::Backward) => n,
+            (true, dir) => {
+                let at = &self.bound[(SLICE * depth).min(self.bound.len())..];
+                let target = (ikey_of(at), rank(key_len_x(at)));
+                // First position whose (ikey, rank) is not below the bound's.
+                let (mut lo, mut hi) = (0, f.perm.len());
+                while lo < hi {
+                    let mid = (lo + hi) / 2;
+                    let s = f.perm.get(mid);
+                    if (f.leaf.ikey(s), rank(f.leaf.keylenx(s))) < target {
+                        lo = mid + 1;
+                    } else {
+                        hi = mid;
+                    }
+                }
+                let lb = lo as isize;
+                let equal = lo < f.perm.len() && {
+                    let s = f.perm.get(lo);
+                    (f.leaf.ikey(s), rank(f.leaf.keylenx(s))) == target
+                };
+                // The frame position is "just before" the first entry to
+                // visit; a straddling layer entry is visited (descended into).
+                let rel = equal.then(|| relation(&f.leaf, f.version, f.perm.get(lo), at));
+                let inclusive = self.start != Start::Exclusive;
+                match dir {
+                    Dir::Forward => match rel {
+                        Some(Rel::Below) => lb,
+                        Some(Rel::Equal) if !inclusive => lb,
+                        _ => lb - 1,
+                    },
+                    Dir::Backward => match rel {
+                        Some(Rel::Above) => lb,
+                        Some(Rel::Equal) if !inclusive => lb,
+                        Some(_) => lb + 1,
+                        None => lb,
+                    },
+                }
+            }
+        };
+    }
+
+    /// One step of the innermost frame.
+    ///
+    /// # Safety
+    /// As [`Self::step`].
+    unsafe fn advance(&mut self) -> Step {
+        let depth = self.frames.len() - 1;
+        let dir = self.dir;
+        let f = self.frames.last_mut().expect("a frame");
+        if f.version.is_deleted() {
+            return Step::Restart;
+        }
+        let pos = match dir {
+            Dir::Forward => f.pos + 1,
+            Dir::Backward => f.pos - 1,
+        };
+        if pos < 0 || pos >= f.perm.len() as isize {
+            // SAFETY: the caller's guarantees.
+            return unsafe { self.next_leaf() };
+        }
+        let slot = f.perm.get(pos as usize);
+        let (ikey, keylenx, word) = (f.leaf.ikey(slot), f.leaf.keylenx(slot), f.leaf.value(slot));
+        if f.leaf.version.has_changed(f.version) {
+            return Step::Restart;
+        }
+        f.pos = pos;
+        self.key.truncate(SLICE * depth);
+        let bytes = ikey.to_be_bytes();
+        let kind = slot_kind(keylenx);
+        match kind {
+            SlotKind::Value => {
+                self.key.extend_from_slice(&bytes[..keylenx as usize]);
+                Step::Yield(word)
+            }
+            SlotKind::Suffix => {
+                self.key.extend_from_slice(&bytes);
+                let s = Leaf::suffix_of(word);
+                // SAFETY: a validated suffix word; records are retired, not freed.
+                unsafe {
+                    self.key.extend_from_slice(Suffix::bytes(s));
+                    Step::Yield((*s).value())
+                }
+            }
+            SlotKind::Layer => {
+                self.key.extend_from_slice(&bytes);
+                // The layer straddles the bound if the bound runs through it.
+                let straddles = self.bounded
+                    && self.bound.len() > SLICE * (depth + 1)
+                    && self.bound[..SLICE * (depth + 1)] == self.key[..];
+                // SAFETY: a validated layer word points into a live layer.
+                unsafe { self.enter_layer(word.cast(), straddles) };
+                Step::Again
+            }
+        }
+    }
+
+    /// The innermost frame's leaf is used up: move to its neighbour in the
+    /// scan direction, or leave the layer.
+    ///
+    /// # Safety
+    /// As [`Self::step`].
+    unsafe fn next_leaf(&mut self) -> Step {
+        let depth = self.frames.len() - 1;
+        let f = self.frames.last().expect("a frame");
+        let neighbour = match self.dir {
+            Dir::Forward => {
+                let next = leaflink::next(&f.leaf);
+                if f.leaf.version.has_changed(f.version) {
+                    return Step::Restart;
+                }
+                if next.is_null() {
+                    None
+                } else {
+                    // SAFETY: linked leaves live while the guard does.
+                    let next = unsafe { NodeRef::<'g, Leaf>::new(next) };
+                    Some((next, next.version.stable()))
+                }
+            }
+            Dir::Backward => {
+                let low = f.leaf.low;
+                if f.leaf.version.has_changed(f.version) {
+                    return Step::Restart;
+                }
+                if low == 0 {
+                    None
+                } else {
+                    // SAFETY: `root` is a node of a live layer; we hold a guard.
+                    let (leaf, version) = unsafe { reach_leaf(f.root, low - 1) };
+                    // Still unchanged after the neighbour's version was taken:
+                    // so at that version the neighbour had not absorbed our
+                    // range (a removal would have changed us first).
+                    if f.leaf.version.has_changed(f.version) {
+                        return Step::Restart;
+                    }
+                    Some((leaf, version))
+                }
+            }
+        };
+        match neighbour {
+            None => {
+                self.frames.pop();
+                if self.frames.is_empty() {
+                    Step::End
+                } else {
+                    self.key.truncate(SLICE * depth);
+                    Step::Again
+                }
+            }
+            Some((leaf, version)) => {
+                let f = self.frames.last_mut().expect("a frame");
+                f.leaf = leaf;
+                f.version = version;
+                // Position against the bound when it runs through this layer:
+                // the neighbour may hold keys we have passed already.
+                let bounded = self.bounded
+                    && self.bound.len() >= SLICE * depth
+                    && self.bound[..SLICE * depth] == self.key[..SLICE * depth];
+                self.position(bounded);
+                Step::Again
+            }
+        }
+    }
+}
+
+enum Step {
+    Yield(*mut ()),
+    Again,
+    Restart,
+    End,
+}
+
+/// The keylenx a key's remaining bytes would have at this layer.
+fn key_len_x(rest: &[u8]) -> u8 {
+    if rest.len() > SLICE {
+        crate::key::KSUF
+    } else {
+        rest.len() as u8
+    }
+}
+
+/// How the entry in `slot`, whose (ikey, rank) equals the bound's at this
+/// layer, relates to the bound's remaining bytes `at`. If the leaf changed
+/// since `version`, the answer is arbitrary: the frame fails validation at its
+/// first step and the cursor re-seeks.
+fn relation(leaf: &Leaf, version: Version, slot: usize, at: &[u8]) -> Rel {
+    // The word before the keylenx, as in `get`: see `insert::make_layer`.
+    let word = leaf.value(slot);
+    match slot_kind(leaf.keylenx(slot)) {
+        SlotKind::Value => Rel::Equal,
+        SlotKind::Layer => Rel::Straddles,
+        SlotKind::Suffix => {
+            if leaf.version.has_changed(version) {
+                return Rel::Equal;
+            }
+            // SAFETY: a validated suffix word; records are retired, not freed,
+            // and the caller holds a guard.
+            match unsafe { Suffix::bytes(Leaf::suffix_of(word)) }.cmp(&at[SLICE..]) {
+                Ordering::Less => Rel::Below,
+                Ordering::Equal => Rel::Equal,
+                Ordering::Greater => Rel::Above,
+            }
+        }
+    }
+}
