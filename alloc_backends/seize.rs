@@ -279,6 +279,14 @@ impl<A: Allocator> Drop for SeizeBackend<A> {
     }
 }
 
+/// A new backend (with its own collector) on a clone of the allocator; used
+/// by `Tree::clone`.
+impl<A: Allocator + Clone> Clone for SeizeBackend<A> {
+    fn clone(&self) -> Self {
+        Self::new_in(self.allocator().clone())
+    }
+}
+
 impl<A: Allocator> core::fmt::Debug for SeizeBackend<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SeizeBackend").finish_non_exhaustive()

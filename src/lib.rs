@@ -22,6 +22,7 @@ mod scan;
 mod split;
 mod suffix;
 mod sync;
+mod traits;
 mod tree;
 mod update;
 mod value;
@@ -70,12 +71,5 @@ impl<S: ValueStorage> Tree<S, alloc_backends::seize::SeizeBackend> {
     /// global allocator.
     pub fn new() -> Self {
         Self::new_in(alloc_backends::seize::SeizeBackend::new())
-    }
-}
-
-#[cfg(feature = "seize")]
-impl<S: ValueStorage> Default for Tree<S, alloc_backends::seize::SeizeBackend> {
-    fn default() -> Self {
-        Self::new()
     }
 }

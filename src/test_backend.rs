@@ -71,6 +71,19 @@ unsafe fn reclaim_suffix(p: *mut u8) {
     }
 }
 
+impl Default for TestBackend {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A fresh backend (as `Tree::clone` expects).
+impl Clone for TestBackend {
+    fn clone(&self) -> Self {
+        Self::new()
+    }
+}
+
 impl TestBackend {
     fn free_retired(&mut self) {
         for (p, f) in self.retired.get_mut().unwrap().drain(..) {

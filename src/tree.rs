@@ -2,7 +2,6 @@
 //! [`crate::InlineMassTree`].
 
 use alloc::vec::Vec;
-use core::fmt;
 use core::iter::FusedIterator;
 use core::marker::PhantomData;
 use core::ops::{Bound, RangeBounds};
@@ -347,13 +346,5 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Drop for Tree<S, A> {
     fn drop(&mut self) {
         // SAFETY: `&mut self`: no guard or other thread can use the tree.
         unsafe { self.raw.free_all(S::free::<A>) }
-    }
-}
-
-impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Tree<S, A> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MassTree")
-            .field("len", &self.len())
-            .finish_non_exhaustive()
     }
 }

@@ -40,7 +40,10 @@ fn empty_tree() {
     assert!(t.is_empty());
     assert_eq!(t.get(b"", &g), None);
     assert_eq!(t.get(b"abc", &g), None);
-    assert_eq!(format!("{t:?}"), "MassTree { len: 0, .. }");
+    assert_eq!(format!("{t:?}"), "{}");
+    t.insert(b"a\0\xff", 3, &g);
+    t.insert(b"", 1, &g);
+    assert_eq!(format!("{t:?}"), r#"{b"": 1, b"a\x00\xff": 3}"#);
 }
 
 #[test]
@@ -802,4 +805,33 @@ fn panicking_closure_leaves_tree_consistent() {
     assert_eq!(t.len(), 100);
     assert_eq!(t.iter(&g).count(), 100);
     assert_eq!(t.get(b"key-050-long-enough-and-more", &g), None);
+}
+
+#[test]
+fn std_traits() {
+    let pairs: Vec<(Vec<u8>, usize)> = (0..scale(3000))
+        .map(|i| (format!("k/{:x}/{}", i * 7919, i).into_bytes(), i))
+        .collect();
+    let a: Words = pairs.iter().cloned().collect();
+    let mut b = Words::default();
+    b.extend(pairs.iter().rev().cloned());
+    assert_eq!(a.len(), pairs.len());
+    assert!(a == b);
+    let c = a.clone();
+    assert!(c == a);
+    {
+        let g = b.guard();
+        b.insert(&pairs[0].0, 999_999, &g);
+    }
+    assert!(a != b, "a changed value differs");
+    {
+        let g = b.guard();
+        b.insert(&pairs[0].0, pairs[0].1, &g);
+        b.insert(b"extra", 1, &g);
+    }
+    assert!(a != b, "an extra key differs");
+    let s: Tree<OutOfLine<String>, TestBackend> = [("x", String::from("1"))].into_iter().collect();
+    assert_eq!(format!("{s:?}"), r#"{b"x": "1"}"#);
+    let s2 = s.clone();
+    assert!(s == s2);
 }

@@ -43,6 +43,21 @@ pub unsafe trait ValueStorage {
     where
         Self::Value: PartialEq;
 
+    /// True if two looked-up values are equal.
+    fn ref_eq(a: &Self::Ref<'_>, b: &Self::Ref<'_>) -> bool
+    where
+        Self::Value: PartialEq;
+
+    /// An owned copy of a looked-up value.
+    fn to_owned(found: &Self::Ref<'_>) -> Self::Value
+    where
+        Self::Value: Clone;
+
+    /// Formats a looked-up value.
+    fn fmt_ref(found: &Self::Ref<'_>, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
+    where
+        Self::Value: core::fmt::Debug;
+
     /// Releases a word at once.
     ///
     /// # Safety
@@ -88,6 +103,27 @@ unsafe impl<V> ValueStorage for OutOfLine<V> {
         V: PartialEq,
     {
         *found == value
+    }
+
+    fn ref_eq(a: &&V, b: &&V) -> bool
+    where
+        V: PartialEq,
+    {
+        a == b
+    }
+
+    fn to_owned(found: &&V) -> V
+    where
+        V: Clone,
+    {
+        (*found).clone()
+    }
+
+    fn fmt_ref(found: &&V, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
+    where
+        V: core::fmt::Debug,
+    {
+        core::fmt::Debug::fmt(*found, f)
     }
 
     unsafe fn free<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) {
@@ -193,6 +229,27 @@ unsafe impl<V: InlineValue> ValueStorage for Inline<V> {
         V: PartialEq,
     {
         found == value
+    }
+
+    fn ref_eq(a: &V, b: &V) -> bool
+    where
+        V: PartialEq,
+    {
+        a == b
+    }
+
+    fn to_owned(found: &V) -> V
+    where
+        V: Clone,
+    {
+        *found
+    }
+
+    fn fmt_ref(found: &V, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
+    where
+        V: core::fmt::Debug,
+    {
+        core::fmt::Debug::fmt(found, f)
     }
 
     unsafe fn free<A: NodeAllocatorGeneric>(_: &A, _: *mut ()) {}
