@@ -6,6 +6,7 @@ extern crate alloc;
 extern crate std;
 
 mod allocator;
+mod fallible;
 mod get;
 mod insert;
 mod internode;
@@ -39,6 +40,7 @@ pub mod alloc_backends;
 
 pub use allocator::{AllocError, NodeAllocatorGeneric};
 pub use allocator_api2;
+pub use fallible::{AllocFailed, Fallible};
 pub use internode::Internode;
 pub use iter::{Cursor, Range, Seek};
 pub use leaf::Leaf;

@@ -63,12 +63,81 @@ pub(crate) unsafe fn locked_parent<'a>(
     }
 }
 
-/// Allocates an internode; the tree cannot yet back out of a half-done split,
-/// so failure here aborts (`handle_alloc_error`).
-fn internode_or_abort<A: NodeAllocatorGeneric>(alloc: &A) -> NonNull<Internode> {
-    match alloc.alloc_internode() {
-        Ok(p) => p,
-        Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<Internode>()),
+/// Levels a layer can have: 2^64 ikeys in internodes of at least 8 children
+/// (every split leaves both halves at least half full) need fewer than 24.
+const MAX_LEVELS: usize = 24;
+
+/// Internodes allocated before a split starts, so that the split cannot fail
+/// half-way: one per consecutive full ancestor of the leaf, plus one for a
+/// new root if every ancestor is full. Counted without locks, so concurrent
+/// splits may fill another ancestor meanwhile; then [`Spares::take`]
+/// allocates on demand, and aborts only if that fails too.
+struct Spares {
+    nodes: [*mut Internode; MAX_LEVELS],
+    len: usize,
+}
+
+impl Spares {
+    /// Reserves what a split of the leaf whose parent is `parent` needs now.
+    ///
+    /// # Safety
+    /// `parent` is the parent link of a leaf we have locked; we hold a guard.
+    unsafe fn reserve<A: NodeAllocatorGeneric>(
+        alloc: &A,
+        mut parent: *mut Internode,
+    ) -> Result<Spares, AllocError> {
+        let mut need = 1;
+        // SAFETY: ancestors of a live node live while the guard does.
+        while let Some(p) = unsafe { parent.as_ref() } {
+            if p.nkeys() < IWIDTH {
+                need -= 1;
+                break;
+            }
+            need += 1;
+            // SAFETY: as above.
+            parent = unsafe { parent_of(parent.cast()) };
+        }
+        let mut spares = Spares {
+            nodes: [core::ptr::null_mut(); MAX_LEVELS],
+            len: 0,
+        };
+        for _ in 0..need.min(MAX_LEVELS) {
+            match alloc.alloc_internode() {
+                Ok(p) => {
+                    spares.nodes[spares.len] = p.as_ptr();
+                    spares.len += 1;
+                }
+                Err(e) => {
+                    spares.release(alloc);
+                    return Err(e);
+                }
+            }
+        }
+        Ok(spares)
+    }
+
+    /// A reserved internode, or a new one if the reservation fell short.
+    fn take<A: NodeAllocatorGeneric>(&mut self, alloc: &A) -> NonNull<Internode> {
+        if self.len > 0 {
+            self.len -= 1;
+            // SAFETY: reserved pointers are non-null allocations.
+            return unsafe { NonNull::new_unchecked(self.nodes[self.len]) };
+        }
+        match alloc.alloc_internode() {
+            Ok(p) => p,
+            // Only reachable when concurrent splits filled an ancestor after
+            // the reservation: the tree cannot back out of a half-done split.
+            Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<Internode>()),
+        }
+    }
+
+    /// Frees what was not used.
+    fn release<A: NodeAllocatorGeneric>(&mut self, alloc: &A) {
+        while self.len > 0 {
+            self.len -= 1;
+            // SAFETY: reserved, never initialized nor published.
+            unsafe { alloc.free_internode(NonNull::new_unchecked(self.nodes[self.len])) };
+        }
     }
 }
 
@@ -99,7 +168,19 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         // Read before the slots change below.
         let sep = ikey_at(m);
 
-        let rp = self.alloc.alloc_leaf()?;
+        // Everything the split may need, before anything changes.
+        // Relaxed: the parent link changes only under our lock or the
+        // parent's, and this count is only a reservation (see `Spares`).
+        // SAFETY: we hold the leaf's lock and a guard.
+        let mut spares =
+            unsafe { Spares::reserve(&self.alloc, leaf.parent.load(Ordering::Relaxed)) }?;
+        let rp = match self.alloc.alloc_leaf() {
+            Ok(p) => p,
+            Err(e) => {
+                spares.release(&self.alloc);
+                return Err(e);
+            }
+        };
         lock.mark_split();
         // SAFETY: fresh memory; the right leaf is private until linked below,
         // and starts locked (a copy of our locked, splitting version).
@@ -137,7 +218,15 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         }
         leaf.permutation.publish(p);
 
-        self.insert_into_parent(leaf.as_ptr().cast(), lock, rp.as_ptr().cast(), rlock, sep);
+        self.insert_into_parent(
+            leaf.as_ptr().cast(),
+            lock,
+            rp.as_ptr().cast(),
+            rlock,
+            sep,
+            &mut spares,
+        );
+        spares.release(&self.alloc);
         Ok(())
     }
 
@@ -151,11 +240,12 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         mut right: *mut NodeBase,
         mut rlock: LockGuard<'_>,
         mut sep: u64,
+        spares: &mut Spares,
     ) {
         loop {
             // SAFETY: `left` is live and locked by us; we hold a guard.
             let Some((parent, plock)) = (unsafe { locked_parent(left) }) else {
-                self.grow_root(left, &llock, right, sep);
+                self.grow_root(left, &llock, right, sep, spares);
                 return;
             };
             let pp = parent.as_ptr();
@@ -198,7 +288,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 };
             }
             let half = IWIDTH / 2;
-            let np = internode_or_abort(&self.alloc);
+            let np = spares.take(&self.alloc);
             // SAFETY: fresh memory, private until published in the grandparent;
             // starts locked (a copy of the parent's locked, splitting version).
             unsafe { Internode::init_locked_at(np, plock.current()) };
@@ -236,8 +326,9 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         llock: &LockGuard<'_>,
         right: *mut NodeBase,
         sep: u64,
+        spares: &mut Spares,
     ) {
-        let np = internode_or_abort(&self.alloc);
+        let np = spares.take(&self.alloc);
         // SAFETY: fresh memory, private until the parent links below publish it.
         unsafe { Internode::init_at(np, NodeVersion::new(ROOT)) };
         // SAFETY: initialized above.

@@ -19,6 +19,8 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 pub(crate) struct TestBackend {
     id: usize,
     pub(crate) live: AtomicIsize,
+    /// Allocations left before one fails (`usize::MAX`: never).
+    pub(crate) fail_in: AtomicUsize,
     retired: Mutex<Vec<(*mut u8, Reclaim)>>,
 }
 
@@ -34,10 +36,20 @@ impl TestBackend {
         TestBackend {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
             live: AtomicIsize::new(0),
+            fail_in: AtomicUsize::new(usize::MAX),
             retired: Mutex::new(Vec::new()),
         }
     }
     fn raw(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let left = self.fail_in.load(Ordering::Relaxed);
+        if left != usize::MAX {
+            if left == 0 {
+                // Fail this one, then never again.
+                self.fail_in.store(usize::MAX, Ordering::Relaxed);
+                return Err(AllocError);
+            }
+            self.fail_in.store(left - 1, Ordering::Relaxed);
+        }
         self.live.fetch_add(1, Ordering::Relaxed);
         Ok(Global.allocate(layout)?.cast())
     }

@@ -7,7 +7,6 @@ use core::marker::PhantomData;
 use core::ops::{Bound, RangeBounds};
 
 use crate::allocator::NodeAllocatorGeneric;
-use crate::insert::Inserted;
 use crate::iter::{Cursor, Range};
 use crate::raw::RawTree;
 use crate::value::ValueStorage;
@@ -111,33 +110,17 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree. Aborts, like `Vec`, if the
-    /// backend runs out of memory.
+    /// backend runs out of memory; [`Tree::fallible`] has a form that
+    /// returns an error instead.
     pub fn insert<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
         value: S::Value,
         guard: &'g A::Guard<'_>,
     ) -> Option<S::Ref<'g>> {
-        self.check(guard);
-        let word = match S::into_word(&self.raw.alloc, value) {
-            Ok(w) => w,
-            Err(_) => out_of_memory(),
-        };
-        // SAFETY: the guard is ours; the tree owns `word` from now on if Ok.
-        match unsafe { self.raw.insert(key.as_ref(), word, guard) } {
-            Ok(Inserted::New) => None,
-            // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
-            Ok(Inserted::Replaced(old)) => unsafe {
-                let r = S::as_ref(old);
-                S::retire(&self.raw.alloc, old, guard);
-                Some(r)
-            },
-            Err(_) => {
-                // SAFETY: the tree did not take `word`.
-                unsafe { S::free(&self.raw.alloc, word) };
-                out_of_memory()
-            }
-        }
+        self.fallible()
+            .insert(key, value, guard)
+            .unwrap_or_else(|_| out_of_memory())
     }
 
     /// Removes `key`, returning its value if it was present. An out-of-line

@@ -835,3 +835,71 @@ fn std_traits() {
     let s2 = s.clone();
     assert!(s == s2);
 }
+
+/// For every k: the k-th allocation of a workload fails. The failing insert
+/// hands its value back, the tree still equals the model, later operations
+/// work, and nothing leaks.
+#[test]
+fn failed_allocations_change_nothing() {
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut rng = Rng(31);
+    let ops: Vec<(Vec<u8>, String)> = (0..scale(600))
+        .map(|i| {
+            let r = rng.next();
+            let k = match r % 3 {
+                0 => (r >> 8).to_be_bytes()[..(r as usize >> 40) % 9].to_vec(),
+                1 => format!("shared-prefix/{}", (r >> 8) % 97).into_bytes(),
+                _ => format!("{:x}", r >> 20).into_bytes(),
+            };
+            (k, format!("v{i}"))
+        })
+        .collect();
+    let mut k = 0;
+    loop {
+        let t: Tree<OutOfLine<String>, TestBackend> = Tree::new_in(TestBackend::new());
+        t.backend().fail_in.store(k, Relaxed);
+        let mut model = BTreeMap::new();
+        let mut failed = false;
+        {
+            let g = t.guard();
+            for (key, v) in &ops {
+                match t.fallible().insert(key, v.clone(), &g) {
+                    Ok(prev) => assert_eq!(
+                        prev,
+                        model.insert(key.clone(), v.clone()).as_ref(),
+                        "{key:?}"
+                    ),
+                    Err(e) => {
+                        assert!(!failed, "only one allocation fails");
+                        failed = true;
+                        assert_eq!(e.into_value(), *v, "the value comes back");
+                        assert_eq!(t.len(), model.len());
+                        assert_eq!(
+                            t.iter(&g).map(|(k, v)| (k, v.clone())).collect::<Vec<_>>(),
+                            model
+                                .iter()
+                                .map(|(k, v)| (k.clone(), v.clone()))
+                                .collect::<Vec<_>>(),
+                            "tree changed by a failed insert (k = {k})"
+                        );
+                    }
+                }
+            }
+            for (key, v) in &model {
+                assert_eq!(t.get(key, &g), Some(v));
+            }
+        }
+        let mut t = t;
+        t.clear();
+        assert_eq!(
+            t.backend().live.load(Relaxed),
+            0,
+            "leak after a failure at k = {k}"
+        );
+        if !failed {
+            break;
+        }
+        k += if cfg!(miri) { 37 } else { 1 };
+    }
+    assert!(k > 100, "the workload allocates ({k} allocations)");
+}

@@ -32,64 +32,6 @@ pub struct CompareExchangeError<R, V> {
 }
 
 impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
-    /// Runs `f` on the key's current value with the key's leaf locked, and
-    /// applies its decision atomically: no other writer can change the key in
-    /// between. Returns the previous value and the new value's word.
-    fn update_words<'g>(
-        &self,
-        key: &[u8],
-        f: impl FnOnce(Option<S::Ref<'g>>) -> Change<S::Value>,
-        guard: &'g A::Guard<'_>,
-    ) -> (Option<S::Ref<'g>>, Option<*mut ()>)
-    where
-        S: 'g,
-    {
-        self.check(guard);
-        let raw = self.raw();
-        // SAFETY: the guard is ours (checked) and lives for 'g.
-        let at = match unsafe { raw.locate(key, true, guard) } {
-            Ok(at) => at.expect("locate makes the root"),
-            Err(_) => out_of_memory(),
-        };
-        let cur = at.current();
-        // SAFETY: words read under the lock and our guard stay valid for 'g.
-        let cur_ref = || cur.map(|w| unsafe { S::as_ref(w) });
-        let into_word = |v| S::into_word(&raw.alloc, v).unwrap_or_else(|_| out_of_memory());
-        match (f(cur_ref()), cur) {
-            (Change::Keep, _) | (Change::Remove, None) => (cur_ref(), None),
-            (Change::Set(v), Some(_)) => {
-                let word = into_word(v);
-                let old = raw.replace(&at, word);
-                drop(at);
-                // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
-                unsafe {
-                    let r = S::as_ref(old);
-                    S::retire(&raw.alloc, old, guard);
-                    (Some(r), Some(word))
-                }
-            }
-            (Change::Set(v), None) => {
-                let word = into_word(v);
-                if raw.add(at, word).is_err() {
-                    // SAFETY: the tree did not take `word`.
-                    unsafe { S::free(&raw.alloc, word) };
-                    out_of_memory();
-                }
-                (None, Some(word))
-            }
-            (Change::Remove, Some(_)) => {
-                // SAFETY: `at` was located for `key` under our guard; the
-                // removed word is unlinked and stays readable for 'g.
-                unsafe {
-                    let old = raw.remove_at(at, key, guard);
-                    let r = S::as_ref(old);
-                    S::retire(&raw.alloc, old, guard);
-                    (Some(r), None)
-                }
-            }
-        }
-    }
-
     /// Decides the key's fate from its current value, atomically with
     /// respect to other writers: `f` runs once, with the key's leaf locked.
     /// Returns the previous value (`None` if the key was absent).
@@ -120,7 +62,9 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     where
         S: 'g,
     {
-        self.update_words(key.as_ref(), f, guard).0
+        self.fallible()
+            .update(key, f, guard)
+            .unwrap_or_else(|_| out_of_memory())
     }
 
     /// Stores `new` if the key's value equals `current` (`None`: only if the
@@ -151,27 +95,9 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         S: 'g,
         S::Value: PartialEq,
     {
-        let mut new = Some(new);
-        let prev = self.update(
-            key,
-            |cur| {
-                let matches = match (&cur, current) {
-                    (None, None) => true,
-                    (Some(c), Some(e)) => S::equals(c, e),
-                    _ => false,
-                };
-                if matches {
-                    Change::Set(new.take().expect("called once"))
-                } else {
-                    Change::Keep
-                }
-            },
-            guard,
-        );
-        match new {
-            None => Ok(prev),
-            Some(new) => Err(CompareExchangeError { current: prev, new }),
-        }
+        self.fallible()
+            .compare_exchange(key, current, new, guard)
+            .unwrap_or_else(|_| out_of_memory())
     }
 
     /// The key's value; if absent, inserts `f()` first (`f` runs at most once,
@@ -196,24 +122,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     where
         S: 'g,
     {
-        if let Some(v) = self.get(key, guard) {
-            return v;
-        }
-        let mut f = Some(f);
-        let (prev, new) = self.update_words(
-            key.as_ref(),
-            |cur| match cur {
-                Some(_) => Change::Keep,
-                None => Change::Set((f.take().expect("called once"))()),
-            },
-            guard,
-        );
-        match (prev, new) {
-            (Some(v), _) => v,
-            // SAFETY: the word we just stored stays readable for 'g under our
-            // guard, even if another writer replaces it meanwhile.
-            (None, Some(w)) => unsafe { S::as_ref(w) },
-            (None, None) => unreachable!("an absent key is set"),
-        }
+        self.fallible()
+            .get_or_insert_with(key, f, guard)
+            .unwrap_or_else(|_| out_of_memory())
     }
 }

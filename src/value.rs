@@ -58,6 +58,13 @@ pub unsafe trait ValueStorage {
     where
         Self::Value: core::fmt::Debug;
 
+    /// Takes a value back out of a word the tree never published (a failed
+    /// insert), releasing what `into_word` acquired.
+    ///
+    /// # Safety
+    /// `word` came from `into_word` with this `alloc` and nobody can read it.
+    unsafe fn take<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) -> Self::Value;
+
     /// Releases a word at once.
     ///
     /// # Safety
@@ -124,6 +131,20 @@ unsafe impl<V> ValueStorage for OutOfLine<V> {
         V: core::fmt::Debug,
     {
         core::fmt::Debug::fmt(*found, f)
+    }
+
+    unsafe fn take<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) -> V {
+        let p = word.cast::<V>();
+        // SAFETY: the caller guarantees an unpublished value of ours: move it
+        // out, then free its memory as a `ManuallyDrop<V>` (same layout, and
+        // dropping it does nothing, so the value is not dropped twice).
+        unsafe {
+            let value = core::ptr::read(p);
+            alloc.free_value(NonNull::new_unchecked(
+                p.cast::<core::mem::ManuallyDrop<V>>(),
+            ));
+            value
+        }
     }
 
     unsafe fn free<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) {
@@ -250,6 +271,10 @@ unsafe impl<V: InlineValue> ValueStorage for Inline<V> {
         V: core::fmt::Debug,
     {
         core::fmt::Debug::fmt(found, f)
+    }
+
+    unsafe fn take<A: NodeAllocatorGeneric>(_: &A, word: *mut ()) -> V {
+        V::from_word(word.addr())
     }
 
     unsafe fn free<A: NodeAllocatorGeneric>(_: &A, _: *mut ()) {}

@@ -1,0 +1,296 @@
+//! Operations that report a failed allocation instead of aborting:
+//! [`Tree::fallible`]. On failure the tree is exactly as it was (in content:
+//! a key sharing an 8-byte slice may have been moved, intact, into a new trie
+//! layer), nothing leaks, and the value comes back in the error.
+//!
+//! One residue: a split reserves the internodes it needs before it changes
+//! anything, counting its full ancestors without locks. If concurrent splits
+//! fill another ancestor between that count and the split, and the backend
+//! then refuses that one extra internode, the tree cannot back out of the
+//! half-done split and aborts (`handle_alloc_error`). Single-threaded, and
+//! whenever the ancestors do not change under the split, it never happens.
+
+use core::fmt;
+
+use crate::allocator::NodeAllocatorGeneric;
+use crate::insert::Inserted;
+use crate::tree::Tree;
+use crate::update::{Change, CompareExchangeError};
+use crate::value::ValueStorage;
+
+/// The backend could not allocate; nothing changed. Holds what was not stored.
+#[derive(Clone, PartialEq, Eq)]
+pub struct AllocFailed<T> {
+    value: T,
+}
+
+impl<T> AllocFailed<T> {
+    /// The value that was not stored.
+    pub fn into_value(self) -> T {
+        self.value
+    }
+
+    /// The value that was not stored.
+    pub fn value(&self) -> &T {
+        &self.value
+    }
+}
+
+impl<T> fmt::Debug for AllocFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AllocFailed").finish_non_exhaustive()
+    }
+}
+
+impl<T> fmt::Display for AllocFailed<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            "masstree: the node allocator backend is out of memory; the value was not stored",
+        )
+    }
+}
+
+impl<T> core::error::Error for AllocFailed<T> {}
+
+/// The fallible forms of a tree's allocating operations; see [`Tree::fallible`].
+pub struct Fallible<'t, S: ValueStorage, A: NodeAllocatorGeneric> {
+    tree: &'t Tree<S, A>,
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
+    /// The operations that allocate, in forms that return [`AllocFailed`]
+    /// (with the value handed back) instead of aborting when the backend runs
+    /// out of memory.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u64>::new();
+    /// let g = tree.guard();
+    /// match tree.fallible().insert(b"k", 1, &g) {
+    ///     Ok(previous) => assert_eq!(previous, None),
+    ///     Err(failed) => eprintln!("not stored: {}", failed.into_value()),
+    /// }
+    /// ```
+    pub fn fallible(&self) -> Fallible<'_, S, A> {
+        Fallible { tree: self }
+    }
+}
+
+impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
+    /// [`Tree::insert`], or the value back if memory ran out.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn insert<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        value: S::Value,
+        guard: &'g A::Guard<'_>,
+    ) -> Result<Option<S::Ref<'g>>, AllocFailed<S::Value>>
+    where
+        S: 'g,
+    {
+        let tree = self.tree;
+        tree.check(guard);
+        let raw = tree.raw();
+        let word = S::into_word(&raw.alloc, value).map_err(|value| AllocFailed { value })?;
+        // SAFETY: the guard is ours; the tree owns `word` from now on if Ok.
+        match unsafe { raw.insert(key.as_ref(), word, guard) } {
+            Ok(Inserted::New) => Ok(None),
+            // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
+            Ok(Inserted::Replaced(old)) => unsafe {
+                let r = S::as_ref(old);
+                S::retire(&raw.alloc, old, guard);
+                Ok(Some(r))
+            },
+            // SAFETY: the tree did not take `word`.
+            Err(_) => Err(AllocFailed {
+                value: unsafe { S::take(&raw.alloc, word) },
+            }),
+        }
+    }
+
+    /// [`Tree::update`]; if memory ran out, the value `f` chose (`None` if
+    /// it failed before `f` ran).
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn update<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        f: impl FnOnce(Option<S::Ref<'g>>) -> Change<S::Value>,
+        guard: &'g A::Guard<'_>,
+    ) -> Result<Option<S::Ref<'g>>, AllocFailed<Option<S::Value>>>
+    where
+        S: 'g,
+    {
+        self.update_words(key.as_ref(), f, guard)
+            .map(|(prev, _)| prev)
+    }
+
+    /// [`Tree::compare_exchange`], or the new value back if memory ran out.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[allow(clippy::type_complexity)]
+    pub fn compare_exchange<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        current: Option<&S::Value>,
+        new: S::Value,
+        guard: &'g A::Guard<'_>,
+    ) -> Result<
+        Result<Option<S::Ref<'g>>, CompareExchangeError<S::Ref<'g>, S::Value>>,
+        AllocFailed<S::Value>,
+    >
+    where
+        S: 'g,
+        S::Value: PartialEq,
+    {
+        let mut new = Some(new);
+        let outcome = self.update(
+            key,
+            |cur| {
+                let matches = match (&cur, current) {
+                    (None, None) => true,
+                    (Some(c), Some(e)) => S::equals(c, e),
+                    _ => false,
+                };
+                if matches {
+                    Change::Set(new.take().expect("called once"))
+                } else {
+                    Change::Keep
+                }
+            },
+            guard,
+        );
+        match (outcome, new) {
+            (Ok(prev), None) => Ok(Ok(prev)),
+            (Ok(prev), Some(new)) => Ok(Err(CompareExchangeError { current: prev, new })),
+            (Err(e), new) => Err(AllocFailed {
+                value: e.value.or(new).expect("the new value is somewhere"),
+            }),
+        }
+    }
+
+    /// [`Tree::get_or_insert_with`]; if memory ran out, the value `f` made
+    /// (`None` if it failed before `f` ran).
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn get_or_insert_with<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        f: impl FnOnce() -> S::Value,
+        guard: &'g A::Guard<'_>,
+    ) -> Result<S::Ref<'g>, AllocFailed<Option<S::Value>>>
+    where
+        S: 'g,
+    {
+        if let Some(v) = self.tree.get(key, guard) {
+            return Ok(v);
+        }
+        let mut f = Some(f);
+        let (prev, new) = self.update_words(
+            key.as_ref(),
+            |cur| match cur {
+                Some(_) => Change::Keep,
+                None => Change::Set((f.take().expect("called once"))()),
+            },
+            guard,
+        )?;
+        Ok(match (prev, new) {
+            (Some(v), _) => v,
+            // SAFETY: the word we just stored stays readable for 'g under our
+            // guard, even if another writer replaces it meanwhile.
+            (None, Some(w)) => unsafe { S::as_ref(w) },
+            (None, None) => unreachable!("an absent key is set"),
+        })
+    }
+
+    /// Inserts every pair, stopping at the first that cannot be stored, which
+    /// comes back in the error (the rest of the iterator is dropped).
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn extend<K: AsRef<[u8]>, I: IntoIterator<Item = (K, S::Value)>>(
+        &self,
+        iter: I,
+        guard: &A::Guard<'_>,
+    ) -> Result<(), AllocFailed<(K, S::Value)>> {
+        for (k, v) in iter {
+            if let Err(e) = self.insert(&k, v, guard) {
+                return Err(AllocFailed {
+                    value: (k, e.into_value()),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// Runs `f` on the key's current value with the key's leaf locked, and
+    /// applies its decision atomically. Returns the previous value and the
+    /// new value's word.
+    fn update_words<'g>(
+        &self,
+        key: &[u8],
+        f: impl FnOnce(Option<S::Ref<'g>>) -> Change<S::Value>,
+        guard: &'g A::Guard<'_>,
+    ) -> Result<(Option<S::Ref<'g>>, Option<*mut ()>), AllocFailed<Option<S::Value>>>
+    where
+        S: 'g,
+    {
+        let tree = self.tree;
+        tree.check(guard);
+        let raw = tree.raw();
+        // SAFETY: the guard is ours (checked) and lives for 'g.
+        let at = match unsafe { raw.locate(key, true, guard) } {
+            Ok(at) => at.expect("locate makes the root"),
+            Err(_) => return Err(AllocFailed { value: None }),
+        };
+        let cur = at.current();
+        // SAFETY: words read under the lock and our guard stay valid for 'g.
+        let cur_ref = || cur.map(|w| unsafe { S::as_ref(w) });
+        let into_word =
+            |value| S::into_word(&raw.alloc, value).map_err(|v| AllocFailed { value: Some(v) });
+        match (f(cur_ref()), cur) {
+            (Change::Keep, _) | (Change::Remove, None) => Ok((cur_ref(), None)),
+            (Change::Set(v), Some(_)) => {
+                let word = into_word(v)?;
+                let old = raw.replace(&at, word);
+                drop(at);
+                // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
+                unsafe {
+                    let r = S::as_ref(old);
+                    S::retire(&raw.alloc, old, guard);
+                    Ok((Some(r), Some(word)))
+                }
+            }
+            (Change::Set(v), None) => {
+                let word = into_word(v)?;
+                match raw.add(at, word) {
+                    Ok(()) => Ok((None, Some(word))),
+                    // SAFETY: the tree did not take `word`.
+                    Err(_) => Err(AllocFailed {
+                        value: Some(unsafe { S::take(&raw.alloc, word) }),
+                    }),
+                }
+            }
+            (Change::Remove, Some(_)) => {
+                // SAFETY: `at` was located for `key` under our guard; the
+                // removed word is unlinked and stays readable for 'g.
+                unsafe {
+                    let old = raw.remove_at(at, key, guard);
+                    let r = S::as_ref(old);
+                    S::retire(&raw.alloc, old, guard);
+                    Ok((Some(r), None))
+                }
+            }
+        }
+    }
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Fallible<'_, S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Fallible").finish_non_exhaustive()
+    }
+}
