@@ -52,6 +52,9 @@ impl<T> fmt::Display for AllocFailed<T> {
 
 impl<T> core::error::Error for AllocFailed<T> {}
 
+/// What an update did: the previous value, and the word of the new one.
+type Updated<'g, S> = (Option<<S as ValueStorage>::Ref<'g>>, Option<*mut ()>);
+
 /// The fallible forms of a tree's allocating operations; see [`Tree::fallible`].
 pub struct Fallible<'t, S: ValueStorage, A: NodeAllocatorGeneric> {
     tree: &'t Tree<S, A>,
@@ -235,7 +238,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
         key: &[u8],
         f: impl FnOnce(Option<S::Ref<'g>>) -> Change<S::Value>,
         guard: &'g A::Guard<'_>,
-    ) -> Result<(Option<S::Ref<'g>>, Option<*mut ()>), AllocFailed<Option<S::Value>>>
+    ) -> Result<Updated<'g, S>, AllocFailed<Option<S::Value>>>
     where
         S: 'g,
     {
