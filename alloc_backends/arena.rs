@@ -1,0 +1,627 @@
+//! The arena backend: nodes, suffix records and values bump-allocated from
+//! chunks obtained from an `allocator_api2` allocator `A`; nothing is freed
+//! one by one, dropping the backend frees every chunk. No `std`, no global
+//! allocator.
+//!
+//! # Design
+//!
+//! * **Chunks.** Each chunk starts with a 16-byte header linking it to the
+//!   previous one (so drop can free them all) and is aligned to 64 bytes (the
+//!   nodes' alignment). The first chunk is [`DEFAULT_FIRST_CHUNK`] bytes or
+//!   what [`ArenaBackend::with_capacity_in`] asks for; each next one is twice
+//!   as large, up to 16 MiB, or as large as a request that does not fit
+//!   otherwise. When a request does not fit, the rest of the current chunk
+//!   is abandoned. If `A` refuses a chunk, smaller ones are tried down to the
+//!   size of the request.
+//! * **Locking.** The bump pointer and the chunk list sit behind one
+//!   [`spin::mutex::SpinMutex`], held for a few instructions per allocation
+//!   (and across the call to `A` when a chunk is added).
+//! * **Reclamation.** Freeing and retiring nodes and suffix records does
+//!   nothing: their memory goes back with the chunks. Values' destructors
+//!   run exactly once: `free_value` (the tree's own teardown) runs it at
+//!   once; `retire_value` (a replaced or removed value, which readers may
+//!   still hold) parks the value on an intrusive list, linked through a
+//!   16-byte header in front of every value type that needs dropping, and
+//!   the destructors run at [`NodeAllocatorGeneric::reclaim`] (`&mut self`,
+//!   so no guard is alive) or when the backend drops. Guards are free.
+//!
+//! # Cost
+//!
+//! Memory is never reused: every removed or replaced node, suffix record and
+//! value keeps its bytes until the backend drops, [`Tree::clear`](crate::Tree::clear)
+//! included. The arena suits build-once (or grow-only) trees and bounded
+//! lifetimes; for churn, use the pool backend (`alloc_backends::pool`, feature
+//! `pool`).
+//!
+//! ```
+//! use masstree::{MassTree, alloc_backends::arena::ArenaBackend};
+//!
+//! let backend = ArenaBackend::with_capacity(16 << 10).unwrap();
+//! let tree: MassTree<String, ArenaBackend> = MassTree::new_in(backend);
+//! let g = tree.guard();
+//! tree.insert(b"x", "one".to_string(), &g);
+//! assert_eq!(tree.get(b"x", &g).map(String::as_str), Some("one"));
+//! assert_eq!(tree.backend().stats().chunks, 1);
+//! ```
+
+use core::alloc::Layout;
+use core::marker::PhantomData;
+use core::mem::needs_drop;
+use core::ptr::{self, NonNull};
+
+use allocator_api2::alloc::{AllocError, Allocator, Global};
+use spin::mutex::SpinMutex;
+
+use super::limbo::{self, Limbo};
+use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+
+/// Size of the first chunk (header included) when none is reserved up front.
+pub const DEFAULT_FIRST_CHUNK: usize = 64 << 10;
+/// Chunks grow no larger than this, unless one request needs more.
+const MAX_CHUNK: usize = 16 << 20;
+/// Alignment of every chunk: the nodes' alignment.
+const CHUNK_ALIGN: usize = max(align_of::<Leaf>(), align_of::<Internode>());
+
+const fn max(a: usize, b: usize) -> usize {
+    if a > b { a } else { b }
+}
+
+/// Nodes, suffix records and values bump-allocated from chunks of the
+/// allocator `A` (default: the global allocator), all freed when the backend
+/// drops. See the [module docs](self).
+pub struct ArenaBackend<A: Allocator = Global> {
+    bump: SpinMutex<Bump>,
+    /// Retired values whose destructors wait for `reclaim` or drop.
+    pending: Limbo,
+    alloc: A,
+}
+
+// SAFETY: the backend owns its chunks and parked values (raw pointers into
+// memory from `A`) and frees them through `A` on whichever thread drops it.
+unsafe impl<A: Allocator + Send + Sync> Send for ArenaBackend<A> {}
+// SAFETY: the bump state is behind the spin lock, the pending list is
+// atomic; every thread uses the allocator through `&A`.
+unsafe impl<A: Allocator + Send + Sync> Sync for ArenaBackend<A> {}
+
+/// Usage figures of an [`ArenaBackend`], from [`ArenaBackend::stats`].
+/// Exact when no operation is in flight.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ArenaStats {
+    /// Chunks obtained from the allocator.
+    pub chunks: usize,
+    /// Bytes of those chunks.
+    pub bytes_reserved: usize,
+    /// Bytes handed out (alignment padding included); the rest of
+    /// `bytes_reserved` is chunk headers, abandoned chunk tails and the free
+    /// end of the current chunk.
+    pub bytes_used: usize,
+    /// Retired values whose destructors wait for `reclaim` or drop.
+    pub pending_drops: usize,
+}
+
+/// A read-side guard of an [`ArenaBackend`]: a token naming the backend it
+/// borrows. Reads need no work: nothing is freed while the backend is shared.
+#[derive(Debug)]
+pub struct ArenaGuard<'a> {
+    /// The backend's address: unique among live backends, and the borrow
+    /// keeps the backend alive and in place while the guard exists.
+    backend: usize,
+    _borrow: PhantomData<&'a ()>,
+}
+
+/// The head of a chunk, at its start.
+struct Chunk {
+    next: *mut Chunk,
+    size: usize,
+}
+
+/// Everything behind the lock.
+struct Bump {
+    /// The free part of the current chunk: `[cur, end)`; null before the first.
+    cur: *mut u8,
+    end: *mut u8,
+    /// All chunks, newest first.
+    chunks: *mut Chunk,
+    /// Size of the next chunk (header included), unless a request needs more.
+    next_size: usize,
+    stats: ArenaStats,
+}
+
+impl Bump {
+    /// Room for `layout` in the current chunk, if it fits.
+    #[inline]
+    fn try_bump(&mut self, layout: Layout) -> Option<NonNull<u8>> {
+        if self.cur.is_null() {
+            return None;
+        }
+        let pad = self.cur.addr().wrapping_neg() & (layout.align() - 1);
+        let need = pad.checked_add(layout.size())?;
+        if need > self.end.addr() - self.cur.addr() {
+            return None;
+        }
+        // SAFETY: `cur + pad + size <= end`, all in the current chunk.
+        let p = unsafe { self.cur.add(pad) };
+        // SAFETY: as above.
+        self.cur = unsafe { p.add(layout.size()) };
+        self.stats.bytes_used += need;
+        // SAFETY: inside a chunk, so not null.
+        Some(unsafe { NonNull::new_unchecked(p) })
+    }
+
+    /// Adds a chunk with room for `layout`, of the scheduled size or larger;
+    /// smaller (down to what `layout` needs) while `A` refuses.
+    #[cold]
+    fn add_chunk<A: Allocator>(&mut self, alloc: &A, layout: Layout) -> Result<(), AllocError> {
+        let need = size_of::<Chunk>()
+            .checked_add(layout.align() - 1)
+            .and_then(|n| n.checked_add(layout.size()))
+            .ok_or(AllocError)?;
+        let mut size = self.next_size.max(need);
+        let base = loop {
+            let l = Layout::from_size_align(size, CHUNK_ALIGN).map_err(|_| AllocError)?;
+            match alloc.allocate(l) {
+                Ok(base) => break base.cast::<u8>(),
+                Err(_) if size > need => size = (size / 2).max(need),
+                Err(e) => return Err(e),
+            }
+        };
+        // SAFETY: fresh memory of `size >= size_of::<Chunk>()` bytes, aligned
+        // for the header.
+        unsafe {
+            base.cast::<Chunk>().write(Chunk {
+                next: self.chunks,
+                size,
+            });
+            self.cur = base.as_ptr().add(size_of::<Chunk>());
+            self.end = base.as_ptr().add(size);
+        }
+        self.chunks = base.as_ptr().cast();
+        self.next_size = self
+            .next_size
+            .saturating_mul(2)
+            .min(MAX_CHUNK)
+            .max(self.next_size);
+        self.stats.chunks += 1;
+        self.stats.bytes_reserved += size;
+        Ok(())
+    }
+}
+
+impl ArenaBackend<Global> {
+    /// An empty arena on the global allocator; allocates nothing yet.
+    pub fn new() -> Self {
+        Self::new_in(Global)
+    }
+
+    /// An arena on the global allocator whose first chunk holds `bytes`
+    /// bytes, or an error if it cannot get it.
+    pub fn with_capacity(bytes: usize) -> Result<Self, AllocError> {
+        Self::with_capacity_in(bytes, Global)
+    }
+}
+
+impl Default for ArenaBackend<Global> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Allocator> ArenaBackend<A> {
+    /// An empty arena on `alloc`; the first chunk ([`DEFAULT_FIRST_CHUNK`]
+    /// bytes) is allocated on first use.
+    pub const fn new_in(alloc: A) -> Self {
+        ArenaBackend {
+            bump: SpinMutex::new(Bump {
+                cur: ptr::null_mut(),
+                end: ptr::null_mut(),
+                chunks: ptr::null_mut(),
+                next_size: DEFAULT_FIRST_CHUNK,
+                stats: ArenaStats {
+                    chunks: 0,
+                    bytes_reserved: 0,
+                    bytes_used: 0,
+                    pending_drops: 0,
+                },
+            }),
+            pending: Limbo::new(),
+            alloc,
+        }
+    }
+
+    /// An arena on `alloc` whose first chunk, allocated now, holds `bytes`
+    /// bytes (plus its header); later chunks double from there. An error if
+    /// `alloc` cannot give it.
+    pub fn with_capacity_in(bytes: usize, alloc: A) -> Result<Self, AllocError> {
+        let arena = Self::new_in(alloc);
+        {
+            let mut b = arena.bump.lock();
+            b.next_size = bytes.checked_add(size_of::<Chunk>()).ok_or(AllocError)?;
+            let size = b.next_size;
+            b.add_chunk(&arena.alloc, Layout::new::<()>())?;
+            // A smaller chunk is no reservation.
+            if b.stats.bytes_reserved < size {
+                drop(b);
+                return Err(AllocError);
+            }
+        }
+        Ok(arena)
+    }
+
+    /// Current usage; see [`ArenaStats`].
+    pub fn stats(&self) -> ArenaStats {
+        let mut stats = self.bump.lock().stats;
+        stats.pending_drops = self.pending.len();
+        stats
+    }
+
+    /// The allocator.
+    pub fn allocator(&self) -> &A {
+        &self.alloc
+    }
+
+    /// Bump-allocates `layout`.
+    #[inline]
+    fn bump(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
+        let mut b = self.bump.lock();
+        if let Some(p) = b.try_bump(layout) {
+            return Ok(p);
+        }
+        b.add_chunk(&self.alloc, layout)?;
+        b.try_bump(layout).ok_or(AllocError)
+    }
+
+    /// The layout of a `T` record and the value's offset in it: behind a
+    /// limbo header if `T` needs dropping (so it can wait for `reclaim`).
+    fn value_layout<T>() -> Option<(Layout, usize)> {
+        if needs_drop::<T>() {
+            limbo::with_header(Layout::new::<T>())
+        } else {
+            Some((Layout::new::<T>(), 0))
+        }
+    }
+
+    /// Runs the destructors of every retired value.
+    fn run_pending(&mut self) {
+        // Memory stays in the chunks.
+        self.pending.drain(|_, _| {});
+    }
+}
+
+// SAFETY:
+// 1. Every allocation is a fresh range of a chunk from `A`, aligned as asked
+//    (nodes to 64 by their layouts), never handed out twice.
+// 2. Nothing is freed before the backend drops, so retired memory stays
+//    valid for every guard; dropping the backend needs ownership, so no
+//    guard (which borrows it) is alive.
+// 3. `free_value` drops at once; `retire_value` parks values that need
+//    dropping, writing only their header, and `reclaim(&mut self)` or drop
+//    runs the destructors once, when no guard is alive.
+// 4. `owns_guard` compares addresses of live backends (see `ArenaGuard`).
+unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
+    type Guard<'a>
+        = ArenaGuard<'a>
+    where
+        Self: 'a;
+
+    #[inline]
+    fn guard(&self) -> ArenaGuard<'_> {
+        ArenaGuard {
+            backend: ptr::from_ref(self).addr(),
+            _borrow: PhantomData,
+        }
+    }
+
+    #[inline]
+    fn owns_guard(&self, guard: &ArenaGuard<'_>) -> bool {
+        guard.backend == ptr::from_ref(self).addr()
+    }
+
+    fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
+        Ok(self.bump(Layout::new::<Leaf>())?.cast())
+    }
+
+    fn alloc_internode(&self) -> Result<NonNull<Internode>, AllocError> {
+        Ok(self.bump(Layout::new::<Internode>())?.cast())
+    }
+
+    fn alloc_suffix(&self, layout: Layout) -> Result<NonNull<Suffix>, AllocError> {
+        Ok(self.bump(layout)?.cast())
+    }
+
+    fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T> {
+        let Some((layout, off)) = Self::value_layout::<T>() else {
+            return Err(value);
+        };
+        match self.bump(layout) {
+            Ok(base) => {
+                // SAFETY: `off` is inside the allocation (or at its end for a
+                // zero-sized `T`); fresh memory with `T`'s layout there.
+                unsafe {
+                    let p = base.add(off).cast::<T>();
+                    p.as_ptr().write(value);
+                    Ok(p)
+                }
+            }
+            Err(_) => Err(value),
+        }
+    }
+
+    unsafe fn free_leaf(&self, _: NonNull<Leaf>) {}
+
+    unsafe fn free_internode(&self, _: NonNull<Internode>) {}
+
+    unsafe fn free_suffix(&self, _: NonNull<Suffix>) {}
+
+    unsafe fn free_value<T>(&self, value: NonNull<T>) {
+        // SAFETY: the caller guarantees a live `T` of ours that nobody can
+        // reach; it is dropped exactly once, here; its memory stays.
+        unsafe { ptr::drop_in_place(value.as_ptr()) }
+    }
+
+    unsafe fn retire_leaf(&self, _: NonNull<Leaf>, _: &ArenaGuard<'_>) {}
+
+    unsafe fn retire_internode(&self, _: NonNull<Internode>, _: &ArenaGuard<'_>) {}
+
+    unsafe fn retire_suffix(&self, _: NonNull<Suffix>, _: &ArenaGuard<'_>) {}
+
+    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &ArenaGuard<'_>) {
+        if needs_drop::<T>() {
+            // SAFETY: the caller guarantees a live `T` from `alloc_value::<T>`,
+            // which put it behind a header since `T` needs dropping; it is
+            // unlinked and retired once; only the header is written.
+            unsafe {
+                let h = limbo::header_of(value.cast(), align_of::<T>());
+                self.pending.push(h, limbo::release_value::<T>);
+            }
+        }
+    }
+
+    fn reclaim(&mut self) {
+        self.run_pending();
+    }
+}
+
+impl<A: Allocator> Drop for ArenaBackend<A> {
+    fn drop(&mut self) {
+        self.run_pending();
+        let mut chunk = self.bump.get_mut().chunks;
+        while let Some(c) = NonNull::new(chunk) {
+            // SAFETY: every chunk was allocated by `add_chunk` with its size
+            // and `CHUNK_ALIGN`, and is freed once, here.
+            unsafe {
+                let Chunk { next, size } = c.as_ptr().read();
+                chunk = next;
+                let layout = Layout::from_size_align_unchecked(size, CHUNK_ALIGN);
+                self.alloc.deallocate(c.cast(), layout);
+            }
+        }
+    }
+}
+
+impl<A: Allocator> core::fmt::Debug for ArenaBackend<A> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("ArenaBackend")
+            .field("stats", &self.stats())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(masstree_loom)))]
+mod tests {
+    use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::string::String;
+    use std::vec::Vec;
+
+    use super::*;
+    use crate::alloc_backends::testing::{Counting, Tracked, key, scale};
+    use crate::{Inline, OutOfLine, Tree};
+
+    type Values<'c, 'd> = Tree<OutOfLine<Tracked<'d>>, ArenaBackend<&'c Counting>>;
+    type Words<'c> = Tree<Inline<u64>, ArenaBackend<&'c Counting>>;
+
+    fn drops(d: &AtomicUsize) -> usize {
+        d.load(Ordering::SeqCst)
+    }
+
+    /// All the allocator's memory is chunks, and dropping returns it all.
+    #[test]
+    fn drop_returns_every_chunk() {
+        let c = Counting::new();
+        let d = AtomicUsize::new(0);
+        let n = scale(3000) as u64;
+        {
+            let mut t = Values::new_in(ArenaBackend::with_capacity_in(4096, &c).unwrap());
+            {
+                let g = t.guard();
+                for i in 0..n {
+                    t.insert(&key(i), Tracked::new(i, &d), &g);
+                }
+                for i in (0..n).step_by(2) {
+                    t.remove(&key(i), &g);
+                }
+            }
+            let s = t.backend().stats();
+            assert!(s.chunks > 1, "{s:?}");
+            assert_eq!(c.allocs() as usize, s.chunks);
+            assert_eq!(c.bytes() as usize, s.bytes_reserved);
+            assert!(s.bytes_used <= s.bytes_reserved);
+            t.clear();
+            {
+                let g = t.guard();
+                for i in 0..n {
+                    t.insert(&key(i), Tracked::new(n + i, &d), &g);
+                }
+            }
+        }
+        assert_eq!(drops(&d) as u64, 2 * n);
+        c.assert_empty();
+    }
+
+    /// `free_value` drops at once; `retire_value` waits for `reclaim` (the
+    /// value stays readable until then) or drop; each value drops once.
+    #[test]
+    fn values_dropped_exactly_once() {
+        let c = Counting::new();
+        let d = AtomicUsize::new(0);
+        let n = scale(1000) as u64;
+        let mut t = Values::new_in(ArenaBackend::new_in(&c));
+        {
+            let g = t.guard();
+            for i in 0..n {
+                t.insert(&key(i), Tracked::new(i, &d), &g);
+            }
+            let old: Vec<&Tracked<'_>> = (0..n / 2)
+                .map(|i| t.insert(&key(i), Tracked::new(n + i, &d), &g).unwrap())
+                .collect();
+            let removed: Vec<&Tracked<'_>> =
+                (n / 2..n).map(|i| t.remove(&key(i), &g).unwrap()).collect();
+            assert!(old.iter().enumerate().all(|(i, v)| v.id == i as u64));
+            assert!(removed.iter().zip(n / 2..).all(|(v, i)| v.id == i));
+            assert_eq!(drops(&d), 0);
+            assert_eq!(t.backend().stats().pending_drops as u64, n);
+        }
+        t.reclaim();
+        assert_eq!(drops(&d) as u64, n);
+        assert_eq!(t.backend().stats().pending_drops, 0);
+        t.reclaim();
+        assert_eq!(drops(&d) as u64, n);
+        t.clear();
+        assert_eq!(drops(&d) as u64, n + n / 2);
+        {
+            let g = t.guard();
+            for i in 0..n {
+                t.insert(&key(i), Tracked::new(2 * n + i, &d), &g);
+            }
+            // Retired, then dropped with the backend.
+            t.insert(&key(0), Tracked::new(3 * n, &d), &g);
+            t.remove(&key(1), &g);
+        }
+        drop(t);
+        assert_eq!(drops(&d) as u64, 2 * n + n / 2 + 1);
+        c.assert_empty();
+    }
+
+    /// Values without a destructor get no header and never wait.
+    #[test]
+    fn plain_values_need_no_header() {
+        let c = Counting::new();
+        let b = ArenaBackend::new_in(&c);
+        let before = b.stats().bytes_used;
+        let p = b.alloc_value(7u64).unwrap();
+        assert_eq!(b.stats().bytes_used - before, 8);
+        // SAFETY: ours, unlinked, retired once.
+        unsafe { b.retire_value(p, &b.guard()) };
+        assert_eq!(b.stats().pending_drops, 0);
+        // A header in front of a value that needs dropping.
+        let before = b.stats().bytes_used;
+        let s = b.alloc_value(String::from("x")).unwrap();
+        let header = limbo::payload_offset(align_of::<String>());
+        assert_eq!(b.stats().bytes_used - before, header + size_of::<String>());
+        // SAFETY: ours, never published.
+        unsafe { b.free_value(s) };
+        drop(b);
+        c.assert_empty();
+    }
+
+    /// The first chunk is reserved up front; chunks then double; a request
+    /// larger than a chunk gets its own; alignment is honoured.
+    #[test]
+    fn chunks_grow_and_fit_large_requests() {
+        #[derive(Debug)]
+        #[repr(align(256))]
+        struct Wide(u8);
+        let c = Counting::new();
+        let b = ArenaBackend::with_capacity_in(1000, &c).unwrap();
+        let s = b.stats();
+        assert_eq!((s.chunks, s.bytes_reserved, s.bytes_used), (1, 1016, 0));
+        let mut got = 0;
+        while b.stats().chunks == 1 {
+            let p = b.alloc_leaf().unwrap();
+            assert_eq!(p.as_ptr().addr() % 64, 0);
+            got += 1;
+        }
+        // Leaves at 64 and 384 (after the 16-byte header, aligned); the
+        // third opens the second chunk.
+        assert_eq!(got, 3);
+        assert_eq!(b.stats().bytes_reserved, 1016 + 2032);
+        let big = b.alloc_value([3u8; 5000]).unwrap();
+        // SAFETY: a live value of ours.
+        assert!(unsafe { big.as_ref() }.iter().all(|&x| x == 3));
+        let s = b.stats();
+        assert_eq!(s.chunks, 3);
+        assert!(s.bytes_reserved >= 1016 + 2032 + 5000, "{s:?}");
+        let w = b.alloc_value(Wide(1)).unwrap();
+        assert_eq!(w.as_ptr().addr() % 256, 0);
+        // SAFETY: a live value of ours.
+        assert_eq!(unsafe { w.as_ref() }.0, 1);
+        assert_eq!(c.allocs() as usize, b.stats().chunks);
+        drop(b);
+        c.assert_empty();
+    }
+
+    /// When the allocator refuses a chunk, smaller ones are tried; when it
+    /// refuses everything, allocation fails cleanly.
+    #[test]
+    fn smaller_chunks_when_allocator_refuses() {
+        let c = Counting::new();
+        c.fail_above.store(5000, Ordering::SeqCst);
+        let b = ArenaBackend::new_in(&c);
+        let got: Vec<_> = (0..40).map(|_| b.alloc_leaf().unwrap()).collect();
+        let s = b.stats();
+        assert!(s.chunks >= 3, "{s:?}");
+        assert!(s.bytes_reserved >= got.len() * size_of::<Leaf>());
+        c.fail_above.store(0, Ordering::SeqCst);
+        while b.alloc_leaf().is_ok() {}
+        // Larger than what is left of the last chunk.
+        assert!(b.alloc_value([0u8; 1000]).is_err());
+        assert!(ArenaBackend::with_capacity_in(100, &c).is_err());
+        drop(b);
+        c.assert_empty();
+    }
+
+    #[test]
+    fn guards_belong_to_one_backend() {
+        let a = ArenaBackend::new();
+        let b = ArenaBackend::new();
+        let (ga, gb) = (a.guard(), b.guard());
+        assert!(a.owns_guard(&ga) && b.owns_guard(&gb));
+        assert!(!a.owns_guard(&gb) && !b.owns_guard(&ga));
+    }
+
+    /// Four threads insert and read; then everything adds up.
+    #[test]
+    fn concurrent_inserts_and_gets() {
+        const THREADS: u64 = 4;
+        let c = Counting::new();
+        let per = scale(3000) as u64;
+        let t = Words::new_in(ArenaBackend::new_in(&c));
+        std::thread::scope(|sc| {
+            for th in 0..THREADS {
+                let t = &t;
+                sc.spawn(move || {
+                    let g = t.guard();
+                    for j in 0..per {
+                        let i = j * THREADS + th;
+                        assert_eq!(t.insert(&key(i), i, &g), None);
+                        assert_eq!(t.get(&key(i), &g), Some(i));
+                        let o = (j * THREADS + (th + 1) % THREADS) / 2;
+                        if let Some(v) = t.get(&key(o), &g) {
+                            assert_eq!(v, o);
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(t.len() as u64, THREADS * per);
+        {
+            let g = t.guard();
+            for i in 0..THREADS * per {
+                assert_eq!(t.get(&key(i), &g), Some(i));
+            }
+        }
+        assert_eq!(c.allocs() as usize, t.backend().stats().chunks);
+        drop(t);
+        c.assert_empty();
+    }
+}
