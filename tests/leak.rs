@@ -5,11 +5,12 @@
 #[macro_use]
 mod common;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
 use common::{Counting, Rng, hex, key_hash, scaled, shaped_key};
 
-/// Per-test drop bookkeeping (leaked so values can hold a `&'static`; tests
+/// Per-test drop bookkeeping (shared with the values through an `Arc`; tests
 /// run in parallel, so nothing global).
 struct DropCtx {
     /// drops per value id: must end at exactly 1 for every created value
@@ -18,11 +19,11 @@ struct DropCtx {
 }
 
 impl DropCtx {
-    fn new(capacity: usize) -> &'static DropCtx {
-        Box::leak(Box::new(DropCtx {
+    fn new(capacity: usize) -> Arc<DropCtx> {
+        Arc::new(DropCtx {
             slots: (0..capacity).map(|_| AtomicU8::new(0)).collect(),
             created: AtomicUsize::new(0),
-        }))
+        })
     }
     fn drops(&self, id: usize) -> u8 {
         self.slots[id].load(Ordering::SeqCst)
@@ -51,20 +52,20 @@ impl DropCtx {
 struct Tracked {
     id: usize,
     key_hash: u64,
-    ctx: &'static DropCtx,
+    ctx: Arc<DropCtx>,
     /// some heap data of its own (from the global allocator) so that a missing
     /// destructor also leaks in the process
     payload: Vec<u8>,
 }
 
 impl Tracked {
-    fn new(ctx: &'static DropCtx, key: &[u8]) -> Tracked {
+    fn new(ctx: &Arc<DropCtx>, key: &[u8]) -> Tracked {
         let id = ctx.created.fetch_add(1, Ordering::SeqCst);
         assert!(id < ctx.slots.len(), "DropCtx too small");
         Tracked {
             id,
             key_hash: key_hash(key),
-            ctx,
+            ctx: Arc::clone(ctx),
             payload: vec![id as u8; id % 24],
         }
     }
@@ -154,7 +155,7 @@ for_each_backend! {
         for chunk in keys.chunks(1000) {
             let g = t.guard();
             for k in chunk {
-                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none(), "dup key {}", hex(k));
+                assert!(t.insert(k, Tracked::new(&ctx, k), &g).is_none(), "dup key {}", hex(k));
             }
         }
         assert_eq!(t.len(), n);
@@ -166,7 +167,7 @@ for_each_backend! {
             for (j, k) in chunk.iter().enumerate() {
                 let i = c * 1000 + j;
                 if i % 2 == 0 {
-                    let old = t.insert(k, Tracked::new(ctx, k), &g).expect("present");
+                    let old = t.insert(k, Tracked::new(&ctx, k), &g).expect("present");
                     old.check(k);
                     assert_eq!(old.id, i, "replaced value of key #{i} has the wrong id");
                 }
@@ -233,10 +234,10 @@ for_each_backend! {
         {
             let t = new_tree_in::<Tracked, _>(alloc.clone());
             let g = t.guard();
-            assert!(t.insert(b"", Tracked::new(ctx, b""), &g).is_none());
-            assert!(t.insert(b"", Tracked::new(ctx, b""), &g).is_some());
+            assert!(t.insert(b"", Tracked::new(&ctx, b""), &g).is_none());
+            assert!(t.insert(b"", Tracked::new(&ctx, b""), &g).is_some());
             let long = [7u8; 100];
-            assert!(t.insert(&long, Tracked::new(ctx, &long), &g).is_none());
+            assert!(t.insert(&long, Tracked::new(&ctx, &long), &g).is_none());
             drop(g);
         }
         ctx.assert_all_dropped_once();
@@ -258,7 +259,7 @@ for_each_backend! {
         let key = |th: usize, j: usize| shaped_key((j * threads + th) as u64);
         std::thread::scope(|s| {
             for th in 0..threads {
-                let t = &t;
+                let (t, ctx) = (&t, &ctx);
                 s.spawn(move || {
                     for round in 0..4 {
                         let g = t.guard();
@@ -292,7 +293,7 @@ for_each_backend! {
         {
             let g = t.guard();
             for k in &keys {
-                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none());
+                assert!(t.insert(k, Tracked::new(&ctx, k), &g).is_none());
             }
         }
         let peak_allocs = alloc.live_allocs();
@@ -337,10 +338,10 @@ for_each_backend! {
         {
             let g = t.guard();
             for k in &keys {
-                t.insert(k, Tracked::new(ctx, k), &g);
+                t.insert(k, Tracked::new(&ctx, k), &g);
             }
             for k in keys.iter().step_by(2) {
-                t.insert(k, Tracked::new(ctx, k), &g).expect("present").check(k);
+                t.insert(k, Tracked::new(&ctx, k), &g).expect("present").check(k);
             }
         }
         t.clear();
@@ -352,7 +353,7 @@ for_each_backend! {
             let g = t.guard();
             for k in &keys {
                 assert!(t.get(k, &g).is_none(), "{} survived clear()", hex(k));
-                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none());
+                assert!(t.insert(k, Tracked::new(&ctx, k), &g).is_none());
             }
             assert_eq!(t.len(), n);
         }
@@ -376,7 +377,7 @@ for_each_backend! {
             let ks: Vec<Vec<u8>> = (0..8u8).map(|i| [&p[..], b"suffix-", &[i]].concat()).collect();
             for k in &ks {
                 let g = t.guard();
-                assert!(t.insert(k, Tracked::new(ctx, k), &g).is_none());
+                assert!(t.insert(k, Tracked::new(&ctx, k), &g).is_none());
             }
             for k in &ks {
                 let g = t.guard();
@@ -436,7 +437,7 @@ mod seize_reclamation {
             MassTree::new_in(SeizeBackend::new_in(alloc.clone()));
         for _ in 0..writes {
             let g = t.guard();
-            t.insert(b"hot key", Tracked::new(ctx, b"hot key"), &g);
+            t.insert(b"hot key", Tracked::new(&ctx, b"hot key"), &g);
         }
         let dropped = ctx.total_drops();
         // all but the live value were replaced; allow for a generous amount of
