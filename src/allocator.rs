@@ -33,8 +33,14 @@ use crate::suffix::Suffix;
 /// - `free_leaf`/`free_internode`/`retire_leaf`/`retire_internode` must not
 ///   read the node (other than the word at [`Leaf::backend_word`] /
 ///   [`Internode::backend_word`], which the backend may use freely between
-///   retirement and reclamation).
-/// - `owns_guard` returns true only for guards created by this very backend.
+///   retirement and reclamation). `free_suffix`/`retire_suffix` may read the
+///   record's length through [`Suffix::layout_of`], nothing else.
+/// - A `Guard<'a>` borrows the backend for `'a` (it must not be possible to
+///   get `&mut` to the backend while a guard lives): [`Self::reclaim`] and
+///   the tree's `reclaim`/`clear` rely on `&mut self` proving no guard is alive.
+/// - `owns_guard` returns true only for guards created by this very backend
+///   (and alive: compare something that cannot be reused while the guard
+///   borrows the backend, such as its address, or a collector identity).
 pub unsafe trait NodeAllocatorGeneric {
     /// Proof that a thread is inside a read-side critical section: memory
     /// retired after the guard was created stays valid while it lives.

@@ -16,7 +16,7 @@ pub(crate) struct NodeBase {
     pub(crate) version: NodeVersion,
 }
 
-/// A leaf: up to [`WIDTH`] keys of one trie layer, their values, and links to
+/// A leaf: up to 15 keys of one trie layer, their values, and links to
 /// its neighbours. Opaque outside the crate: backends only allocate it.
 ///
 /// Field order: the first cache line holds everything a lookup reads before

@@ -6,6 +6,7 @@ extern crate alloc;
 extern crate std;
 
 mod allocator;
+mod bulk;
 mod fallible;
 mod get;
 mod insert;
@@ -40,6 +41,7 @@ pub mod alloc_backends;
 
 pub use allocator::{AllocError, NodeAllocatorGeneric};
 pub use allocator_api2;
+pub use bulk::{BulkLoadError, BulkLoader};
 pub use fallible::{AllocFailed, Fallible};
 pub use internode::Internode;
 pub use iter::{Cursor, Range, Seek};

@@ -234,7 +234,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     ///
     /// # Safety
     /// As [`Self::free_all`]; `n` is the root of an unreachable subtree.
-    unsafe fn free_layer(&self, n: *mut NodeBase, free_word: FreeWord<A>) {
+    pub(crate) unsafe fn free_layer(&self, n: *mut NodeBase, free_word: FreeWord<A>) {
         // SAFETY: exclusive access, every node visited once.
         unsafe {
             if version(n).load().is_leaf() {

@@ -4,8 +4,8 @@
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::vec::Vec;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
@@ -18,7 +18,7 @@ static NEXT_ID: AtomicUsize = AtomicUsize::new(1);
 
 pub(crate) struct TestBackend {
     id: usize,
-    pub(crate) live: AtomicIsize,
+    pub(crate) live: Arc<AtomicIsize>,
     /// Allocations left before one fails (`usize::MAX`: never).
     pub(crate) fail_in: AtomicUsize,
     retired: Mutex<Vec<(*mut u8, Reclaim)>>,
@@ -29,13 +29,14 @@ unsafe impl Send for TestBackend {}
 // SAFETY: as above; the list is behind a mutex.
 unsafe impl Sync for TestBackend {}
 
-pub(crate) struct TestGuard(usize);
+/// Borrows the backend, as the trait's contract asks.
+pub(crate) struct TestGuard<'a>(usize, core::marker::PhantomData<&'a TestBackend>);
 
 impl TestBackend {
     pub(crate) fn new() -> Self {
         TestBackend {
             id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
-            live: AtomicIsize::new(0),
+            live: Arc::new(AtomicIsize::new(0)),
             fail_in: AtomicUsize::new(usize::MAX),
             retired: Mutex::new(Vec::new()),
         }
@@ -83,6 +84,15 @@ unsafe fn reclaim_suffix(p: *mut u8) {
     }
 }
 
+impl TestBackend {
+    /// A backend that counts its live allocations in `live`.
+    pub(crate) fn counting(live: &Arc<AtomicIsize>) -> Self {
+        let mut b = Self::new();
+        b.live = live.clone();
+        b
+    }
+}
+
 impl Default for TestBackend {
     fn default() -> Self {
         Self::new()
@@ -114,11 +124,11 @@ impl Drop for TestBackend {
 // SAFETY: memory from `Global` with the right layouts; retired memory is kept
 // until the backend drops, which outlives every guard.
 unsafe impl NodeAllocatorGeneric for TestBackend {
-    type Guard<'a> = TestGuard;
-    fn guard(&self) -> TestGuard {
-        TestGuard(self.id)
+    type Guard<'a> = TestGuard<'a>;
+    fn guard(&self) -> TestGuard<'_> {
+        TestGuard(self.id, core::marker::PhantomData)
     }
-    fn owns_guard(&self, g: &TestGuard) -> bool {
+    fn owns_guard(&self, g: &TestGuard<'_>) -> bool {
         g.0 == self.id
     }
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
@@ -160,16 +170,16 @@ unsafe impl NodeAllocatorGeneric for TestBackend {
             self.unraw(p.cast(), Layout::new::<T>())
         }
     }
-    unsafe fn retire_leaf(&self, p: NonNull<Leaf>, _: &TestGuard) {
+    unsafe fn retire_leaf(&self, p: NonNull<Leaf>, _: &TestGuard<'_>) {
         self.defer(p.as_ptr().cast(), reclaim::<Leaf>);
     }
-    unsafe fn retire_internode(&self, p: NonNull<Internode>, _: &TestGuard) {
+    unsafe fn retire_internode(&self, p: NonNull<Internode>, _: &TestGuard<'_>) {
         self.defer(p.as_ptr().cast(), reclaim::<Internode>);
     }
-    unsafe fn retire_suffix(&self, p: NonNull<Suffix>, _: &TestGuard) {
+    unsafe fn retire_suffix(&self, p: NonNull<Suffix>, _: &TestGuard<'_>) {
         self.defer(p.as_ptr().cast(), reclaim_suffix);
     }
-    unsafe fn retire_value<T>(&self, p: NonNull<T>, _: &TestGuard) {
+    unsafe fn retire_value<T>(&self, p: NonNull<T>, _: &TestGuard<'_>) {
         self.defer(p.as_ptr().cast(), reclaim_value::<T>);
     }
     fn reclaim(&mut self) {

@@ -152,9 +152,9 @@ fn out_of_line_values_are_freed_once() {
             Some("w0")
         );
     }
-    let live = &t.backend().live as *const core::sync::atomic::AtomicIsize;
+    let live = t.backend().live.clone();
     drop(t);
-    let _ = live; // the backend is gone with the tree; leaks would show under Miri
+    assert_eq!(live.load(core::sync::atomic::Ordering::Relaxed), 0);
 }
 
 #[test]
@@ -902,4 +902,117 @@ fn failed_allocations_change_nothing() {
         k += if cfg!(miri) { 37 } else { 1 };
     }
     assert!(k > 100, "the workload allocates ({k} allocations)");
+}
+
+#[test]
+fn bulk_load_matches_model() {
+    use crate::{BulkLoadError, BulkLoader};
+    let mut rng = Rng(404);
+    for (n, fill) in [
+        (0usize, 15usize),
+        (1, 15),
+        (15, 15),
+        (16, 15),
+        (scale(5000), 15),
+        (scale(5000), 10),
+        (scale(3000), 1),
+    ] {
+        let model: BTreeMap<Vec<u8>, usize> = scan_keys(&mut rng, n).into_iter().zip(0..).collect();
+        let t: Words = BulkLoader::new(TestBackend::new())
+            .leaf_fill(fill)
+            .load(model.iter().map(|(k, v)| (k.clone(), *v)))
+            .unwrap();
+        check_against(&t, &model);
+        let g = t.guard();
+        let all: Vec<_> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        assert_eq!(t.iter(&g).collect::<Vec<_>>(), all, "n={n} fill={fill}");
+        assert_eq!(t.iter(&g).rev().count(), all.len());
+        // Still a normal tree: inserts and removes work after the load.
+        for (i, k) in scan_keys(&mut rng, n / 2).into_iter().enumerate() {
+            t.insert(&k, i, &g);
+        }
+        for k in model.keys().step_by(2) {
+            t.remove(k, &g);
+        }
+        if fill == 15 && n > 100 {
+            // Packed full: about n / 15 leaves.
+            let (leaves, _, _) = census(&t);
+            assert!(leaves > 0);
+        }
+    }
+    // Unsorted and duplicate input: an error naming the position, nothing leaked.
+    let live = std::sync::Arc::new(core::sync::atomic::AtomicIsize::new(0));
+    let r = Words::from_sorted_in(
+        TestBackend::counting(&live),
+        [
+            (&b"a"[..], 1),
+            (b"b\xff\xff\xff\xff\xff\xff\xff\xffq", 2),
+            (b"b", 3),
+        ],
+    );
+    assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: 2 }));
+    assert_eq!(live.load(core::sync::atomic::Ordering::Relaxed), 0);
+    let r = Words::from_sorted_in(TestBackend::new(), [(&b"b"[..], 1), (b"a", 2)]);
+    assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: 1 }));
+}
+
+#[test]
+fn bulk_load_packs_leaves_full() {
+    let n = scale(15 * 400);
+    let t: Words = Words::from_sorted_in(
+        TestBackend::new(),
+        (0..n).map(|i| ((i as u64).to_be_bytes(), i)),
+    )
+    .unwrap();
+    let (leaves, internodes, layers) = census(&t);
+    assert_eq!(leaves, n.div_ceil(15));
+    assert_eq!(layers, 0);
+    assert!(
+        internodes <= leaves.div_ceil(14) + 3,
+        "{internodes} internodes for {leaves} leaves"
+    );
+    assert_eq!(t.len(), n);
+}
+
+/// Failures at every allocation of a bulk load: an error, and nothing leaks.
+#[test]
+fn bulk_load_failures_leak_nothing() {
+    use core::sync::atomic::Ordering::Relaxed;
+    let mut rng = Rng(8);
+    let model: BTreeMap<Vec<u8>, String> = scan_keys(&mut rng, scale(800))
+        .into_iter()
+        .enumerate()
+        .map(|(i, k)| (k, format!("v{i}")))
+        .collect();
+    let mut failures = 0;
+    for k in (0..).step_by(if cfg!(miri) { 41 } else { 3 }) {
+        let live = std::sync::Arc::new(core::sync::atomic::AtomicIsize::new(0));
+        let b = TestBackend::counting(&live);
+        b.fail_in.store(k, Relaxed);
+        let r: Result<Tree<OutOfLine<String>, TestBackend>, _> =
+            Tree::from_sorted_in(b, model.iter().map(|(k, v)| (k.clone(), v.clone())));
+        match r {
+            Ok(t) => {
+                let g = t.guard();
+                assert_eq!(t.len(), model.len());
+                for (key, v) in &model {
+                    assert_eq!(t.get(key, &g), Some(v));
+                }
+                break;
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, crate::BulkLoadError::OutOfMemory { .. }),
+                    "{e:?}"
+                );
+                assert_eq!(
+                    live.load(Relaxed),
+                    0,
+                    "leak after a failure at allocation {k}"
+                );
+                failures += 1;
+            }
+        }
+    }
+    assert!(failures > 10);
 }

@@ -1,0 +1,561 @@
+//! Bulk load: a tree built bottom-up in one pass from keys in strictly
+//! increasing order, with leaves packed full (or to a chosen fill).
+//!
+//! The loader keeps one builder per trie layer it is inside. A key longer
+//! than its layer's slice waits as the layer's *pending* key until the next
+//! key shows whether another key shares its slice (then both go into a new
+//! layer) or not (then it becomes a suffixed entry). Leaves are filled left to
+//! right, never splitting the keys of one ikey across two leaves; each full
+//! node is handed to the internode builder of the level above, whose
+//! separators are the `low` keys of the nodes to their right, as the
+//! invariant of split and remove requires. On bad input or a failed
+//! allocation, every builder is closed into a valid tree, which is dropped:
+//! nothing is left half-built or leaked.
+
+use alloc::vec::Vec;
+use core::fmt;
+use core::ptr::NonNull;
+
+use crate::allocator::NodeAllocatorGeneric;
+use crate::internode::{IWIDTH, Internode};
+use crate::key::{KSUF, LAYER, SLICE, ikey_of};
+use crate::leaf::{Leaf, NodeBase};
+use crate::nodeversion::NodeVersion;
+use crate::permuter::{Permuter, WIDTH};
+use crate::raw::{FreeWord, RawTree, set_parent};
+use crate::suffix::Suffix;
+use crate::sync::Ordering;
+use crate::tree::Tree;
+use crate::value::ValueStorage;
+
+/// Why a bulk load stopped. Everything loaded so far was dropped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum BulkLoadError {
+    /// The key at this position (0-based) was not greater than the one before.
+    NotIncreasing {
+        /// Position of the offending key in the input.
+        position: usize,
+    },
+    /// The backend ran out of memory while loading the key at this position.
+    OutOfMemory {
+        /// Position of the key being loaded.
+        position: usize,
+    },
+}
+
+impl fmt::Display for BulkLoadError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BulkLoadError::NotIncreasing { position } => {
+                write!(
+                    f,
+                    "masstree bulk load: key {position} is not greater than the key before it"
+                )
+            }
+            BulkLoadError::OutOfMemory { position } => {
+                write!(f, "masstree bulk load: out of memory at key {position}")
+            }
+        }
+    }
+}
+
+impl core::error::Error for BulkLoadError {}
+
+/// Loads sorted input into a new tree; see [`Tree::from_sorted_in`].
+#[derive(Debug)]
+pub struct BulkLoader<A> {
+    backend: A,
+    fill: usize,
+}
+
+impl<A: NodeAllocatorGeneric> BulkLoader<A> {
+    /// A loader that packs leaves full.
+    pub fn new(backend: A) -> Self {
+        BulkLoader {
+            backend,
+            fill: WIDTH,
+        }
+    }
+
+    /// Entries per leaf, `1..=15` (clamped): fewer leaves room for later
+    /// inserts without splits. Keys that share an 8-byte slice always share a
+    /// leaf, so a leaf may hold a few more.
+    pub fn leaf_fill(mut self, fill: usize) -> Self {
+        self.fill = fill.clamp(1, WIDTH);
+        self
+    }
+
+    /// Builds the tree. Keys must be strictly increasing.
+    pub fn load<S, K, I>(self, iter: I) -> Result<Tree<S, A>, BulkLoadError>
+    where
+        S: ValueStorage,
+        K: AsRef<[u8]>,
+        I: IntoIterator<Item = (K, S::Value)>,
+    {
+        let tree = Tree::<S, A>::new_in(self.backend);
+        let raw = tree.raw();
+        let mut load = Load {
+            raw,
+            free_word: S::free::<A>,
+            layers: Vec::new(),
+            prev: Vec::new(),
+            fill: self.fill,
+            len: 0,
+        };
+        let mut result = Ok(());
+        let mut count = 0;
+        for (position, (key, value)) in iter.into_iter().enumerate() {
+            count = position + 1;
+            let key = key.as_ref();
+            if position > 0 && key <= &load.prev[..] {
+                result = Err(BulkLoadError::NotIncreasing { position });
+                break;
+            }
+            let Ok(word) = S::into_word(&raw.alloc, value) else {
+                result = Err(BulkLoadError::OutOfMemory { position });
+                break;
+            };
+            if load.push(key, word).is_err() {
+                result = Err(BulkLoadError::OutOfMemory { position });
+                break;
+            }
+        }
+        // Close every open layer, success or not: the tree is then valid,
+        // and on error dropping it frees everything exactly once.
+        let (root, closed) = load.finish();
+        // Relaxed (both): the tree is private until returned.
+        raw.root.store(root, Ordering::Relaxed);
+        raw.len.0.store(load.len, Ordering::Relaxed);
+        if result.is_ok() && closed.is_err() {
+            result = Err(BulkLoadError::OutOfMemory {
+                position: count.saturating_sub(1),
+            });
+        }
+        result.map(|()| tree)
+    }
+}
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
+    /// A tree built in O(n) from `(key, value)` pairs in strictly increasing
+    /// key order, leaves packed full; see [`BulkLoader`] for a fill option.
+    ///
+    /// ```
+    /// use masstree::{InlineMassTree, alloc_backends::seize::SeizeBackend};
+    /// let keys = (0..1000u64).map(|i| (i.to_be_bytes(), i));
+    /// let tree = InlineMassTree::from_sorted_in(SeizeBackend::new(), keys).unwrap();
+    /// let g = tree.guard();
+    /// assert_eq!(tree.get(&7u64.to_be_bytes(), &g), Some(7));
+    /// let bad = InlineMassTree::<u64>::from_sorted_in(SeizeBackend::new(), [("b", 1), ("a", 2)]);
+    /// assert_eq!(bad.unwrap_err(), masstree::BulkLoadError::NotIncreasing { position: 1 });
+    /// ```
+    ///
+    /// # Errors
+    /// [`BulkLoadError`] if a key is not greater than the one before it, or
+    /// the backend runs out of memory; nothing is left allocated then.
+    pub fn from_sorted_in<K: AsRef<[u8]>, I: IntoIterator<Item = (K, S::Value)>>(
+        backend: A,
+        iter: I,
+    ) -> Result<Self, BulkLoadError> {
+        BulkLoader::new(backend).load(iter)
+    }
+}
+
+/// An entry for a leaf: a value word, a suffix record or a layer root.
+#[derive(Clone, Copy)]
+struct Entry {
+    ikey: u64,
+    keylenx: u8,
+    word: *mut (),
+}
+
+/// Levels a layer can have (see `split.rs`).
+const MAX_LEVELS: usize = 24;
+
+/// The builder of one layer.
+struct LayerBuild {
+    /// The open leaf and its entry count.
+    leaf: Option<(NonNull<Leaf>, usize)>,
+    /// The last finished leaf (for links).
+    last_leaf: *mut Leaf,
+    /// Per level above the leaves: the open internode with its child count,
+    /// and how many internodes the level has had.
+    levels: [(Option<(NonNull<Internode>, usize)>, usize); MAX_LEVELS + 1],
+    /// Leaves finished.
+    leaves: usize,
+    /// The value word of the previous key, if it is longer than this layer's
+    /// slice and waits for the next key to decide: suffix or new layer.
+    pending: Option<*mut ()>,
+}
+
+/// Allocation failed; whatever could not be attached was freed.
+struct Failed;
+
+struct Load<'t, A: NodeAllocatorGeneric> {
+    raw: &'t RawTree<A>,
+    free_word: FreeWord<A>,
+    layers: Vec<LayerBuild>,
+    /// The previous key.
+    prev: Vec<u8>,
+    fill: usize,
+    len: usize,
+}
+
+impl<A: NodeAllocatorGeneric> Load<'_, A> {
+    fn layer() -> LayerBuild {
+        LayerBuild {
+            leaf: None,
+            last_leaf: core::ptr::null_mut(),
+            levels: [(None, 0); MAX_LEVELS + 1],
+            leaves: 0,
+            pending: None,
+        }
+    }
+
+    /// Adds the next key (greater than `prev`) with its value word, which
+    /// the loader owns from now on, whatever happens.
+    fn push(&mut self, key: &[u8], word: *mut ()) -> Result<(), Failed> {
+        if self.layers.is_empty() {
+            self.layers.push(Self::layer());
+        }
+        // Leave the layers the new key is not inside: the layer at depth d
+        // holds the keys longer than 8 * d bytes that share the first 8 * d.
+        while self.layers.len() > 1 {
+            let d = self.layers.len() - 1;
+            if key.len() > SLICE * d && key[..SLICE * d] == self.prev[..SLICE * d] {
+                break;
+            }
+            if let Err(f) = self.close_top() {
+                // SAFETY: never stored.
+                unsafe { (self.free_word)(&self.raw.alloc, word) };
+                return Err(f);
+            }
+        }
+        let d = self.layers.len() - 1;
+        let prev = core::mem::take(&mut self.prev);
+        let r = self.push_at(d, &prev, key, word);
+        self.prev = prev;
+        r?;
+        self.prev.clear();
+        self.prev.extend_from_slice(key);
+        self.len += 1;
+        Ok(())
+    }
+
+    fn push_at(&mut self, d: usize, prev: &[u8], key: &[u8], word: *mut ()) -> Result<(), Failed> {
+        if let Some(pending) = self.layers[d].pending.take() {
+            // The previous key shares our slice: both go one layer down.
+            if key.len() > SLICE * (d + 1) && key[..SLICE * (d + 1)] == prev[..SLICE * (d + 1)] {
+                self.layers.push(Self::layer());
+                // One layer down the previous key may end within the slice.
+                let rest = &prev[SLICE * (d + 1)..];
+                if rest.len() > SLICE {
+                    self.layers[d + 1].pending = Some(pending);
+                } else if let Err(f) = self.entry(
+                    d + 1,
+                    Entry {
+                        ikey: ikey_of(rest),
+                        keylenx: rest.len() as u8,
+                        word: pending,
+                    },
+                ) {
+                    // SAFETY: never stored.
+                    unsafe { (self.free_word)(&self.raw.alloc, word) };
+                    return Err(f);
+                }
+                return self.push_at(d + 1, prev, key, word);
+            }
+            if let Err(f) = self.suffixed(prev, pending, d) {
+                // SAFETY: never stored.
+                unsafe { (self.free_word)(&self.raw.alloc, word) };
+                return Err(f);
+            }
+        }
+        let rest = &key[SLICE * d..];
+        if rest.len() > SLICE {
+            self.layers[d].pending = Some(word);
+            Ok(())
+        } else {
+            self.entry(
+                d,
+                Entry {
+                    ikey: ikey_of(rest),
+                    keylenx: rest.len() as u8,
+                    word,
+                },
+            )
+        }
+    }
+
+    /// Turns the pending key of layer `d` (whose bytes are `key`) into a
+    /// suffixed entry.
+    fn suffixed(&mut self, key: &[u8], word: *mut (), d: usize) -> Result<(), Failed> {
+        let rest = &key[SLICE * d..];
+        match self.raw.new_suffix(&rest[SLICE..], word) {
+            Ok(record) => self.entry(
+                d,
+                Entry {
+                    ikey: ikey_of(rest),
+                    keylenx: KSUF,
+                    word: record.cast(),
+                },
+            ),
+            Err(_) => {
+                // SAFETY: never stored.
+                unsafe { (self.free_word)(&self.raw.alloc, word) };
+                Err(Failed)
+            }
+        }
+    }
+
+    /// Frees an entry that could not be stored.
+    fn drop_entry(&self, e: Entry) {
+        // SAFETY: the entry was never published; it is ours alone.
+        unsafe {
+            match e.keylenx {
+                LAYER => self.raw.free_layer(e.word.cast(), self.free_word),
+                KSUF => {
+                    let s = e.word.cast::<Suffix>();
+                    (self.free_word)(&self.raw.alloc, (*s).value());
+                    self.raw.alloc.free_suffix(NonNull::new_unchecked(s));
+                }
+                _ => (self.free_word)(&self.raw.alloc, e.word),
+            }
+        }
+    }
+
+    /// Appends an entry to layer `d`'s open leaf (starting a new leaf when
+    /// this one is full, or filled and the entry starts a new ikey).
+    fn entry(&mut self, d: usize, e: Entry) -> Result<(), Failed> {
+        let fill = self.fill;
+        let open = self.layers[d].leaf;
+        let start_new = match open {
+            None => Some(0),
+            Some((leaf, n)) => {
+                // SAFETY: our private leaf.
+                let l = unsafe { leaf.as_ref() };
+                let last = l.ikey(n - 1);
+                if n == WIDTH || (n >= fill && last != e.ikey) {
+                    // Entries that share the new entry's ikey move along.
+                    Some(if last == e.ikey {
+                        (0..n).rfind(|&i| l.ikey(i) != e.ikey).map_or(0, |i| i + 1)
+                    } else {
+                        n
+                    })
+                } else {
+                    None
+                }
+            }
+        };
+        if let Some(keep) = start_new {
+            let fresh = match self.raw.alloc.alloc_leaf() {
+                // SAFETY: fresh memory; `low` is set when the leaf is finished.
+                Ok(p) => unsafe { Leaf::init_at(p, 0, 0) },
+                Err(_) => {
+                    self.drop_entry(e);
+                    return Err(Failed);
+                }
+            };
+            let moved = match open {
+                Some((leaf, n)) => {
+                    // SAFETY: both private.
+                    let (old, new) = unsafe { (leaf.as_ref(), fresh.as_ref()) };
+                    for (to, from) in (keep..n).enumerate() {
+                        old.copy_slot(from, new, to);
+                    }
+                    self.layers[d].leaf = Some((leaf, keep));
+                    let r = self.finish_leaf(d);
+                    self.layers[d].leaf = Some((fresh, n - keep));
+                    if let Err(f) = r {
+                        self.drop_entry(e);
+                        return Err(f);
+                    }
+                    n - keep
+                }
+                None => 0,
+            };
+            self.layers[d].leaf = Some((fresh, moved));
+        }
+        let (leaf, n) = self.layers[d].leaf.expect("an open leaf");
+        // SAFETY: our private leaf.
+        unsafe { leaf.as_ref() }.set_slot(n, e.ikey, e.keylenx, e.word);
+        self.layers[d].leaf = Some((leaf, n + 1));
+        Ok(())
+    }
+
+    /// Finishes layer `d`'s open leaf (permutation, `low`, links) and hands
+    /// it to the level above.
+    fn finish_leaf(&mut self, d: usize) -> Result<(), Failed> {
+        let layer = &mut self.layers[d];
+        let Some((leaf, n)) = layer.leaf.take() else {
+            return Ok(());
+        };
+        let lp = leaf.as_ptr();
+        let low = if layer.leaves == 0 {
+            0
+        } else {
+            // SAFETY: our private leaf.
+            unsafe { (*lp).ikey(0) }
+        };
+        // SAFETY: our private leaf; `low` is written before anyone sees it.
+        unsafe {
+            (*lp).permutation.publish(Permuter::sorted(n));
+            core::ptr::addr_of_mut!((*lp).low).write(low);
+            // Relaxed: private until the tree is returned.
+            (*lp).prev.store(layer.last_leaf, Ordering::Relaxed);
+            if let Some(last) = layer.last_leaf.as_ref() {
+                last.next.store(lp, Ordering::Relaxed);
+            }
+        }
+        layer.last_leaf = lp;
+        layer.leaves += 1;
+        self.add_child(d, 0, lp.cast(), low)
+    }
+
+    /// Adds a finished node (lowest key `low`) from `level` (0: leaves) of
+    /// layer `d` to the open internode above it.
+    fn add_child(
+        &mut self,
+        d: usize,
+        level: usize,
+        node: *mut NodeBase,
+        low: u64,
+    ) -> Result<(), Failed> {
+        if self.layers[d].levels[level].0.is_none() {
+            let Ok(p) = self.raw.alloc.alloc_internode() else {
+                // The node cannot be attached: free it (its keys are lost,
+                // and the load reports the failure).
+                // SAFETY: a finished private subtree nobody links to (the
+                // leaf list is not followed when a tree is freed).
+                unsafe { self.raw.free_layer(node, self.free_word) };
+                return Err(Failed);
+            };
+            // SAFETY: fresh memory, private.
+            unsafe { Internode::init_at(p, NodeVersion::new(0)) };
+            let slot = &mut self.layers[d].levels[level];
+            *slot = (Some((p, 0)), slot.1 + 1);
+        }
+        let (parent, c) = self.layers[d].levels[level].0.expect("an open internode");
+        // SAFETY: our private internode.
+        let p = unsafe { parent.as_ref() };
+        if c > 0 {
+            p.set_ikey(c - 1, low);
+        }
+        p.set_child(c, node);
+        p.set_nkeys(c);
+        // SAFETY: `node` is ours; its parent link is private until the end.
+        unsafe { set_parent(node, parent.as_ptr()) };
+        if c + 1 == IWIDTH + 1 {
+            // Full: hand it up.
+            self.layers[d].levels[level].0 = None;
+            return self.add_child(d, level + 1, parent.as_ptr().cast(), internode_low(p));
+        }
+        self.layers[d].levels[level].0 = Some((parent, c + 1));
+        Ok(())
+    }
+
+    /// Closes the innermost layer: its root becomes a layer entry above.
+    fn close_top(&mut self) -> Result<(), Failed> {
+        let d = self.layers.len() - 1;
+        let prev = core::mem::take(&mut self.prev);
+        let (root, r) = self.close_layer(d, &prev);
+        self.layers.pop();
+        let ikey = ikey_of(&prev[SLICE * (d - 1)..]);
+        self.prev = prev;
+        let entry = if root.is_null() {
+            Ok(())
+        } else {
+            self.entry(
+                d - 1,
+                Entry {
+                    ikey,
+                    keylenx: LAYER,
+                    word: root.cast(),
+                },
+            )
+        };
+        r.and(entry)
+    }
+
+    /// Finishes every builder of layer `d`; returns its root (null if empty),
+    /// and whether everything could be kept.
+    fn close_layer(&mut self, d: usize, prev: &[u8]) -> (*mut NodeBase, Result<(), Failed>) {
+        let mut result = Ok(());
+        if let Some(word) = self.layers[d].pending.take() {
+            if let Err(f) = self.suffixed(prev, word, d) {
+                result = Err(f);
+            }
+        }
+        if let Err(f) = self.finish_leaf(d) {
+            result = Err(f);
+        }
+        // Going up: the first level with a single node ever, and nothing
+        // above, holds the root: that node, or its only child.
+        for level in 0..=MAX_LEVELS {
+            let (open, count) = self.layers[d].levels[level];
+            let above = level < MAX_LEVELS && self.layers[d].levels[level + 1].1 > 0;
+            match open {
+                None => return (core::ptr::null_mut(), result),
+                Some((node, c)) if count == 1 && !above => {
+                    // SAFETY: private.
+                    let n = unsafe { node.as_ref() };
+                    if c == 1 {
+                        let child = n.child(0);
+                        // SAFETY: private nodes; the internode is not needed.
+                        unsafe {
+                            set_parent(child, core::ptr::null_mut());
+                            self.raw.alloc.free_internode(node);
+                        }
+                        return (make_root(child), result);
+                    }
+                    return (make_root(node.as_ptr().cast()), result);
+                }
+                Some((node, _)) => {
+                    self.layers[d].levels[level].0 = None;
+                    // SAFETY: private.
+                    let low = internode_low(unsafe { node.as_ref() });
+                    if let Err(f) = self.add_child(d, level + 1, node.as_ptr().cast(), low) {
+                        result = Err(f);
+                    }
+                }
+            }
+        }
+        unreachable!("a layer has fewer than {MAX_LEVELS} levels")
+    }
+
+    /// Closes every layer; returns layer 0's root and whether all was kept.
+    fn finish(&mut self) -> (*mut NodeBase, Result<(), Failed>) {
+        let mut result = Ok(());
+        while self.layers.len() > 1 {
+            if let Err(f) = self.close_top() {
+                result = Err(f);
+            }
+        }
+        if self.layers.is_empty() {
+            return (core::ptr::null_mut(), result);
+        }
+        let prev = core::mem::take(&mut self.prev);
+        let (root, r) = self.close_layer(0, &prev);
+        (root, result.and(r))
+    }
+}
+
+/// The lowest key routed to an internode: its leftmost leaf's `low`.
+fn internode_low(n: &Internode) -> u64 {
+    let mut c = n.child(0);
+    // SAFETY: private, fully built subtrees.
+    unsafe {
+        while !(*c).version.load().is_leaf() {
+            c = (*c.cast::<Internode>()).child(0);
+        }
+        (*c.cast::<Leaf>()).low
+    }
+}
+
+/// Marks a layer's root node.
+fn make_root(n: *mut NodeBase) -> *mut NodeBase {
+    // SAFETY: a private node; locking it only lets us set its flags.
+    let lock = unsafe { &(*n).version }.lock();
+    lock.set_root(true);
+    drop(lock);
+    n
+}
