@@ -171,6 +171,10 @@ struct Entry {
 /// Levels a layer can have (see `split.rs`).
 const MAX_LEVELS: usize = 24;
 
+/// One level of internodes being built: the open internode with its child
+/// count, and how many internodes the level has had.
+type Level = (Option<(NonNull<Internode>, usize)>, usize);
+
 /// The builder of one layer.
 struct LayerBuild {
     /// The open leaf and its entry count.
@@ -179,7 +183,7 @@ struct LayerBuild {
     last_leaf: *mut Leaf,
     /// Per level above the leaves: the open internode with its child count,
     /// and how many internodes the level has had.
-    levels: [(Option<(NonNull<Internode>, usize)>, usize); MAX_LEVELS + 1],
+    levels: [Level; MAX_LEVELS + 1],
     /// Leaves finished.
     leaves: usize,
     /// The value word of the previous key, if it is longer than this layer's
