@@ -68,28 +68,27 @@ unsafe impl Allocator for &StaticBump {
 }
 
 fn main() {
-    let tree: InlineMassTree<u64, PoolBackend<&StaticBump>> =
+    let mut tree: InlineMassTree<u64, PoolBackend<&StaticBump>> =
         InlineMassTree::new_in(PoolBackend::new_in(&ALLOC));
-    let g = tree.guard();
     let mut stored = 0u64;
-    let refused = loop {
-        match tree.fallible().insert(&stored.to_be_bytes(), stored, &g) {
-            Ok(_) => stored += 1,
-            Err(e) => break e.into_value(),
+    {
+        let g = tree.guard();
+        let refused = loop {
+            match tree.fallible().insert(&stored.to_be_bytes(), stored, &g) {
+                Ok(_) => stored += 1,
+                Err(e) => break e.into_value(),
+            }
+        };
+        println!(
+            "64 KiB held {stored} keys; the next insert failed cleanly and returned its value {refused}"
+        );
+        assert_eq!(refused, stored);
+        assert_eq!(tree.len() as u64, stored);
+        for i in 0..stored {
+            assert_eq!(tree.get(&i.to_be_bytes(), &g), Some(i));
         }
-    };
-    println!(
-        "64 KiB held {stored} keys; the next insert failed cleanly and returned its value {refused}"
-    );
-    assert_eq!(refused, stored);
-    assert_eq!(tree.len() as u64, stored);
-    for i in 0..stored {
-        assert_eq!(tree.get(&i.to_be_bytes(), &g), Some(i));
+        println!("pool: {:?}", tree.backend().stats());
     }
-    let stats = tree.backend().stats();
-    println!("pool: {stats:?}");
-    drop(g);
-    let mut tree = tree;
     {
         let g = tree.guard();
         for i in 0..stored / 2 {
