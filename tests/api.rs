@@ -1,87 +1,110 @@
 //! Public API surface: auto traits, guard misuse, Debug, len/is_empty, key
 //! types, edge-case keys, inline value types.
-#![cfg(feature = "seize")]
+#![cfg(any(feature = "seize", feature = "pool", feature = "arena"))]
+// Guards are dropped explicitly to end read sections; some backends' guards
+// have no destructor.
+#![allow(clippy::drop_non_drop)]
 
 #[macro_use]
 mod common;
 
 use std::sync::Arc;
 
+#[allow(unused_imports)]
 use common::Counting;
-use masstree::alloc_backends::seize::SeizeBackend;
-use masstree::{InlineMassTree, MassTree};
 
 fn assert_send_sync<T: Send + Sync>() {}
-fn assert_send<T: Send>() {}
 
-#[test]
-fn auto_traits() {
-    assert_send_sync::<MassTree<String>>();
-    assert_send_sync::<MassTree<Vec<u8>>>();
-    assert_send_sync::<MassTree<Arc<str>>>();
-    assert_send_sync::<InlineMassTree<u64>>();
-    assert_send_sync::<InlineMassTree<usize>>();
-    assert_send_sync::<InlineMassTree<i64>>();
-    assert_send_sync::<InlineMassTree<u32>>();
-    assert_send_sync::<MassTree<String, SeizeBackend<Counting>>>();
-    assert_send_sync::<InlineMassTree<u64, SeizeBackend<Counting>>>();
-    assert_send_sync::<SeizeBackend>();
-    assert_send::<MassTree<String>>();
-}
+/// The default aliases (seize backend, global allocator).
+#[cfg(feature = "seize")]
+mod seize_defaults {
+    use super::*;
+    use masstree::alloc_backends::seize::SeizeBackend;
+    use masstree::{InlineMassTree, MassTree};
 
-/// The tree is `Send + Sync` in practice: share it through an `Arc` with
-/// `'static` threads, and move it to another thread to drop it.
-#[test]
-fn share_via_arc_and_move() {
-    const PER_THREAD: u32 = if cfg!(miri) { 50 } else { 1000 };
-    let t: Arc<MassTree<String>> = Arc::new(MassTree::new());
-    let hs: Vec<_> = (0..4u32)
-        .map(|i| {
-            let t = Arc::clone(&t);
-            std::thread::spawn(move || {
-                let g = t.guard();
-                for j in 0..PER_THREAD {
-                    let k = format!("{i}/{j}");
-                    assert!(t.insert(&k, k.clone(), &g).is_none());
-                }
-            })
-        })
-        .collect();
-    for h in hs {
-        h.join().unwrap();
+    #[test]
+    fn auto_traits_default_aliases() {
+        assert_send_sync::<MassTree<String>>();
+        assert_send_sync::<MassTree<Vec<u8>>>();
+        assert_send_sync::<MassTree<Arc<str>>>();
+        assert_send_sync::<InlineMassTree<u64>>();
+        assert_send_sync::<InlineMassTree<usize>>();
+        assert_send_sync::<InlineMassTree<i64>>();
+        assert_send_sync::<InlineMassTree<u32>>();
+        assert_send_sync::<SeizeBackend>();
     }
-    assert_eq!(t.len(), 4 * PER_THREAD as usize);
-    {
-        let g = t.guard();
-        let last = format!("3/{}", PER_THREAD - 1);
-        assert_eq!(t.get(&last, &g), Some(&last));
-    }
-    let t = Arc::try_unwrap(t).expect("sole owner");
-    std::thread::spawn(move || {
-        let g = t.guard();
-        assert_eq!(t.get("0/0", &g).map(String::as_str), Some("0/0"));
-        drop(g);
-        drop(t);
-    })
-    .join()
-    .unwrap();
-}
 
-#[test]
-fn default_constructors() {
-    let t: MassTree<String> = MassTree::new();
-    assert!(t.is_empty());
-    assert_eq!(t.len(), 0);
-    let t: InlineMassTree<u64> = InlineMassTree::new();
-    assert!(t.is_empty());
-    let t: InlineMassTree<u64, SeizeBackend<Counting>> =
-        InlineMassTree::new_in(SeizeBackend::new_in(Counting::new()));
-    let g = t.guard();
-    assert_eq!(t.insert(b"k", 1, &g), None);
-    assert_eq!(t.get(b"k", &g), Some(1));
+    #[test]
+    fn default_constructors() {
+        let t: MassTree<String> = MassTree::new();
+        assert!(t.is_empty());
+        assert_eq!(t.len(), 0);
+        let t: InlineMassTree<u64> = InlineMassTree::new();
+        assert!(t.is_empty());
+        let t: InlineMassTree<u64> = InlineMassTree::default();
+        assert!(t.is_empty());
+        let t: InlineMassTree<u64, SeizeBackend<Counting>> =
+            InlineMassTree::new_in(SeizeBackend::new_in(Counting::new()));
+        let g = t.guard();
+        assert_eq!(t.insert(b"k", 1, &g), None);
+        assert_eq!(t.get(b"k", &g), Some(1));
+    }
 }
 
 for_each_backend! {
+
+    #[test]
+    fn auto_traits() {
+        assert_send_sync::<Tree<String>>();
+        assert_send_sync::<Tree<Vec<u8>>>();
+        assert_send_sync::<Tree<Arc<str>>>();
+        assert_send_sync::<ITree<u64>>();
+        assert_send_sync::<ITree<usize>>();
+        assert_send_sync::<ITree<i64>>();
+        assert_send_sync::<ITree<u32>>();
+        assert_send_sync::<TreeIn<String, Counting>>();
+        assert_send_sync::<ITreeIn<u64, Counting>>();
+        assert_send_sync::<Backend>();
+        assert_send_sync::<BackendIn<Counting>>();
+    }
+
+    /// The tree is `Send + Sync` in practice: share it through an `Arc` with
+    /// `'static` threads, and move it to another thread to drop it.
+    #[test]
+    fn share_via_arc_and_move() {
+        const PER_THREAD: u32 = if cfg!(miri) { 50 } else { 1000 };
+        let t: Arc<Tree<String>> = Arc::new(new_tree());
+        let hs: Vec<_> = (0..4u32)
+            .map(|i| {
+                let t = Arc::clone(&t);
+                std::thread::spawn(move || {
+                    let g = t.guard();
+                    for j in 0..PER_THREAD {
+                        let k = format!("{i}/{j}");
+                        assert!(t.insert(&k, k.clone(), &g).is_none());
+                    }
+                })
+            })
+            .collect();
+        for h in hs {
+            h.join().unwrap();
+        }
+        assert_eq!(t.len(), 4 * PER_THREAD as usize);
+        {
+            let g = t.guard();
+            let last = format!("3/{}", PER_THREAD - 1);
+            assert_eq!(t.get(&last, &g), Some(&last));
+        }
+        let t = Arc::try_unwrap(t).expect("sole owner");
+        std::thread::spawn(move || {
+            let g = t.guard();
+            assert_eq!(t.get("0/0", &g).map(String::as_str), Some("0/0"));
+            drop(g);
+            drop(t);
+        })
+        .join()
+        .unwrap();
+    }
     #[test]
     #[should_panic(expected = "guard")]
     fn foreign_guard_get_panics() {

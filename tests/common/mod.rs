@@ -25,10 +25,10 @@ use masstree::allocator_api2::alloc::{AllocError, Allocator, Global};
 
 /// Expand the given items once per enabled backend, each copy in its own module.
 ///
-/// When new backends land (`pool`, `arena`), add one `@one` line in the entry
-/// arm; every test written with this macro then runs against it too (as
-/// `pool::...`, `arena::...`). A backend whose constructor is not
-/// `new_in(allocator)` needs its own `backend_in` (copy the `@one` arm).
+/// A new backend is one `@one` line in the entry arm; every test written with
+/// this macro then runs against it too (as `seize::...`, `pool::...`,
+/// `arena::...`). A backend whose constructor is not `new_in(allocator)`
+/// needs its own `backend_in` (copy the `@one` arm).
 macro_rules! for_each_backend {
     // Items shared by every backend module (written in terms of `Backend`).
     (@common) => {
@@ -71,13 +71,15 @@ macro_rules! for_each_backend {
 
     // One backend: `feature`, module name, backend type path (generic over the
     // allocator, constructed with `new_in(allocator)`), the test items.
-    (@one $feature:literal, $name:ident, $($backend:ident)::+, [$($body:tt)*]) => {
+    (@one $feature:literal, $name:ident, $($backend:ident)::+, {$($consts:tt)*}, [$($body:tt)*]) => {
         #[cfg(feature = $feature)]
         mod $name {
             #[allow(unused_imports)]
             use super::*;
             #[allow(unused_imports)]
             use masstree::{InlineMassTree, MassTree};
+
+            $($consts)*
 
             /// Backend with a custom allocator.
             #[allow(dead_code)]
@@ -106,12 +108,39 @@ macro_rules! for_each_backend {
         }
     };
 
-    // Entry point: one line per backend.
+    // Entry point: one line per backend, with what the backend promises about
+    // memory (tests check exactly what is promised):
+    // * RECLAIMS_WHILE_SHARED: retired memory is freed while the tree is in
+    //   use (guards come and go), without `reclaim()`;
+    // * REUSES_AFTER_RECLAIM: memory retired before `reclaim()`/`clear()` is
+    //   reused (or returned to the allocator) afterwards;
+    // * FREES_ON_RECLAIM: `reclaim()`/`clear()` give node memory back to the
+    //   allocator (not just to a free list).
     ($($body:tt)*) => {
-        for_each_backend!(@one "seize", seize, masstree::alloc_backends::seize::SeizeBackend, [$($body)*]);
-        // Issue 5 (not yet in Cargo.toml / alloc_backends), e.g.:
-        // for_each_backend!(@one "pool", pool, masstree::alloc_backends::pool::PoolBackend, [$($body)*]);
-        // for_each_backend!(@one "arena", arena, masstree::alloc_backends::arena::ArenaBackend, [$($body)*]);
+        for_each_backend!(@one "seize", seize, masstree::alloc_backends::seize::SeizeBackend, {
+            #[allow(dead_code)]
+            pub(crate) const RECLAIMS_WHILE_SHARED: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const FREES_ON_RECLAIM: bool = true;
+        }, [$($body)*]);
+        for_each_backend!(@one "pool", pool, masstree::alloc_backends::pool::PoolBackend, {
+            #[allow(dead_code)]
+            pub(crate) const RECLAIMS_WHILE_SHARED: bool = false;
+            #[allow(dead_code)]
+            pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const FREES_ON_RECLAIM: bool = false;
+        }, [$($body)*]);
+        for_each_backend!(@one "arena", arena, masstree::alloc_backends::arena::ArenaBackend, {
+            #[allow(dead_code)]
+            pub(crate) const RECLAIMS_WHILE_SHARED: bool = false;
+            #[allow(dead_code)]
+            pub(crate) const REUSES_AFTER_RECLAIM: bool = false;
+            #[allow(dead_code)]
+            pub(crate) const FREES_ON_RECLAIM: bool = false;
+        }, [$($body)*]);
     };
 }
 
