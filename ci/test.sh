@@ -11,14 +11,22 @@
 #                         cargo test --no-default-features --features <f>
 #                           for each backend feature in BACKEND_FEATURES that
 #                           exists in Cargo.toml's [features]
+#                           (single-feature runs use PER_FEATURE_PROPTEST_CASES)
 #   4. loom               --cfg masstree_loom, release, unit tests named *loom*
 #   5. miri               nightly miri, core unit tests (time-boxed)
-#   6. no_std             core + ci/nostd-check built for a bare-metal target
+#   6. no_std             core + ci/nostd-check built for a bare-metal target,
+#                         with no feature and with each of NOSTD_FEATURES;
+#                         then ci/nostd-check built for the host, linked into a
+#                         C program and run (trees on each no_std backend)
 #
-# Usage: ci/test.sh            (from anywhere; it cd's to the repo root)
+# Usage: ci/test.sh [STEP...]   (from anywhere; it cd's to the repo root)
+#   STEP is one of: fmt clippy test loom miri nostd (default: all, in order).
+#   Selecting steps is for local use; CI runs them all.
 #
 # Environment knobs (all optional):
 #   MIRI_TIMEOUT   seconds for `cargo miri test` (default 600)
+#   MIRI_JOBS      concurrent Miri processes, one test each at a time
+#                  (default: number of cores)
 #   LOOM_TIMEOUT   seconds for the loom run (default 900)
 #   MIRIFLAGS      passed through to Miri unchanged (default: Miri's strict defaults)
 #   CI_SKIP_MIRI=1 skip Miri (prints a loud banner; for quick local runs only)
@@ -30,12 +38,25 @@ set -euo pipefail
 # Cargo.toml is enough for it to be tested.
 BACKEND_FEATURES="seize pool arena"
 
+# Backend features that must build without `std`: the no_std step builds the
+# core and ci/nostd-check for the bare-metal target once with no feature and
+# once with each of these (again only those declared in Cargo.toml).
+NOSTD_FEATURES="pool arena"
+
+# Proptest cases for the single-feature test runs (`--no-default-features
+# [--features f]`). The `--all-features` run keeps the tests' own counts and
+# already runs every backend's tests; the single-feature runs mainly prove
+# that each feature set builds and works on its own, and they must fit the CI
+# time budget. An explicit PROPTEST_CASES in the environment wins.
+PER_FEATURE_PROPTEST_CASES=32
+
 # Bare-metal targets without `std` for the no_std check, first one that
 # rustup can provide wins. All have 64-bit atomics (the core needs AtomicU64).
 NOSTD_TARGETS="aarch64-unknown-none x86_64-unknown-none"
 
 MIRI_TIMEOUT="${MIRI_TIMEOUT:-600}"
 LOOM_TIMEOUT="${LOOM_TIMEOUT:-900}"
+MIRI_JOBS="${MIRI_JOBS:-$(nproc 2>/dev/null || echo 1)}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -127,8 +148,8 @@ run_step() {
     CURRENT_STEP=""
 }
 
-# Features declared in Cargo.toml's [features] table, one per line.
-declared_features() {
+# Features declared in a manifest's [features] table, one per line.
+declared_features() { # declared_features [MANIFEST]  (default: Cargo.toml)
     awk '
         /^[[:space:]]*\[/ { in_features = ($0 ~ /^[[:space:]]*\[features\][[:space:]]*(#.*)?$/); next }
         in_features && /^[[:space:]]*[A-Za-z0-9_-]+[[:space:]]*=/ {
@@ -137,11 +158,15 @@ declared_features() {
             sub(/[[:space:]]*=.*/, "", name)
             print name
         }
-    ' Cargo.toml
+    ' "${1:-Cargo.toml}"
 }
 
 # (Output is captured before grepping: `cmd | grep -q` under pipefail can
 # report a spurious failure when grep exits early and cmd gets SIGPIPE.)
+is_declared() { # is_declared FEATURE [LIST]  (default list: $DECLARED)
+    grep -qx -- "$1" <<<"$(tr ' ' '\n' <<<"${2-$DECLARED}")"
+}
+
 has_component() { # has_component TOOLCHAIN COMPONENT-PREFIX
     local list
     list="$(rustup component list --installed --toolchain "$1" 2>/dev/null)" || return 1
@@ -164,20 +189,22 @@ has_target() { # has_target TRIPLE (for the default toolchain)
 # 0. toolchain
 # ---------------------------------------------------------------------------
 
-header "toolchain"
-echo "CI=${CI:-} nproc=$(nproc 2>/dev/null || echo ?)"
-rustc --version
-cargo --version
-if ! cargo fmt --version >/dev/null 2>&1; then
-    echo "+ rustup component add rustfmt"
-    rustup component add rustfmt
-fi
-if ! cargo clippy --version >/dev/null 2>&1; then
-    echo "+ rustup component add clippy"
-    rustup component add clippy
-fi
-cargo fmt --version
-cargo clippy --version
+toolchain() {
+    header "toolchain"
+    echo "CI=${CI:-} nproc=$(nproc 2>/dev/null || echo ?)"
+    rustc --version
+    cargo --version
+    if ! cargo fmt --version >/dev/null 2>&1; then
+        echo "+ rustup component add rustfmt"
+        rustup component add rustfmt
+    fi
+    if ! cargo clippy --version >/dev/null 2>&1; then
+        echo "+ rustup component add clippy"
+        rustup component add clippy
+    fi
+    cargo fmt --version
+    cargo clippy --version
+}
 
 # ---------------------------------------------------------------------------
 # 1. rustfmt
@@ -191,34 +218,45 @@ fmt_all() {
         echo "+ cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check" &&
         cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check
 }
-run_step "rustfmt" fmt_all
+step_fmt() {
+    run_step "rustfmt" fmt_all
+}
 
 # ---------------------------------------------------------------------------
 # 2. clippy
 # ---------------------------------------------------------------------------
 
-run_step "clippy" cargo clippy --all-targets --all-features -- -D warnings
+step_clippy() {
+    run_step "clippy" cargo clippy --all-targets --all-features -- -D warnings
+}
 
 # ---------------------------------------------------------------------------
 # 3. tests, per feature set
 # ---------------------------------------------------------------------------
 
-DECLARED="$(declared_features | tr '\n' ' ')"
-echo
-echo "features declared in Cargo.toml: ${DECLARED:-<none>}"
-echo "backend features to test alone:  $BACKEND_FEATURES"
+step_test() {
+    local single_cases="${PROPTEST_CASES:-$PER_FEATURE_PROPTEST_CASES}"
+    echo
+    echo "features declared in Cargo.toml:  ${DECLARED:-<none>}"
+    echo "backend features to test alone:   $BACKEND_FEATURES"
+    echo "proptest cases, --all-features:   ${PROPTEST_CASES:-(per-test default)}"
+    echo "proptest cases, single features:  $single_cases"
 
-run_step "test --all-features" cargo test --all-features
-run_step "test --no-default-features (core)" cargo test --no-default-features
+    run_step "test --all-features" cargo test --all-features
+    run_step "test --no-default-features (core)" \
+        env PROPTEST_CASES="$single_cases" cargo test --no-default-features
 
-for f in $BACKEND_FEATURES; do
-    if grep -qx -- "$f" <<<"$(tr ' ' '\n' <<<"$DECLARED")"; then
-        run_step "test --features $f" cargo test --no-default-features --features "$f"
-    else
-        echo
-        echo "--- backend feature '$f' is not in Cargo.toml [features] yet: skipped"
-    fi
-done
+    local f
+    for f in $BACKEND_FEATURES; do
+        if is_declared "$f"; then
+            run_step "test --features $f" \
+                env PROPTEST_CASES="$single_cases" cargo test --no-default-features --features "$f"
+        else
+            echo
+            echo "--- backend feature '$f' is not in Cargo.toml [features] yet: skipped"
+        fi
+    done
+}
 
 # ---------------------------------------------------------------------------
 # 4. loom models
@@ -232,17 +270,18 @@ loom_models() {
         timeout --kill-after=30 "$LOOM_TIMEOUT" \
         cargo test --release --lib loom || status=$?
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo
         echo "XXX loom run exceeded ${LOOM_TIMEOUT}s: shrink the models or LOOM_MAX_PREEMPTIONS"
     fi
     return "$status"
 }
-run_step "loom (LOOM_MAX_PREEMPTIONS=2)" loom_models
+step_loom() {
+    run_step "loom (LOOM_MAX_PREEMPTIONS=2)" loom_models
+}
 
 # ---------------------------------------------------------------------------
 # 5. miri
 # ---------------------------------------------------------------------------
-
-MIRI_SKIP_REASON=""
 
 install_miri() {
     if [ -n "${CI_SKIP_MIRI:-}" ]; then
@@ -281,83 +320,235 @@ miri_setup() {
     CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" cargo +nightly miri setup
 }
 
+# cargo +nightly miri test --lib --no-default-features, in parallel: Miri
+# interprets on one core, so the unit tests are listed and handed out one at
+# a time to MIRI_JOBS concurrent Miri processes (default: the number of
+# cores); a process per test costs ~2 s but balances long and short tests.
+# The whole run is time-boxed by MIRI_TIMEOUT. Each test's output is printed
+# in full, in list order, when all are done.
+MIRI_CMD=(cargo +nightly miri test --lib --no-default-features)
+miri_cargo() {
+    CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" "${MIRI_CMD[@]}" "$@"
+}
+
 miri_test() {
     local status=0
-    echo "+ MIRIFLAGS='${MIRIFLAGS:-}' CARGO_TARGET_DIR=$MAIN_TARGET_DIR/miri timeout ${MIRI_TIMEOUT}s cargo +nightly miri test --lib --no-default-features"
-    CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" \
-        timeout --kill-after=30 "$MIRI_TIMEOUT" \
-        cargo +nightly miri test --lib --no-default-features || status=$?
+    echo "+ cargo +nightly miri test --lib --no-default-features --no-run"
+    echo "  (MIRIFLAGS='${MIRIFLAGS:-}' CARGO_TARGET_DIR=$MAIN_TARGET_DIR/miri)"
+    miri_cargo --no-run || return $?
+
+    local list names=()
+    list="$(miri_cargo -q -- --list --format terse 2>/dev/null)" || list=""
+    mapfile -t names < <(sed -n 's/: test$//p' <<<"$list")
+    local jobs=$MIRI_JOBS
+    if [ "${#names[@]}" -lt 2 ] || [ "$jobs" -lt 2 ]; then
+        jobs=1
+    fi
+    echo "miri: ${#names[@]} unit tests, $jobs parallel process(es), timeout ${MIRI_TIMEOUT}s"
+
+    if [ "$jobs" -le 1 ]; then
+        echo "+ timeout ${MIRI_TIMEOUT}s cargo +nightly miri test --lib --no-default-features"
+        CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" \
+            timeout --kill-after=30 "$MIRI_TIMEOUT" "${MIRI_CMD[@]}" || status=$?
+    else
+        local logdir i
+        logdir="$(mktemp -d)"
+        printf '%s\n' "${names[@]}" >"$logdir/names"
+        echo "+ timeout ${MIRI_TIMEOUT}s xargs -P $jobs: cargo +nightly miri test --lib --no-default-features -- --exact <test>"
+        # Each worker: run one test, log to <index>.log, print one progress line.
+        # shellcheck disable=SC2016 # the inner script expands its own variables
+        seq 1 "${#names[@]}" |
+            CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" \
+                timeout --kill-after=30 "$MIRI_TIMEOUT" \
+                xargs -P "$jobs" -I{} bash -c '
+                    i=$1; dir=$2; shift 2
+                    name=$(sed -n "${i}p" "$dir/names")
+                    start=$SECONDS
+                    if "$@" -- --exact "$name" >"$dir/$i.log" 2>&1; then
+                        echo "miri: ok     $name ($((SECONDS - start))s)"
+                    else
+                        echo "miri: FAILED $name ($((SECONDS - start))s)"
+                        exit 1
+                    fi
+                ' _ {} "$logdir" "${MIRI_CMD[@]}" || status=$?
+        for ((i = 1; i <= ${#names[@]}; i++)); do
+            if [ -f "$logdir/$i.log" ]; then
+                echo
+                echo "---------------- miri: ${names[i - 1]} ----------------"
+                cat "$logdir/$i.log"
+            fi
+        done
+        rm -rf "$logdir"
+    fi
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo
         echo "XXX miri run exceeded ${MIRI_TIMEOUT}s: mark slow tests #[cfg_attr(miri, ignore)] or shrink them under cfg(miri)"
     fi
     return "$status"
 }
 
-header "miri: install"
-miri_install_start=$SECONDS
-install_miri
-echo "--- miri install check took $((SECONDS - miri_install_start))s"
+MIRI_SKIP_REASON=""
 
-if [ -z "$MIRI_SKIP_REASON" ]; then
-    cargo +nightly miri --version
-    # A failing `miri setup` (it builds the sysroot from rust-src, fetching
-    # std's dependencies from crates.io) is an environment problem, not a
-    # test failure: report it loudly and go on.
-    header "miri: setup"
-    setup_start=$SECONDS
-    if miri_setup; then
-        echo "--- miri setup OK in $((SECONDS - setup_start))s"
-    else
-        MIRI_SKIP_REASON="'cargo +nightly miri setup' failed (could not build the Miri sysroot)"
+step_miri() {
+    header "miri: install"
+    local start=$SECONDS
+    install_miri
+    echo "--- miri install check took $((SECONDS - start))s"
+
+    if [ -z "$MIRI_SKIP_REASON" ]; then
+        cargo +nightly miri --version
+        # A failing `miri setup` (it builds the sysroot from rust-src, fetching
+        # std's dependencies from crates.io) is an environment problem, not a
+        # test failure: report it loudly and go on.
+        header "miri: setup"
+        start=$SECONDS
+        if miri_setup; then
+            echo "--- miri setup OK in $((SECONDS - start))s"
+        else
+            MIRI_SKIP_REASON="'cargo +nightly miri setup' failed (could not build the Miri sysroot)"
+        fi
     fi
-fi
 
-if [ -z "$MIRI_SKIP_REASON" ]; then
-    run_step "miri (core unit tests)" miri_test
-else
-    banner "MIRI WAS NOT RUN." \
-        "Reason: $MIRI_SKIP_REASON" \
-        "The core's unit tests were NOT checked for undefined behaviour in this run."
-    WARNINGS+=("miri: $MIRI_SKIP_REASON")
-fi
+    if [ -z "$MIRI_SKIP_REASON" ]; then
+        run_step "miri (core unit tests)" miri_test
+    else
+        banner "MIRI WAS NOT RUN." \
+            "Reason: $MIRI_SKIP_REASON" \
+            "The core's unit tests were NOT checked for undefined behaviour in this run."
+        WARNINGS+=("miri: $MIRI_SKIP_REASON")
+    fi
+}
 
 # ---------------------------------------------------------------------------
 # 6. no_std
 # ---------------------------------------------------------------------------
 
 NOSTD_TARGET=""
-header "no_std: target"
-for t in $NOSTD_TARGETS; do
-    if has_target "$t"; then
-        NOSTD_TARGET=$t
-        break
-    fi
-    echo "+ rustup target add $t"
-    if rustup target add "$t"; then
-        NOSTD_TARGET=$t
-        break
-    fi
-    echo "--- could not add target $t"
-done
 
-if [ -n "$NOSTD_TARGET" ]; then
-    echo "no_std target: $NOSTD_TARGET"
-    run_step "no_std: core for $NOSTD_TARGET" \
-        cargo build --lib --no-default-features --target "$NOSTD_TARGET"
-    run_step "no_std: ci/nostd-check staticlib for $NOSTD_TARGET" \
+NOSTD_CHECK=ci/nostd-check/Cargo.toml
+
+# The check crate's feature for backend feature $1: its own if it declares
+# one (then it also runs a tree on that backend), else `masstree/$1`.
+nostd_check_feature() {
+    if is_declared "$1" "$(declared_features "$NOSTD_CHECK" | tr '\n' ' ')"; then
+        echo "$1"
+    else
+        echo "masstree/$1"
+    fi
+}
+
+# Builds ci/nostd-check for the host with every no_std backend, links it into
+# a tiny C program and runs it: the trees on the pool/arena backends insert
+# and read back through the check's own bump allocator, with no std at all.
+nostd_run_on_host() {
+    local cc features=() f count=0
+    cc="$(command -v cc || command -v gcc || true)"
+    for f in $NOSTD_FEATURES; do
+        if is_declared "$f" && is_declared "$f" "$(declared_features "$NOSTD_CHECK" | tr '\n' ' ')"; then
+            features+=("$f")
+            count=$((count + 1))
+        fi
+    done
+    local dir="$MAIN_TARGET_DIR/nostd-check"
+    echo "+ cargo build --manifest-path $NOSTD_CHECK --features '${features[*]}'"
+    env CARGO_TARGET_DIR="$dir" cargo build --manifest-path "$NOSTD_CHECK" \
+        --features "${features[*]}" || return $?
+    echo "+ $cc ci/nostd-check/harness.c $dir/debug/libmasstree_nostd_check.a -o $dir/harness"
+    "$cc" -O1 ci/nostd-check/harness.c "$dir/debug/libmasstree_nostd_check.a" \
+        -o "$dir/harness" || return $?
+    echo "+ $dir/harness $count"
+    timeout 120 "$dir/harness" "$count"
+}
+
+step_nostd() {
+    local t f
+    header "no_std: target"
+    for t in $NOSTD_TARGETS; do
+        if has_target "$t"; then
+            NOSTD_TARGET=$t
+            break
+        fi
+        echo "+ rustup target add $t"
+        if rustup target add "$t"; then
+            NOSTD_TARGET=$t
+            break
+        fi
+        echo "--- could not add target $t"
+    done
+
+    local target_args=() where="host (fallback)"
+    if [ -n "$NOSTD_TARGET" ]; then
+        echo "no_std target: $NOSTD_TARGET"
+        target_args=(--target "$NOSTD_TARGET")
+        where=$NOSTD_TARGET
+        run_step "no_std: core for $where" \
+            cargo build --lib --no-default-features "${target_args[@]}"
+    else
+        banner "NO BARE-METAL TARGET AVAILABLE: rustup could not add any of: $NOSTD_TARGETS" \
+            "Falling back to building ci/nostd-check (#![no_std] staticlib, panic=abort," \
+            "own #[panic_handler]) for the HOST. A std leak in the core still fails this" \
+            "(duplicate 'panic_impl' lang item), but the check is weaker than a target" \
+            "that has no std at all."
+        WARNINGS+=("no_std: no bare-metal target; only the host-staticlib fallback was built")
+    fi
+    run_step "no_std: ci/nostd-check for $where" \
         env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/nostd-check" \
-        cargo build --manifest-path ci/nostd-check/Cargo.toml --target "$NOSTD_TARGET"
-else
-    banner "NO BARE-METAL TARGET AVAILABLE: rustup could not add any of: $NOSTD_TARGETS" \
-        "Falling back to building ci/nostd-check (#![no_std] staticlib, panic=abort," \
-        "own #[panic_handler]) for the HOST. A std leak in the core still fails this" \
-        "(duplicate 'panic_impl' lang item), but the check is weaker than a target" \
-        "that has no std at all."
-    WARNINGS+=("no_std: no bare-metal target; only the host-staticlib fallback was built")
-    run_step "no_std: ci/nostd-check staticlib for host (fallback)" \
-        env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/nostd-check" \
-        cargo build --manifest-path ci/nostd-check/Cargo.toml
+        cargo build --manifest-path "$NOSTD_CHECK" "${target_args[@]}"
+
+    for f in $NOSTD_FEATURES; do
+        if ! is_declared "$f"; then
+            echo
+            echo "--- no_std feature '$f' is not in Cargo.toml [features] yet: skipped"
+            continue
+        fi
+        if [ -n "$NOSTD_TARGET" ]; then
+            run_step "no_std: core --features $f for $where" \
+                cargo build --lib --no-default-features --features "$f" "${target_args[@]}"
+        fi
+        local cf
+        cf="$(nostd_check_feature "$f")"
+        run_step "no_std: ci/nostd-check --features $cf for $where" \
+            env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/nostd-check" \
+            cargo build --manifest-path "$NOSTD_CHECK" --features "$cf" "${target_args[@]}"
+    done
+
+    if command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then
+        run_step "no_std: run ci/nostd-check on the host (C harness)" nostd_run_on_host
+    else
+        banner "NO C COMPILER: the no_std check was built but NOT RUN on the host."
+        WARNINGS+=("no_std: no C compiler, the check staticlib was not run")
+    fi
+}
+
+# ---------------------------------------------------------------------------
+# main
+# ---------------------------------------------------------------------------
+
+ALL_STEPS="fmt clippy test loom miri nostd"
+SELECTED="${*:-$ALL_STEPS}"
+for s in $SELECTED; do
+    case " $ALL_STEPS " in
+        *" $s "*) ;;
+        *)
+            echo "ci/test.sh: unknown step '$s' (steps: $ALL_STEPS)" >&2
+            exit 2
+            ;;
+    esac
+done
+if [ "$SELECTED" != "$ALL_STEPS" ]; then
+    echo
+    echo "NOTE: running only the selected steps: $SELECTED"
+    WARNINGS+=("steps not selected on the command line: $(for s in $ALL_STEPS; do case " $SELECTED " in *" $s "*) ;; *) printf '%s ' "$s" ;; esac; done)")
 fi
+
+DECLARED="$(declared_features | tr '\n' ' ')"
+
+toolchain
+for s in $ALL_STEPS; do
+    case " $SELECTED " in
+        *" $s "*) "step_$s" ;;
+    esac
+done
 
 # The EXIT trap prints the summary.
 exit 0

@@ -1,11 +1,15 @@
-//! no_std link check for the `masstree` core: see `ci/test.sh` and this
-//! crate's `Cargo.toml`.
+//! no_std check for the `masstree` core: see `ci/test.sh` (step `nostd`) and
+//! this crate's `Cargo.toml`.
 //!
 //! This crate is `#![no_std]`, provides its own `#[panic_handler]` and
 //! `#[global_allocator]`, and is built for a bare-metal target. If `std`
 //! leaked into the core, the build fails: on a bare-metal target because
-//! there is no `std` to link, on the host fallback because `std`'s panic
-//! handler would clash with ours (duplicate `panic_impl` lang item).
+//! there is no `std` to link, on the host because `std`'s panic handler would
+//! clash with ours (duplicate `panic_impl` lang item).
+//!
+//! With the `pool` / `arena` features it also runs a real tree on those
+//! no_std backends; `ci/test.sh` links the host build into `harness.c` and
+//! runs it.
 #![no_std]
 
 extern crate alloc;
@@ -19,7 +23,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 // Trivial bump allocator over a static buffer (never frees).
 // ---------------------------------------------------------------------------
 
-const HEAP_SIZE: usize = 256 * 1024;
+const HEAP_SIZE: usize = 1024 * 1024;
 
 #[repr(C, align(4096))]
 struct Heap(UnsafeCell<[u8; HEAP_SIZE]>);
@@ -40,6 +44,7 @@ struct Bump {
 unsafe impl GlobalAlloc for Bump {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         let base = HEAP.0.get().cast::<u8>();
+        // Relaxed: the counter only hands out disjoint ranges.
         let mut cur = self.next.load(Ordering::Relaxed);
         loop {
             let misalign = base.wrapping_add(cur).align_offset(layout.align());
@@ -70,21 +75,31 @@ static ALLOCATOR: Bump = Bump {
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    // Bare metal: nothing to return to.
+    #[cfg(target_os = "none")]
     loop {
         core::hint::spin_loop();
+    }
+    // Hosted (the C harness of ci/test.sh): end the process, so a panic in
+    // the core fails the run instead of hanging it.
+    #[cfg(not(target_os = "none"))]
+    {
+        unsafe extern "C" {
+            fn abort() -> !;
+        }
+        // SAFETY: libc's abort takes no arguments and never returns.
+        unsafe { abort() }
     }
 }
 
 // ---------------------------------------------------------------------------
-// References into the core, so that it is actually compiled and linked in.
+// The core, used through its public API.
 // ---------------------------------------------------------------------------
 
-/// Names the core's tree type, backend trait and operations for any backend.
-///
-/// A generic function is fully type-checked but not monomorphized, so this
-/// needs no concrete backend (there is none without `std` yet), only the
-/// public API: `Tree`/`InlineMassTree`, `NodeAllocatorGeneric`, `new_in`,
-/// `guard`, `insert`, `get`, `len`.
+/// Builds a tree on `backend`, inserts one key and reads it back: names the
+/// core's `Tree`/`InlineMassTree`, `NodeAllocatorGeneric`, `new_in`, `guard`,
+/// `insert`, `get` and `len`. Generic, so it is type-checked even when no
+/// backend feature is on (nothing is monomorphized then).
 pub fn roundtrip<A: masstree::NodeAllocatorGeneric>(backend: A) -> (Option<u64>, usize) {
     let tree: masstree::InlineMassTree<u64, A> = masstree::Tree::new_in(backend);
     let guard = tree.guard();
@@ -96,10 +111,34 @@ pub fn roundtrip<A: masstree::NodeAllocatorGeneric>(backend: A) -> (Option<u64>,
 }
 
 /// Exported entry point, so the staticlib has a symbol and the global
-/// allocator and panic handler above are linked.
+/// allocator and panic handler above are linked. With a backend feature on,
+/// it runs a real tree on that backend, monomorphizing the core.
+///
+/// Returns the number of backends exercised, or `usize::MAX` if anything
+/// gave a wrong answer.
 #[unsafe(no_mangle)]
 pub extern "C" fn masstree_nostd_check() -> usize {
     // Exercise `alloc` through the global allocator above.
     let v: alloc::vec::Vec<u8> = alloc::vec![1, 2, 3];
-    v.len() + core::mem::size_of::<Option<u64>>()
+    if v.iter().sum::<u8>() != 6 {
+        return usize::MAX;
+    }
+    #[allow(unused_mut)]
+    let mut backends = 0;
+
+    #[cfg(feature = "pool")]
+    {
+        if roundtrip(masstree::alloc_backends::pool::PoolBackend::new()) != (Some(7), 1) {
+            return usize::MAX;
+        }
+        backends += 1;
+    }
+    #[cfg(feature = "arena")]
+    {
+        if roundtrip(masstree::alloc_backends::arena::ArenaBackend::new()) != (Some(7), 1) {
+            return usize::MAX;
+        }
+        backends += 1;
+    }
+    backends
 }
