@@ -900,9 +900,9 @@ fn failed_allocations_change_nothing() {
         if !failed {
             break;
         }
-        k += if cfg!(miri) { 37 } else { 1 };
+        k += if cfg!(miri) { 7 } else { 1 };
     }
-    assert!(k > if cfg!(miri) { 30 } else { 100 }, "the workload allocates ({k} allocations)");
+    assert!(k > if cfg!(miri) { 0 } else { 100 }, "the workload allocates ({k} allocations)");
 }
 
 #[test]
@@ -1015,5 +1015,5 @@ fn bulk_load_failures_leak_nothing() {
             }
         }
     }
-    assert!(failures > 10);
+    assert!(failures >= if cfg!(miri) { 1 } else { 10 }, "{failures} failures injected");
 }
