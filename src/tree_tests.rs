@@ -375,27 +375,40 @@ fn concurrent_insert_remove_owned_keys() {
     let t = Words::new_in(TestBackend::new());
     let threads = 4;
     let per = scale(4000);
-    std::thread::scope(|s| {
-        for id in 0..threads {
-            let t = &t;
-            s.spawn(move || {
-                let g = t.guard();
-                let mut rng = Rng(id as u64 + 1);
-                let mut mine = std::collections::BTreeMap::new();
-                for i in 0..per {
-                    let r = rng.next();
-                    let k = format!("{:03}/{id}/{}", r % 300, (r >> 20) % 4);
-                    if r % 3 == 0 {
-                        assert_eq!(t.remove(&k, &g), mine.remove(&k));
-                    } else {
-                        assert_eq!(t.insert(&k, i, &g), mine.insert(k.clone(), i));
+    let logs: Vec<BTreeMap<std::string::String, usize>> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads)
+            .map(|id| {
+                let t = &t;
+                s.spawn(move || {
+                    let g = t.guard();
+                    let mut rng = Rng(id as u64 + 1);
+                    let mut mine = std::collections::BTreeMap::new();
+                    for i in 0..per {
+                        let r = rng.next();
+                        let k = format!("{:03}/{id}/{}", r % 300, (r >> 20) % 4);
+                        if r % 3 == 0 {
+                            assert_eq!(t.remove(&k, &g), mine.remove(&k));
+                        } else {
+                            assert_eq!(t.insert(&k, i, &g), mine.insert(k.clone(), i));
+                        }
+                        assert_eq!(t.get(&k, &g), mine.get(&k).copied());
                     }
-                    assert_eq!(t.get(&k, &g), mine.get(&k).copied());
-                }
-                mine
-            });
-        }
+                    mine
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
     });
+    // At the end the tree is exactly the union of the threads' logs.
+    let g = t.guard();
+    let union: Vec<(Vec<u8>, usize)> = logs
+        .iter()
+        .flat_map(|m| m.iter().map(|(k, v)| (k.clone().into_bytes(), *v)))
+        .collect::<BTreeMap<_, _>>()
+        .into_iter()
+        .collect();
+    assert_eq!(t.iter(&g).collect::<Vec<_>>(), union);
+    assert_eq!(t.len(), union.len());
 }
 
 /// (leaves, internodes, layers) reachable from the root.
@@ -902,7 +915,10 @@ fn failed_allocations_change_nothing() {
         }
         k += if cfg!(miri) { 7 } else { 1 };
     }
-    assert!(k > if cfg!(miri) { 0 } else { 100 }, "the workload allocates ({k} allocations)");
+    assert!(
+        k > if cfg!(miri) { 0 } else { 100 },
+        "the workload allocates ({k} allocations)"
+    );
 }
 
 #[test]
@@ -1015,5 +1031,8 @@ fn bulk_load_failures_leak_nothing() {
             }
         }
     }
-    assert!(failures >= if cfg!(miri) { 1 } else { 10 }, "{failures} failures injected");
+    assert!(
+        failures >= if cfg!(miri) { 1 } else { 10 },
+        "{failures} failures injected"
+    );
 }
