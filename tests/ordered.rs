@@ -1,0 +1,894 @@
+//! Ordered access and read-modify-write against models, on every backend:
+//!
+//! 1. `range` (forward, reverse, alternating ends), `prefix`, `first`/`last`,
+//!    `keys`/`values` against a `BTreeMap` (proptest);
+//! 2. `Cursor` seeks (every `Seek`) and steps, turning around at both ends;
+//! 3. `update` / `compare_exchange` / `get_or_insert_with` against a model;
+//! 4. concurrency: a `compare_exchange` counter loses nothing; scans in both
+//!    directions while other threads insert and remove keys between stable ones;
+//! 5. failure injection: the k-th allocation fails once, for every k;
+//! 6. bulk load: equal to the model, errors at the right position, no leaks.
+#![cfg(any(feature = "seize", feature = "pool", feature = "arena"))]
+// Guards are dropped explicitly to end read sections; some backends' guards
+// have no destructor.
+#![allow(clippy::drop_non_drop)]
+
+#[macro_use]
+mod common;
+
+use std::alloc::Layout;
+use std::collections::{BTreeMap, HashSet};
+use std::ops::Bound;
+use std::ptr::NonNull;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+
+use common::{Counting, Rng, hex, key_hash, scaled, shaped_key};
+use masstree::allocator_api2::alloc::{AllocError, Allocator};
+use masstree::{BulkLoadError, Change, Seek};
+use proptest::prelude::*;
+use proptest::sample::{Index, select};
+
+// ---------------------------------------------------------------------------
+// Strategies and helpers
+// ---------------------------------------------------------------------------
+
+fn config() -> ProptestConfig {
+    ProptestConfig {
+        cases: std::env::var("PROPTEST_CASES")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if cfg!(miri) { 8 } else { 64 }),
+        failure_persistence: None,
+        ..ProptestConfig::default()
+    }
+}
+
+/// Bytes with 0x00 and 0xFF (the extremes of each slice) heavily weighted.
+fn byte() -> impl Strategy<Value = u8> {
+    prop_oneof![
+        4 => Just(0x00u8),
+        4 => Just(0xFFu8),
+        2 => Just(b'a'),
+        1 => Just(b'b'),
+        2 => any::<u8>(),
+    ]
+}
+
+/// Prefixes that make keys share whole 8- and 16-byte slices.
+fn prefixes() -> Vec<Vec<u8>> {
+    vec![
+        b"".to_vec(),
+        b"a".to_vec(),
+        b"abcdefgh".to_vec(),
+        b"abcdefghabcdefgh".to_vec(),
+        b"abcdefgh\0\0\0\0\0\0\0\0".to_vec(),
+        vec![0x00; 8],
+        vec![0x00; 16],
+        vec![0xFF; 8],
+        vec![0xFF; 16],
+    ]
+}
+
+/// Keys of length 0..40 sharing 8/16-byte prefixes.
+fn key() -> impl Strategy<Value = Vec<u8>> {
+    (select(prefixes()), prop::collection::vec(byte(), 0..24)).prop_map(|(mut p, t)| {
+        p.extend(t);
+        p.truncate(39);
+        p
+    })
+}
+
+fn keys() -> impl Strategy<Value = Vec<Vec<u8>>> {
+    prop::collection::vec(key(), 0..80)
+}
+
+/// A bound key: a fresh one, or one of the tree's keys (exact hits), possibly
+/// cut or extended by a byte.
+#[derive(Clone, Debug)]
+enum BoundKey {
+    Fresh(Vec<u8>),
+    Existing(Index, u8),
+}
+
+fn bound_key() -> impl Strategy<Value = BoundKey> {
+    prop_oneof![
+        key().prop_map(BoundKey::Fresh),
+        (any::<Index>(), 0..4u8).prop_map(|(i, m)| BoundKey::Existing(i, m)),
+    ]
+}
+
+fn resolve(b: &BoundKey, keys: &[Vec<u8>]) -> Vec<u8> {
+    match b {
+        BoundKey::Fresh(k) => k.clone(),
+        BoundKey::Existing(_, _) if keys.is_empty() => Vec::new(),
+        BoundKey::Existing(i, m) => {
+            let mut k = keys[i.index(keys.len())].clone();
+            match m {
+                1 => {
+                    k.pop();
+                }
+                2 => k.push(0),
+                3 => k.push(0xFF),
+                _ => {}
+            }
+            k
+        }
+    }
+}
+
+fn bound_spec() -> impl Strategy<Value = (u8, BoundKey)> {
+    (0..3u8, bound_key())
+}
+
+fn make_bound(kind: u8, k: Vec<u8>) -> Bound<Vec<u8>> {
+    match kind {
+        0 => Bound::Included(k),
+        1 => Bound::Excluded(k),
+        _ => Bound::Unbounded,
+    }
+}
+
+fn as_slice(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    b.as_ref().map(|k| &k[..])
+}
+
+fn in_range(k: &[u8], lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
+    (match lo {
+        Bound::Included(s) => k >= &s[..],
+        Bound::Excluded(s) => k > &s[..],
+        Bound::Unbounded => true,
+    }) && (match hi {
+        Bound::Included(e) => k <= &e[..],
+        Bound::Excluded(e) => k < &e[..],
+        Bound::Unbounded => true,
+    })
+}
+
+fn show(v: &[(Vec<u8>, u64)]) -> Vec<String> {
+    v.iter().map(|(k, x)| format!("{}={x}", hex(k))).collect()
+}
+
+/// Position of the cursor in the model: -1 before the first key, `n` past the last.
+fn model_seek(ks: &[Vec<u8>], probe: &[u8], to: Seek) -> (isize, bool) {
+    let n = ks.len() as isize;
+    let lt = ks.partition_point(|k| &k[..] < probe) as isize; // first >= probe
+    let le = ks.partition_point(|k| &k[..] <= probe) as isize; // first > probe
+    match to {
+        Seek::Ge => (lt, lt < n),
+        Seek::Gt => (le, le < n),
+        Seek::Le => (le - 1, le > 0),
+        Seek::Lt => (lt - 1, lt > 0),
+    }
+}
+
+// ---------------------------------------------------------------------------
+// A failing allocator
+// ---------------------------------------------------------------------------
+
+#[derive(Debug, Default)]
+struct FailState {
+    /// Allocations since the last `arm`.
+    count: AtomicUsize,
+    /// The allocation (0-based, counted from `arm`) that fails; `usize::MAX`: none.
+    fail_at: AtomicUsize,
+    /// Failures so far.
+    failed: AtomicUsize,
+    /// How many allocations fail from `fail_at` on (1: just that one).
+    burst: AtomicUsize,
+}
+
+/// Wraps [`Counting`]; after `arm(k, burst)`, the k-th allocation fails (and
+/// the `burst - 1` after it).
+#[derive(Clone, Debug)]
+struct FailingAt {
+    inner: Counting,
+    state: Arc<FailState>,
+}
+
+impl FailingAt {
+    fn new(inner: Counting) -> Self {
+        let state = FailState::default();
+        state.fail_at.store(usize::MAX, Ordering::SeqCst);
+        FailingAt {
+            inner,
+            state: Arc::new(state),
+        }
+    }
+    fn arm(&self, k: usize, burst: usize) {
+        self.state.count.store(0, Ordering::SeqCst);
+        self.state.burst.store(burst, Ordering::SeqCst);
+        self.state.fail_at.store(k, Ordering::SeqCst);
+    }
+    fn disarm(&self) {
+        self.state.fail_at.store(usize::MAX, Ordering::SeqCst);
+    }
+    fn failed(&self) -> usize {
+        self.state.failed.load(Ordering::SeqCst)
+    }
+    fn count(&self) -> usize {
+        self.state.count.load(Ordering::SeqCst)
+    }
+    fn should_fail(&self) -> bool {
+        let n = self.state.count.fetch_add(1, Ordering::SeqCst);
+        let at = self.state.fail_at.load(Ordering::SeqCst);
+        if n >= at && n - at < self.state.burst.load(Ordering::SeqCst) {
+            self.state.failed.fetch_add(1, Ordering::SeqCst);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+// SAFETY: forwards to `Counting` (which forwards to `Global`) or fails.
+unsafe impl Allocator for FailingAt {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if self.should_fail() {
+            return Err(AllocError);
+        }
+        self.inner.allocate(layout)
+    }
+    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if self.should_fail() {
+            return Err(AllocError);
+        }
+        self.inner.allocate_zeroed(layout)
+    }
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.deallocate(ptr, layout) }
+    }
+    unsafe fn grow(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if self.should_fail() {
+            return Err(AllocError);
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.grow(ptr, old, new) }
+    }
+    unsafe fn grow_zeroed(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        if self.should_fail() {
+            return Err(AllocError);
+        }
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.grow_zeroed(ptr, old, new) }
+    }
+    unsafe fn shrink(
+        &self,
+        ptr: NonNull<u8>,
+        old: Layout,
+        new: Layout,
+    ) -> Result<NonNull<[u8]>, AllocError> {
+        // SAFETY: forwarded contract.
+        unsafe { self.inner.shrink(ptr, old, new) }
+    }
+}
+
+/// Keys for the failure-injection workload: splits (many keys), new layers
+/// (shared 8-byte slices), long suffixes.
+fn failure_keys() -> Vec<Vec<u8>> {
+    let n = if cfg!(miri) { 24 } else { 64 };
+    (0..n).map(|i| shaped_key(i * 3 + 1)).collect()
+}
+
+fn value_for(k: &[u8], round: u64) -> String {
+    format!("{}-{round}-{}", hex(k), "x".repeat((round % 5) as usize))
+}
+
+for_each_backend! {
+    // -----------------------------------------------------------------------
+    // 1. Ranges, prefixes, first/last, keys/values
+    // -----------------------------------------------------------------------
+    proptest! {
+        #![proptest_config(config())]
+
+        #[test]
+        fn range_matches_btreemap(
+            ks in keys(),
+            bounds in prop::collection::vec((bound_spec(), bound_spec(), prop::collection::vec(any::<bool>(), 0..12)), 1..8),
+            prefix_picks in prop::collection::vec((bound_key(), 0..20usize), 1..6),
+        ) {
+            let t = new_itree::<u64>();
+            let g = t.guard();
+            let mut model = BTreeMap::new();
+            for (i, k) in ks.iter().enumerate() {
+                let v = key_hash(k) ^ i as u64;
+                t.insert(k, v, &g);
+                model.insert(k.clone(), v);
+            }
+            let all: Vec<(Vec<u8>, u64)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+            let sorted_keys: Vec<Vec<u8>> = model.keys().cloned().collect();
+            prop_assert_eq!(t.len(), model.len());
+
+            // whole-tree views
+            let got: Vec<(Vec<u8>, u64)> = t.iter(&g).collect();
+            prop_assert_eq!(show(&got), show(&all));
+            let got_rev: Vec<(Vec<u8>, u64)> = t.iter(&g).rev().collect();
+            let mut all_rev = all.clone();
+            all_rev.reverse();
+            prop_assert_eq!(show(&got_rev), show(&all_rev));
+            prop_assert_eq!(t.keys(&g).collect::<Vec<_>>(), sorted_keys.clone());
+            prop_assert_eq!(t.values(&g).collect::<Vec<_>>(), model.values().copied().collect::<Vec<_>>());
+            prop_assert_eq!(t.values(&g).rev().collect::<Vec<_>>(), model.values().rev().copied().collect::<Vec<_>>());
+            prop_assert_eq!(t.first(&g), all.first().cloned());
+            prop_assert_eq!(t.last(&g), all.last().cloned());
+
+            for ((lk, lb), (hk, hb), alternation) in &bounds {
+                let lo = make_bound(*lk, resolve(lb, &sorted_keys));
+                let hi = make_bound(*hk, resolve(hb, &sorted_keys));
+                let expected: Vec<(Vec<u8>, u64)> =
+                    all.iter().filter(|(k, _)| in_range(k, &lo, &hi)).cloned().collect();
+                let range = || t.range::<[u8], _>((as_slice(&lo), as_slice(&hi)), &g);
+                let fwd: Vec<_> = range().collect();
+                prop_assert_eq!(show(&fwd), show(&expected), "forward {:?} {:?}", lo, hi);
+                let mut rev: Vec<_> = range().rev().collect();
+                rev.reverse();
+                prop_assert_eq!(show(&rev), show(&expected), "reverse {:?} {:?}", lo, hi);
+                // alternating ends
+                let mut it = range();
+                let (mut a, mut b) = (0usize, expected.len());
+                for (step, &front) in alternation.iter().chain(std::iter::repeat(&true).take(expected.len() + 2)).enumerate() {
+                    let front = front ^ (step % 3 == 2);
+                    let want = if a < b {
+                        if front { a += 1; Some(expected[a - 1].clone()) } else { b -= 1; Some(expected[b].clone()) }
+                    } else {
+                        None
+                    };
+                    let got = if front { it.next() } else { it.next_back() };
+                    prop_assert_eq!(got, want, "alternating step {} front {} {:?} {:?}", step, front, lo, hi);
+                }
+                prop_assert_eq!(it.next(), None);
+                prop_assert_eq!(it.next_back(), None);
+            }
+
+            for (pk, cut) in &prefix_picks {
+                let mut p = resolve(pk, &sorted_keys);
+                p.truncate(*cut);
+                let expected: Vec<(Vec<u8>, u64)> =
+                    all.iter().filter(|(k, _)| k.starts_with(&p)).cloned().collect();
+                let got: Vec<_> = t.prefix(&p, &g).collect();
+                prop_assert_eq!(show(&got), show(&expected), "prefix {}", hex(&p));
+                let mut got_rev: Vec<_> = t.prefix(&p, &g).rev().collect();
+                got_rev.reverse();
+                prop_assert_eq!(show(&got_rev), show(&expected), "prefix rev {}", hex(&p));
+            }
+        }
+
+        // -------------------------------------------------------------------
+        // 2. Cursor
+        // -------------------------------------------------------------------
+        #[test]
+        fn cursor_matches_model(
+            ks in keys(),
+            probes in prop::collection::vec((bound_key(), 0..6u8, prop::collection::vec(any::<bool>(), 0..10)), 1..10),
+        ) {
+            let t = new_itree::<u64>();
+            let g = t.guard();
+            let mut model = BTreeMap::new();
+            for k in &ks {
+                t.insert(k, key_hash(k), &g);
+                model.insert(k.clone(), key_hash(k));
+            }
+            let sk: Vec<Vec<u8>> = model.keys().cloned().collect();
+            let n = sk.len() as isize;
+            let at = |pos: isize| -> Option<(Vec<u8>, u64)> {
+                if (0..n).contains(&pos) {
+                    let k = sk[pos as usize].clone();
+                    let v = key_hash(&k);
+                    Some((k, v))
+                } else {
+                    None
+                }
+            };
+            let own = |e: Option<(&[u8], u64)>| e.map(|(k, v)| (k.to_vec(), v));
+            // a fresh cursor: next is the first entry
+            {
+                let mut c = t.cursor(&g);
+                prop_assert_eq!(own(c.current()), None);
+                prop_assert_eq!(own(c.next()), at(0));
+            }
+            let mut c = t.cursor(&g);
+            for (pk, how, steps) in &probes {
+                let probe = resolve(pk, &sk);
+                let (mut pos, got) = match how {
+                    0..=3 => {
+                        let to = [Seek::Ge, Seek::Gt, Seek::Le, Seek::Lt][*how as usize];
+                        let (pos, found) = model_seek(&sk, &probe, to);
+                        let got = own(c.seek(&probe, to));
+                        prop_assert_eq!(got.clone(), if found { at(pos) } else { None }, "seek {:?} {}", to, hex(&probe));
+                        (pos, got)
+                    }
+                    4 => (0, own(c.seek_first())),
+                    _ => (n - 1, own(c.seek_last())),
+                };
+                prop_assert_eq!(got.clone(), at(pos));
+                prop_assert_eq!(own(c.current()), got);
+                // steps, including past either end and back
+                for (i, &fwd) in steps.iter().enumerate() {
+                    let got = if fwd {
+                        pos = (pos + 1).min(n);
+                        own(c.next())
+                    } else {
+                        pos = (pos - 1).max(-1);
+                        own(c.prev())
+                    };
+                    prop_assert_eq!(got.clone(), at(pos), "step {} fwd {} after {}", i, fwd, hex(&probe));
+                    prop_assert_eq!(own(c.current()), got);
+                }
+            }
+            // walk off both ends and turn around
+            prop_assert_eq!(own(c.seek_last()), at(n - 1));
+            prop_assert_eq!(own(c.next()), None);
+            prop_assert_eq!(own(c.next()), None);
+            prop_assert_eq!(own(c.prev()), at(n - 1));
+            prop_assert_eq!(own(c.seek_first()), at(0));
+            prop_assert_eq!(own(c.prev()), None);
+            prop_assert_eq!(own(c.prev()), None);
+            prop_assert_eq!(own(c.next()), at(0));
+            prop_assert_eq!(own(c.next()), at(1));
+        }
+
+        // -------------------------------------------------------------------
+        // 3. update / compare_exchange / get_or_insert_with
+        // -------------------------------------------------------------------
+        #[test]
+        fn rmw_matches_model(
+            pool in prop::collection::vec(key(), 1..24),
+            ops in prop::collection::vec((0..7u8, any::<Index>(), any::<u64>(), 0..3u8), 1..200),
+        ) {
+            let t = new_itree::<u64>();
+            let g = t.guard();
+            let mut model: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
+            for (op, ki, val, sub) in &ops {
+                let k = &pool[ki.index(pool.len())];
+                let cur = model.get(k).copied();
+                let val = val % 1000;
+                match op {
+                    // update: Keep / Set / Remove
+                    0..=2 => {
+                        let mut seen = None;
+                        let prev = t.update(k, |v| {
+                            seen = Some(v);
+                            match op {
+                                0 => Change::Keep,
+                                1 => Change::Set(v.unwrap_or(0) + val),
+                                _ => Change::Remove,
+                            }
+                        }, &g);
+                        prop_assert_eq!(seen, Some(cur), "update closure saw");
+                        prop_assert_eq!(prev, cur);
+                        match op {
+                            0 => {}
+                            1 => { model.insert(k.clone(), cur.unwrap_or(0) + val); }
+                            _ => { model.remove(k); }
+                        }
+                    }
+                    // compare_exchange
+                    3 | 4 => {
+                        let expect = match sub {
+                            0 => None,
+                            1 => cur.or(Some(val + 1)),
+                            _ => Some(val),
+                        };
+                        let r = t.compare_exchange(k, expect.as_ref(), val, &g);
+                        if expect == cur {
+                            prop_assert_eq!(r, Ok(cur));
+                            model.insert(k.clone(), val);
+                        } else {
+                            let e = r.unwrap_err();
+                            prop_assert_eq!((e.current, e.new), (cur, val));
+                        }
+                    }
+                    // get_or_insert_with
+                    5 => {
+                        let mut called = false;
+                        let got = t.get_or_insert_with(k, || { called = true; val }, &g);
+                        prop_assert_eq!(called, cur.is_none());
+                        prop_assert_eq!(got, cur.unwrap_or(val));
+                        model.entry(k.clone()).or_insert(val);
+                    }
+                    // plain remove (to make keys absent again)
+                    _ => {
+                        prop_assert_eq!(t.remove(k, &g), cur);
+                        model.remove(k);
+                    }
+                }
+                prop_assert_eq!(t.get(k, &g), model.get(k).copied());
+                prop_assert_eq!(t.len(), model.len());
+            }
+            let got: Vec<(Vec<u8>, u64)> = t.iter(&g).collect();
+            let want: Vec<(Vec<u8>, u64)> = model.into_iter().collect();
+            prop_assert_eq!(show(&got), show(&want));
+        }
+
+        // -------------------------------------------------------------------
+        // 6. Bulk load
+        // -------------------------------------------------------------------
+        #[test]
+        fn bulk_load_matches_model(
+            ks in keys(),
+            bad in any::<Index>(),
+            dup in any::<bool>(),
+        ) {
+            let model: BTreeMap<Vec<u8>, String> =
+                ks.iter().map(|k| (k.clone(), value_for(k, 1))).collect();
+            let pairs: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let c = Counting::new();
+            {
+                let t = TreeIn::<String, Counting>::from_sorted_in(backend_in(c.clone()), pairs.clone()).unwrap();
+                let g = t.guard();
+                prop_assert_eq!(t.len(), model.len());
+                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
+                prop_assert_eq!(&got, &pairs);
+                let got_rev: Vec<Vec<u8>> = t.keys(&g).rev().collect();
+                prop_assert_eq!(got_rev, model.keys().rev().cloned().collect::<Vec<_>>());
+                for (k, v) in &model {
+                    prop_assert_eq!(t.get(k, &g), Some(v));
+                }
+                // the loaded tree takes writes
+                t.insert(b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFFafter", "x".to_string(), &g);
+                t.insert(b"", "empty".to_string(), &g);
+                prop_assert_eq!(t.get(b"", &g).map(String::as_str), Some("empty"));
+                let mut expected_len = model.len() + 1;
+                if !model.contains_key(&b""[..]) { expected_len += 1; }
+                if model.contains_key(&b"\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFF\xFFafter"[..]) { expected_len -= 1; }
+                prop_assert_eq!(t.len(), expected_len);
+                drop(g);
+            }
+            prop_assert_eq!(c.live_bytes(), 0);
+
+            // not increasing: a duplicate or a swap at position p >= 1
+            if pairs.len() >= 2 {
+                let p = 1 + bad.index(pairs.len() - 1);
+                let mut input = pairs.clone();
+                if dup {
+                    let d = input[p - 1].clone();
+                    input.insert(p, d);
+                } else {
+                    input.swap(p - 1, p);
+                }
+                let c = Counting::new();
+                let r = TreeIn::<String, Counting>::from_sorted_in(backend_in(c.clone()), input);
+                prop_assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: p }));
+                prop_assert_eq!(c.live_bytes(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn bulk_load_shaped_keys_and_errors() {
+        let n = scaled(4000) as u64;
+        let model: BTreeMap<Vec<u8>, u64> = (0..n).map(|i| (shaped_key(i), i)).collect();
+        let c = Counting::new();
+        {
+            let t = ITreeIn::<u64, Counting>::from_sorted_in(
+                backend_in(c.clone()),
+                model.iter().map(|(k, v)| (k.clone(), *v)),
+            )
+            .unwrap();
+            let g = t.guard();
+            assert_eq!(t.len(), model.len());
+            assert!(t.iter(&g).eq(model.iter().map(|(k, v)| (k.clone(), *v))));
+            assert!(t.iter(&g).rev().eq(model.iter().rev().map(|(k, v)| (k.clone(), *v))));
+            // prefix through layers
+            let p = b"sixteen-byte-pfx";
+            assert!(t.prefix(p, &g).eq(model.iter().filter(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), *v))));
+        }
+        assert_eq!(c.live_bytes(), 0);
+        // an error late in the input, after layers and splits were built
+        let mut input: Vec<(Vec<u8>, u64)> = model.into_iter().collect();
+        let p = input.len() - 3;
+        input[p].0 = input[p - 1].0.clone();
+        let c = Counting::new();
+        let r = ITreeIn::<u64, Counting>::from_sorted_in(backend_in(c.clone()), input);
+        assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: p }));
+        assert_eq!(c.live_bytes(), 0);
+    }
+
+    // -----------------------------------------------------------------------
+    // 4. Concurrency
+    // -----------------------------------------------------------------------
+
+    #[test]
+    fn compare_exchange_counter_loses_nothing() {
+        let per_thread = scaled(3000) as u64;
+        let counters: Vec<Vec<u8>> = vec![
+            b"counter".to_vec(),
+            b"counter-with-a-long-suffix".to_vec(),
+            b"counter-with-a-long-suffix-2".to_vec(),
+        ];
+        let t = new_itree::<u64>();
+        std::thread::scope(|s| {
+            for th in 0..4u64 {
+                let (t, counters) = (&t, &counters);
+                s.spawn(move || {
+                    for i in 0..per_thread {
+                        let k = &counters[((i + th) % counters.len() as u64) as usize];
+                        let g = t.guard();
+                        let mut cur = t.get(k, &g);
+                        loop {
+                            let new = cur.unwrap_or(0) + 1;
+                            match t.compare_exchange(k, cur.as_ref(), new, &g) {
+                                Ok(prev) => {
+                                    assert_eq!(prev, cur);
+                                    break;
+                                }
+                                Err(e) => {
+                                    assert_eq!(e.new, new);
+                                    assert_ne!(e.current, cur);
+                                    cur = e.current;
+                                }
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        let g = t.guard();
+        let total: u64 = counters.iter().map(|k| t.get(k, &g).unwrap()).sum();
+        assert_eq!(total, 4 * per_thread);
+    }
+
+    #[test]
+    fn scans_under_churn() {
+        const ROUND_BITS: u64 = 0xFFFF;
+        let stable_n = scaled(600) as u64;
+        let writer_ops = scaled(20_000) as u64;
+        // stable and churn keys interleave in key order: the same shaped key
+        // with a suffix byte 0x01 (stable) or 0x00/0x02 (churn)
+        let base: Vec<Vec<u8>> = (0..stable_n).map(shaped_key).collect();
+        let with = |k: &Vec<u8>, b: u8| {
+            let mut k = k.clone();
+            k.push(b);
+            k
+        };
+        let stable: Vec<Vec<u8>> = base.iter().map(|k| with(k, 1)).collect();
+        let churn: Vec<Vec<u8>> = base.iter().flat_map(|k| [with(k, 0), with(k, 2)]).collect();
+        let stable_set: HashSet<Vec<u8>> = stable.iter().cloned().collect();
+        let val = |k: &[u8], round: u64| (key_hash(k) & !ROUND_BITS) | (round & ROUND_BITS);
+        let ok_val = |k: &[u8], v: u64| v & !ROUND_BITS == key_hash(k) & !ROUND_BITS;
+
+        let t = new_tree::<u64>();
+        {
+            let g = t.guard();
+            for k in &stable {
+                t.insert(k, val(k, 0), &g);
+            }
+        }
+        let done = AtomicBool::new(false);
+        let writers_left = AtomicUsize::new(2);
+        let scans = AtomicUsize::new(0);
+        std::thread::scope(|s| {
+            for w in 0..2u64 {
+                let (t, stable, churn, done, writers_left) = (&t, &stable, &churn, &done, &writers_left);
+                s.spawn(move || {
+                    let mut rng = Rng::new(w + 7);
+                    let mut g = t.guard();
+                    for i in 0..writer_ops {
+                        let r = rng.below(10);
+                        if r < 1 {
+                            let k = &stable[rng.below(stable.len() as u64) as usize];
+                            t.insert(k, val(k, i), &g);
+                        } else {
+                            let k = &churn[rng.below(churn.len() as u64) as usize];
+                            if r < 6 {
+                                t.insert(k, val(k, i), &g);
+                            } else {
+                                t.remove(k, &g);
+                            }
+                        }
+                        if i % 64 == 0 {
+                            drop(g);
+                            g = t.guard();
+                        }
+                    }
+                    drop(g);
+                    if writers_left.fetch_sub(1, Ordering::SeqCst) == 1 {
+                        done.store(true, Ordering::SeqCst);
+                    }
+                });
+            }
+            for reverse in [false, true] {
+                let (t, stable_set, done, scans) = (&t, &stable_set, &done, &scans);
+                s.spawn(move || {
+                    let mut rounds = 0;
+                    while rounds < 2 || (!done.load(Ordering::SeqCst) && rounds < 10_000) {
+                        rounds += 1;
+                        let g = t.guard();
+                        let mut prev: Option<Vec<u8>> = None;
+                        let mut stable_seen = 0usize;
+                        let mut check = |k: Vec<u8>, v: u64| {
+                            if let Some(p) = &prev {
+                                if reverse {
+                                    assert!(k < *p, "reverse scan not decreasing: {} then {}", hex(p), hex(&k));
+                                } else {
+                                    assert!(k > *p, "scan not increasing: {} then {}", hex(p), hex(&k));
+                                }
+                            }
+                            assert!(ok_val(&k, v), "value {v:#x} was never written for {}", hex(&k));
+                            if stable_set.contains(&k) {
+                                stable_seen += 1;
+                            }
+                            prev = Some(k);
+                        };
+                        if reverse {
+                            for (k, v) in t.iter(&g).rev() {
+                                check(k, *v);
+                            }
+                        } else {
+                            for (k, v) in t.iter(&g) {
+                                check(k, *v);
+                            }
+                        }
+                        assert_eq!(stable_seen, stable_set.len(), "a stable key was missed (reverse: {reverse})");
+                        // a cursor walk over a sub-range, the other way round
+                        let mut c = t.cursor(&g);
+                        let mut last: Option<Vec<u8>> = None;
+                        let mut e = if reverse { c.seek(b"sixteen-byte-pfx", Seek::Ge) } else { c.seek_last() };
+                        let mut steps = 0;
+                        while let Some((k, v)) = e {
+                            assert!(ok_val(k, v.to_owned()), "cursor value for {}", hex(k));
+                            if let Some(l) = &last {
+                                if reverse {
+                                    assert!(k > &l[..], "cursor not increasing");
+                                } else {
+                                    assert!(k < &l[..], "cursor not decreasing");
+                                }
+                            }
+                            last = Some(k.to_vec());
+                            steps += 1;
+                            if steps > 200 {
+                                break;
+                            }
+                            e = if reverse { c.next() } else { c.prev() };
+                        }
+                        scans.fetch_add(1, Ordering::SeqCst);
+                    }
+                });
+            }
+        });
+        assert!(scans.load(Ordering::SeqCst) >= 4);
+        // final state: stable keys with their values
+        let g = t.guard();
+        for k in &stable {
+            assert!(ok_val(k, *t.get(k, &g).unwrap()));
+        }
+    }
+
+    // -----------------------------------------------------------------------
+    // 5. Failure injection
+    // -----------------------------------------------------------------------
+
+    /// One failed allocation at every position k. The arena retries a refused
+    /// chunk with a smaller one, so a single failure never reaches an
+    /// operation there: `fail_each_allocation_burst` covers it.
+    #[test]
+    fn fail_each_allocation_once() {
+        let failures = fail_each_allocation(1);
+        if BACKEND_NAME != "arena" {
+            assert!(failures > 0, "no allocation failure reached an operation");
+        }
+    }
+
+    /// 16 failed allocations in a row from every position k.
+    #[test]
+    fn fail_each_allocation_burst() {
+        assert!(fail_each_allocation(16) > 0, "no allocation failure reached an operation");
+    }
+
+    /// Returns how many positions made an operation fail.
+    fn fail_each_allocation(burst: usize) -> usize {
+        let keys = failure_keys();
+        let half = keys.len() / 3;
+        let mut failures_seen = 0usize;
+        let mut k = 0usize;
+        loop {
+            let counting = Counting::new();
+            let fail = FailingAt::new(counting.clone());
+            let mut model: BTreeMap<Vec<u8>, String> = BTreeMap::new();
+            let mut failed_here = false;
+            {
+                let t = new_tree_in::<String, _>(fail.clone());
+                let g = t.guard();
+                // counted from here: construction may allocate (seize's home for
+                // the allocator); the arena's first chunk comes with the first insert
+                fail.arm(k, burst);
+                // some structure first (plain inserts), then a mix of operations
+                let script = keys[..half]
+                    .iter()
+                    .map(|key| (key, 0u64, 0usize))
+                    .chain(keys.iter().enumerate().map(|(i, key)| (key, 1 + i as u64, i % 4)));
+                for (key, round, op) in script {
+                    let v = value_for(key, round);
+                    let before = fail.failed();
+                    // mix of operations, all allocating
+                    let outcome: Result<(), String> = match op {
+                        0 | 1 => match t.fallible().insert(key, v.clone(), &g) {
+                            Ok(prev) => {
+                                assert_eq!(prev, model.get(key));
+                                model.insert(key.clone(), v.clone());
+                                Ok(())
+                            }
+                            Err(e) => Err(e.into_value()),
+                        },
+                        2 => match t.fallible().update(key, |_| Change::Set(v.clone()), &g) {
+                            Ok(prev) => {
+                                assert_eq!(prev, model.get(key));
+                                model.insert(key.clone(), v.clone());
+                                Ok(())
+                            }
+                            Err(e) => match e.into_value() {
+                                Some(back) => Err(back),
+                                None => Err(v.clone()),
+                            },
+                        },
+                        _ => {
+                            let cur = model.get(key).cloned();
+                            match t.fallible().compare_exchange(key, cur.as_ref(), v.clone(), &g) {
+                                Ok(r) => {
+                                    assert_eq!(r.unwrap(), model.get(key));
+                                    model.insert(key.clone(), v.clone());
+                                    Ok(())
+                                }
+                                Err(e) => Err(e.into_value()),
+                            }
+                        }
+                    };
+                    match outcome {
+                        // (a backend may retry a refused allocation in another way)
+                        Ok(()) => {}
+                        Err(back) => {
+                            assert_eq!(back, v, "k={k}: the value came back");
+                            assert!(fail.failed() > before, "k={k}: Err without a failed allocation");
+                            failed_here = true;
+                        }
+                    }
+                }
+                fail.disarm();
+                // the tree equals the model
+                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
+                let want: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                assert_eq!(got, want, "k={k}: tree differs from the model after a failure");
+                assert_eq!(t.len(), model.len());
+                // later operations work
+                for (i, key) in keys.iter().enumerate() {
+                    let v = value_for(key, 1000 + i as u64);
+                    assert_eq!(t.fallible().insert(key, v.clone(), &g).unwrap(), model.get(key));
+                    model.insert(key.clone(), v);
+                }
+                for key in keys.iter().step_by(3) {
+                    assert_eq!(t.remove(key, &g), model.get(key));
+                    model.remove(key);
+                }
+                let extra = b"samesame-another-long-key-after-the-failure".to_vec();
+                assert_eq!(&*t.get_or_insert_with(&extra, || "e".to_string(), &g), "e");
+                model.insert(extra, "e".to_string());
+                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
+                let want: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+                assert_eq!(got, want, "k={k}: later operations");
+                drop(g);
+            }
+            assert_eq!(counting.live_bytes(), 0, "k={k}: leaked after drop");
+            assert_eq!(counting.live_allocs(), 0, "k={k}: leaked after drop");
+            if failed_here {
+                failures_seen += 1;
+            } else if fail.failed() == 0 && fail.count() <= k {
+                // the workload makes fewer than k allocations: done
+                break;
+            }
+            k += 1;
+        }
+        eprintln!("{BACKEND_NAME}, burst {burst}: {failures_seen} failing positions of {k}");
+        failures_seen
+    }
+}
