@@ -337,7 +337,7 @@ for_each_backend! {
                 // alternating ends
                 let mut it = range();
                 let (mut a, mut b) = (0usize, expected.len());
-                for (step, &front) in alternation.iter().chain(std::iter::repeat(&true).take(expected.len() + 2)).enumerate() {
+                for (step, &front) in alternation.iter().chain(std::iter::repeat_n(&true, expected.len() + 2)).enumerate() {
                     let front = front ^ (step % 3 == 2);
                     let want = if a < b {
                         if front { a += 1; Some(expected[a - 1].clone()) } else { b -= 1; Some(expected[b].clone()) }
@@ -871,7 +871,7 @@ for_each_backend! {
                     model.remove(key);
                 }
                 let extra = b"samesame-another-long-key-after-the-failure".to_vec();
-                assert_eq!(&*t.get_or_insert_with(&extra, || "e".to_string(), &g), "e");
+                assert_eq!(t.get_or_insert_with(&extra, || "e".to_string(), &g), "e");
                 model.insert(extra, "e".to_string());
                 let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
                 let want: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
