@@ -6,9 +6,10 @@
 #
 #   1. rustfmt            cargo fmt --all --check
 #   2. clippy             cargo clippy --all-targets --all-features -- -D warnings
-#   3. tests              cargo test --all-features
-#                         cargo test --no-default-features          (core only)
-#                         cargo test --no-default-features --features <f>
+#   3. tests              cargo test --release --all-features   (+ doctests)
+#                         cargo test --release --no-default-features --lib --test api --test ordered
+#                         cargo test --release --no-default-features --features <f> (same targets)
+#                           (release builds keep debug assertions and overflow checks)
 #                           for each backend feature in BACKEND_FEATURES that
 #                           exists in Cargo.toml's [features]
 #                           (single-feature runs use PER_FEATURE_PROPTEST_CASES)
@@ -213,10 +214,13 @@ toolchain() {
 # NB: functions run by run_step execute with `set -e` suspended (they are
 # called as `fn || ...`), so multi-command steps chain with `&&`.
 fmt_all() {
+    # Plain diffs in logs; colours on a terminal.
+    local color=never
+    [ -t 1 ] && color=auto
     echo "+ cargo fmt --all --check" &&
-        cargo fmt --all --check &&
+        cargo fmt --all --check -- --color "$color" &&
         echo "+ cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check" &&
-        cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check
+        cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check -- --color "$color"
 }
 step_fmt() {
     run_step "rustfmt" fmt_all
@@ -242,15 +246,25 @@ step_test() {
     echo "proptest cases, --all-features:   ${PROPTEST_CASES:-(per-test default)}"
     echo "proptest cases, single features:  $single_cases"
 
-    run_step "test --all-features" cargo test --all-features
+    # Optimized, with debug assertions and overflow checks still on: the
+    # property and stress tests run ~15x faster than in a debug build.
+    export CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true
+    export CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true
+    run_step "test --all-features (with doctests)" cargo test --release --all-features
+    # The --all-features run above already ran every integration test once
+    # per backend (tests/common's for_each_backend!). Each feature set alone
+    # must still build and work: its unit tests (the core's, and each
+    # backend's own) and the API and ordered-access suites. Doctests show the
+    # default (seize) backend, so they run only above.
+    local alone=(--lib --test api --test ordered)
     run_step "test --no-default-features (core)" \
-        env PROPTEST_CASES="$single_cases" cargo test --no-default-features
+        env PROPTEST_CASES="$single_cases" cargo test --release --no-default-features "${alone[@]}"
 
     local f
     for f in $BACKEND_FEATURES; do
         if is_declared "$f"; then
             run_step "test --features $f" \
-                env PROPTEST_CASES="$single_cases" cargo test --no-default-features --features "$f"
+                env PROPTEST_CASES="$single_cases" cargo test --release --no-default-features --features "$f" "${alone[@]}"
         else
             echo
             echo "--- backend feature '$f' is not in Cargo.toml [features] yet: skipped"
