@@ -14,6 +14,7 @@ use crate::nodeversion::Version;
 use crate::permuter::Permuter;
 use crate::raw::{NodeRef, RawTree, parent_of, prefetch_node, version};
 use crate::suffix::Suffix;
+use crate::sync::spin_loop;
 
 /// Where a key is, or would go, in a leaf.
 pub(crate) struct Position {
@@ -146,7 +147,9 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 let (mut leaf, mut v) = unsafe { reach_leaf(root, ikey) };
                 let (kind, word) = loop {
                     if v.is_deleted() {
-                        // Removed under us (a leaf, or a whole layer): start over.
+                        // Removed under us (a leaf, or a whole layer): start
+                        // over, letting the remover finish its routing first.
+                        spin_loop();
                         continue 'top;
                     }
                     let perm = leaf.permutation.load();

@@ -14,6 +14,7 @@ use crate::leaflink;
 use crate::nodeversion::LockGuard;
 use crate::raw::{NodeRef, RawTree};
 use crate::suffix::Suffix;
+use crate::sync::spin_loop;
 
 /// What an insert found.
 pub(crate) enum Inserted {
@@ -55,6 +56,8 @@ pub(crate) unsafe fn find_locked<'a>(
             let next_lock = unsafe { &*next.as_ptr() }.version.lock();
             if next_lock.current().is_deleted() {
                 // Its remover unlinked it before unlocking: read our link again.
+                drop(next_lock);
+                spin_loop();
                 continue;
             }
             drop(lock);

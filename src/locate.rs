@@ -13,7 +13,7 @@ use crate::nodeversion::LockGuard;
 use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{NodeRef, RawTree, layer_root};
 use crate::suffix::Suffix;
-use crate::sync::Ordering;
+use crate::sync::{Ordering, spin_loop};
 
 /// A key's place in its leaf, with the leaf locked.
 pub(crate) struct Located<'a> {
@@ -70,7 +70,9 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             loop {
                 // SAFETY: `root` is a node of a live layer; we hold a guard.
                 let Some((leaf, lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
-                    // Removed under us (a leaf, or a whole layer): start over.
+                    // Removed under us (a leaf, or a whole layer): start
+                    // over, letting the remover finish its routing first.
+                    spin_loop();
                     continue 'top;
                 };
                 let perm = leaf.permutation.load();

@@ -187,7 +187,10 @@ fn loom_reader_races_remove_and_slot_reuse() {
 /// lost: it notices the deleted bit and retries from the top.
 #[test]
 fn loom_insert_races_unlink() {
-    loom::model(|| {
+    let mut model = loom::model::Builder::new();
+    // Building the two leaves takes more steps than loom's default allows.
+    model.max_branches = 10_000;
+    model.check(|| {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();

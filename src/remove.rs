@@ -23,7 +23,7 @@ use crate::leaflink;
 use crate::nodeversion::LockGuard;
 use crate::raw::{NodeRef, RawTree, layer_root, version};
 use crate::split::locked_parent;
-use crate::sync::Ordering;
+use crate::sync::{Ordering, spin_loop};
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// Removes a key; returns its value word, which the caller must retire.
@@ -143,6 +143,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             for _ in 0..depth - 1 {
                 // SAFETY: `root` is a node of a live layer; we hold a guard.
                 let Some((leaf, _lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                    spin_loop();
                     continue 'top;
                 };
                 let Some(slot) = search(&leaf, leaf.permutation.load(), &key).slot else {
@@ -156,6 +157,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             }
             // SAFETY: as above.
             let Some((upper, ulock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                spin_loop();
                 continue 'top;
             };
             let perm = upper.permutation.load();

@@ -30,6 +30,7 @@ use crate::nodeversion::Version;
 use crate::permuter::Permuter;
 use crate::raw::{NodeRef, RawTree};
 use crate::suffix::Suffix;
+use crate::sync::spin_loop;
 
 /// Scan direction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -167,7 +168,12 @@ impl<'g> RawCursor<'g> {
                     return Some(word);
                 }
                 Step::Again => {}
-                Step::Restart => self.frames.clear(),
+                Step::Restart => {
+                    // Something changed under us: seek again past the bound,
+                    // after letting the writer finish.
+                    spin_loop();
+                    self.frames.clear();
+                }
                 Step::End => {
                     self.exhausted = true;
                     return None;
