@@ -18,7 +18,7 @@
 //! * `std::collections::BTreeMap`: plain with 1 thread, `RwLock<BTreeMap>` with
 //!   more (labelled so in the output).
 //!
-//! Key sets (`N` keys to insert, `N` more that are never inserted):
+//! Key sets (`N` keys to insert, `N / 2` more that `insert` never inserts):
 //!
 //! * `rand8`: uniformly random 8-byte keys. The two masstrees take the bytes;
 //!   the peers get their natural key type for 8-byte keys, a `u64` decoded
@@ -33,17 +33,21 @@
 //!
 //! * `insert`: the `N` keys (value = the key's index), into an empty map;
 //! * `get hit`: all `N` keys in a different (shuffled) order; `get miss`: the
-//!   `N` absent keys;
+//!   `N / 2` absent keys;
 //! * `scan fwd` / `scan rev`: `N / 20` scans (or as many as the threads make
-//!   in 1 s) of up to 100 entries from a random present key: `tree.range(&start[..].., &g).take(100)` and
-//!   `tree.range(..=&start[..], &g).rev().take(100)` and the same with each
+//!   in 1 s) of up to 100 entries from a random present key:
+//!   `tree.range(&start[..].., &g).take(100)` and
+//!   `tree.range(..=&start[..], &g).rev().take(100)`, and the same with each
 //!   peer's range API (all peers have reverse ranges). Rate: entries/s.
 //! * `iter`: one iteration over all keys (with T threads: T disjoint key
 //!   ranges, one per thread). Rate: entries/s.
-//! * `mixed`: `N` operations alternating a get of a present key and an insert
-//!   of a new key (`N / 2` of the absent keys);
-//! * `remove`: every key in the map (the `N` keys plus those `mixed` added),
-//!   shuffled; the map ends empty.
+//! * `mixed`: `N / 2` operations alternating a get of a present key and an
+//!   insert of a new key (`N / 4` of the absent keys);
+//! * `remove`: every key in the map (the `N` keys plus the `N / 4` that
+//!   `mixed` added), shuffled; the map ends empty.
+//!
+//! (`get miss` and `mixed` make `N / 2` operations to keep a default run
+//! under 20 minutes on 2 cores; rates are per operation.)
 //!
 //! Sections after the throughput table (this crate only):
 //!
@@ -603,7 +607,7 @@ struct KeySet {
     about: String,
     systems: fn() -> Vec<System>,
     present: Keys,
-    /// Never inserted by `insert`; `mixed` inserts the first half.
+    /// `N / 2` keys never inserted by `insert`; `mixed` inserts the first half.
     absent: Keys,
     /// `present` in key order.
     sorted: Keys,
@@ -625,7 +629,7 @@ impl KeySet {
     }
 }
 
-/// The key set `name` with `n` keys (and `n` absent ones), the same on every run.
+/// The key set `name` with `n` keys (and `n / 2` absent ones), the same on every run.
 fn key_set(name: &'static str, n: usize) -> KeySet {
     type Pair = (Keys, Keys);
     let (about, systems, (present, absent)): (String, fn() -> Vec<System>, Pair) = match name {
@@ -680,16 +684,18 @@ fn key_set(name: &'static str, n: usize) -> KeySet {
     }
 }
 
-/// `2 * n` distinct keys from `generate`: the first `n` to insert, the other `n` never inserted.
+/// `n + max(n / 2, 1)` distinct keys from `generate`: the first `n` to
+/// insert, the others absent.
 fn distinct_keys(
     n: usize,
     rng: &mut SplitMix64,
     mut generate: impl FnMut(&mut SplitMix64, &mut Vec<u8>),
 ) -> (Keys, Keys) {
-    let mut seen = HashSet::with_capacity(2 * n);
+    let absent_n = (n / 2).max(1);
+    let mut seen = HashSet::with_capacity(n + absent_n);
     let (mut present, mut absent) = (Keys::default(), Keys::default());
     let mut key = Vec::new();
-    while absent.len() < n {
+    while absent.len() < absent_n {
         key.clear();
         generate(rng, &mut key);
         if seen.insert(key.clone()) {
@@ -934,13 +940,20 @@ fn iter_phase(ks: &KeySet) -> Phase {
     }
 }
 
-/// `N` operations: gets of present keys (shuffled) alternating with inserts
-/// of `absent[..N / 2]` (value `N + j` for `absent[j]`).
+/// Operations of `mixed` (`N / 2`), and keys it inserts (`N / 4`).
+fn mixed_ops(ks: &KeySet) -> (usize, usize) {
+    let ops = ks.absent.len();
+    (ops, ops / 2)
+}
+
+/// `N / 2` operations: gets of present keys (shuffled) alternating with
+/// inserts of `absent[..N / 4]` (value `N + j` for `absent[j]`).
 fn mixed_phase(ks: &KeySet, rng: &mut SplitMix64) -> Phase {
     let n = ks.len();
+    let (ops, _) = mixed_ops(ks);
     let order = rng.permutation(n);
-    let (mut keys, mut vals) = (Keys::default(), Vec::with_capacity(n));
-    for i in 0..n {
+    let (mut keys, mut vals) = (Keys::default(), Vec::with_capacity(ops));
+    for i in 0..ops {
         if i % 2 == 0 {
             keys.push(ks.present.get(order[i / 2]));
             vals.push(order[i / 2] as u64);
@@ -964,7 +977,7 @@ fn mixed_phase(ks: &KeySet, rng: &mut SplitMix64) -> Phase {
 /// Removes every key of `ks` and, if `mixed` ran, the keys it inserted; shuffled.
 fn remove_phase(ks: &KeySet, mixed: bool, rng: &mut SplitMix64) -> Phase {
     let n = ks.len();
-    let total = n + if mixed { n / 2 } else { 0 };
+    let total = n + if mixed { mixed_ops(ks).1 } else { 0 };
     let order = rng.permutation(total);
     let mut keys = Keys::default();
     for &id in &order {
@@ -1908,7 +1921,7 @@ fn main() {
         println!();
         println!("Mops/s (higher is better), in parentheses the ratio to {BASELINE}.");
         println!(
-            "insert: N new keys into an empty map; get hit: all N keys, shuffled; get miss: N absent keys;"
+            "insert: N new keys into an empty map; get hit: all N keys, shuffled; get miss: N/2 absent keys;"
         );
         println!(
             "scan fwd / scan rev: M entries/s (not scans/s) over N/{SCANS_PER} scans (or those done in {:?}) of {SCAN_LEN} entries from a random present key",
@@ -1921,7 +1934,7 @@ fn main() {
             "iter: M entries/s, one iteration over all N keys (T threads: T disjoint key ranges);"
         );
         println!(
-            "mixed: N ops alternating get (present key) / insert (new key); remove: every key in the map (1.5 N with mixed), shuffled."
+            "mixed: N/2 ops alternating get (present key) / insert (new key); remove: every key in the map (N + N/4), shuffled."
         );
         println!("* std BTreeMap: plain with 1 thread, RwLock<BTreeMap> with more.");
         println!();
