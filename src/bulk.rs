@@ -498,7 +498,10 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
             let (open, count) = self.layers[d].levels[level];
             let above = level < MAX_LEVELS && self.layers[d].levels[level + 1].1 > 0;
             match open {
-                None => return (core::ptr::null_mut(), result),
+                // Nothing was ever built: an empty layer.
+                None if count == 0 => return (core::ptr::null_mut(), result),
+                // Every node of this level was full and already handed up.
+                None => {}
                 Some((node, c)) if count == 1 && !above => {
                     // SAFETY: private.
                     let n = unsafe { node.as_ref() };

@@ -978,6 +978,43 @@ fn bulk_load_matches_model() {
     assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: 1 }));
 }
 
+/// Regression: when a level's last internode was exactly full it had been
+/// handed up already, and closing the layer lost the whole subtree.
+#[test]
+fn bulk_load_exact_multiples_of_the_fanout() {
+    for n in [
+        15usize,
+        16,
+        15 * 15,
+        15 * 15 + 1,
+        15 * 15 * 15,
+        if cfg!(miri) {
+            15 * 15
+        } else {
+            15 * 15 * 15 * 15
+        },
+    ] {
+        let t: Words = Words::from_sorted_in(
+            TestBackend::new(),
+            (0..n).map(|i| ((i as u64).to_be_bytes(), i)),
+        )
+        .unwrap();
+        let g = t.guard();
+        assert_eq!(t.iter(&g).count(), n, "n = {n}");
+        assert_eq!(t.get(&((n - 1) as u64).to_be_bytes(), &g), Some(n - 1));
+        // Layers made by the loader close the same way.
+        let t: Words = Words::from_sorted_in(
+            TestBackend::new(),
+            (0..n).map(|i| (format!("same-prefix/{i:08}"), i)),
+        )
+        .unwrap();
+        assert_eq!(t.iter(&g_of(&t)).count(), n, "layered, n = {n}");
+    }
+    fn g_of(t: &Words) -> crate::test_backend::TestGuard<'_> {
+        t.guard()
+    }
+}
+
 #[test]
 fn bulk_load_packs_leaves_full() {
     let n = scale(15 * 400);
