@@ -128,6 +128,7 @@ pub(crate) unsafe fn parent_link<'a>(n: *mut NodeBase) -> &'a AtomicPtr<Internod
 /// As [`version`].
 #[inline]
 pub(crate) unsafe fn parent_of(n: *mut NodeBase) -> *mut Internode {
+    // SAFETY: the caller guarantees a live node.
     // Acquire: pairs with the Release in `set_parent`: a new parent (created by
     // a split) is fully built before we follow the link.
     unsafe { parent_link(n) }.load(Ordering::Acquire)
@@ -139,6 +140,7 @@ pub(crate) unsafe fn parent_of(n: *mut NodeBase) -> *mut Internode {
 /// As [`version`].
 #[inline]
 pub(crate) unsafe fn set_parent(n: *mut NodeBase, p: *mut Internode) {
+    // SAFETY: the caller guarantees a live node.
     // Release: publishes the new parent's contents; pairs with `parent_of`.
     unsafe { parent_link(n) }.store(p, Ordering::Release);
 }
