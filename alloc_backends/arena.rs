@@ -60,11 +60,7 @@ pub const DEFAULT_FIRST_CHUNK: usize = 64 << 10;
 /// Chunks grow no larger than this, unless one request needs more.
 const MAX_CHUNK: usize = 16 << 20;
 /// Alignment of every chunk: the nodes' alignment.
-const CHUNK_ALIGN: usize = max(align_of::<Leaf>(), align_of::<Internode>());
-
-const fn max(a: usize, b: usize) -> usize {
-    if a > b { a } else { b }
-}
+const CHUNK_ALIGN: usize = super::NODE_ALIGN;
 
 /// Nodes, suffix records and values bump-allocated from chunks of the
 /// allocator `A` (default: the global allocator), all freed when the backend

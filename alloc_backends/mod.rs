@@ -50,6 +50,14 @@ mod header {
 /// the link of an intrusive [`Limbo`](limbo::Limbo) list and a type-erased
 /// release function. Retiring writes only the header, never the payload,
 /// which readers may still be reading. The list allocates nothing.
+/// The larger of the two node alignments (both are 64 today): what a
+/// memory region that holds nodes of either kind must be aligned to.
+#[cfg(any(feature = "pool", feature = "arena"))]
+const NODE_ALIGN: usize = {
+    let (l, i) = (align_of::<crate::Leaf>(), align_of::<crate::Internode>());
+    if l > i { l } else { i }
+};
+
 #[cfg(any(feature = "pool", feature = "arena"))]
 mod limbo {
     use core::alloc::Layout;

@@ -77,10 +77,10 @@ use super::limbo::{self, Limbo};
 use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Alignment of a slot: the larger node alignment (64).
-const SLOT_ALIGN: usize = max(align_of::<Leaf>(), align_of::<Internode>());
+const SLOT_ALIGN: usize = super::NODE_ALIGN;
 /// Size of a slot: the larger node, a multiple of [`SLOT_ALIGN`].
 const SLOT_SIZE: usize =
-    max(size_of::<Leaf>(), size_of::<Internode>()).next_multiple_of(SLOT_ALIGN);
+    larger(size_of::<Leaf>(), size_of::<Internode>()).next_multiple_of(SLOT_ALIGN);
 /// Bytes before the first slot of a slab: the slab header, padded to a slot.
 const SLAB_HEAD: usize = size_of::<Slab>().next_multiple_of(SLOT_ALIGN);
 /// Slots in the first slab grown on demand.
@@ -90,7 +90,7 @@ const MAX_SLAB_SLOTS: usize = 1024;
 
 const _: () = assert!(SLOT_SIZE >= size_of::<FreeSlot>() && SLOT_ALIGN >= align_of::<FreeSlot>());
 
-const fn max(a: usize, b: usize) -> usize {
+const fn larger(a: usize, b: usize) -> usize {
     if a > b { a } else { b }
 }
 

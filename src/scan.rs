@@ -22,8 +22,8 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use crate::allocator::NodeAllocatorGeneric;
-use crate::get::reach_leaf;
-use crate::key::{SLICE, ikey_of, rank};
+use crate::get::{reach_leaf, search};
+use crate::key::{Key, SLICE, ikey_of};
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
 use crate::nodeversion::Version;
@@ -237,26 +237,15 @@ impl<'g> RawCursor<'g> {
             (false, Dir::Backward) => n,
             (true, dir) => {
                 let at = &self.bound[(SLICE * depth).min(self.bound.len())..];
-                let target = (ikey_of(at), rank(key_len_x(at)));
-                // First position whose (ikey, rank) is not below the bound's.
-                let (mut lo, mut hi) = (0, f.perm.len());
-                while lo < hi {
-                    let mid = (lo + hi) / 2;
-                    let s = f.perm.get(mid);
-                    if (f.leaf.ikey(s), rank(f.leaf.keylenx(s))) < target {
-                        lo = mid + 1;
-                    } else {
-                        hi = mid;
-                    }
-                }
-                let lb = lo as isize;
-                let equal = lo < f.perm.len() && {
-                    let s = f.perm.get(lo);
-                    (f.leaf.ikey(s), rank(f.leaf.keylenx(s))) == target
-                };
+                // The first position whose (ikey, rank) is not below the
+                // bound's, and the entry there if it ties with the bound.
+                let found = search(&f.leaf, f.perm, &Key::new(at));
+                let lb = found.pos as isize;
                 // The frame position is "just before" the first entry to
                 // visit; a straddling layer entry is visited (descended into).
-                let rel = equal.then(|| relation(&f.leaf, f.version, f.perm.get(lo), at));
+                let rel = found
+                    .slot
+                    .map(|slot| relation(&f.leaf, f.version, slot, at));
                 let inclusive = self.start != Start::Exclusive;
                 match dir {
                     Dir::Forward => match rel {
@@ -403,15 +392,6 @@ enum Step {
     Again,
     Restart,
     End,
-}
-
-/// The keylenx a key's remaining bytes would have at this layer.
-fn key_len_x(rest: &[u8]) -> u8 {
-    if rest.len() > SLICE {
-        crate::key::KSUF
-    } else {
-        rest.len() as u8
-    }
 }
 
 /// How the entry in `slot`, whose (ikey, rank) equals the bound's at this
