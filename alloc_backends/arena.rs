@@ -244,6 +244,39 @@ impl<A: Allocator> ArenaBackend<A> {
         Ok(arena)
     }
 
+    /// Makes sure the next `bytes` bytes of node-aligned requests come from
+    /// one chunk: if the current chunk has less room, a chunk of exactly
+    /// `bytes` (plus its header) is added now and the rest of the current one
+    /// is abandoned. The bulk loader calls this (through
+    /// [`NodeAllocatorGeneric::reserve_nodes`]) with its estimate, so a
+    /// loaded tree wastes no chunk tail.
+    ///
+    /// ```
+    /// use masstree::alloc_backends::arena::ArenaBackend;
+    /// let arena = ArenaBackend::new();
+    /// arena.reserve(1 << 20).unwrap();
+    /// assert_eq!(arena.stats().chunks, 1);
+    /// assert!(arena.stats().bytes_reserved >= 1 << 20);
+    /// ```
+    ///
+    /// # Errors
+    /// [`AllocError`] if the allocator cannot give the chunk; the arena is
+    /// unchanged then.
+    pub fn reserve(&self, bytes: usize) -> Result<(), AllocError> {
+        let mut b = self.bump.lock();
+        if !b.cur.is_null() && b.end.addr() - b.cur.addr() >= bytes {
+            return Ok(());
+        }
+        let layout = Layout::from_size_align(bytes, CHUNK_ALIGN).map_err(|_| AllocError)?;
+        // Exactly this size (a scheduled size of 0 means "just what the
+        // request needs"); the growth schedule resumes after it.
+        let scheduled = b.next_size;
+        b.next_size = 0;
+        let added = b.add_chunk(&self.alloc, layout);
+        b.next_size = scheduled;
+        added
+    }
+
     /// Current usage; see [`ArenaStats`].
     pub fn stats(&self) -> ArenaStats {
         let mut stats = self.bump.lock().stats;
@@ -371,6 +404,14 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
                 self.pending.push(h, limbo::release_value::<T>);
             }
         }
+    }
+
+    fn reserve_nodes(&self, leaves: usize, internodes: usize) {
+        let bytes = leaves
+            .saturating_mul(size_of::<Leaf>())
+            .saturating_add(internodes.saturating_mul(size_of::<Internode>()));
+        // A hint: the allocations themselves report a failure.
+        let _ = self.reserve(bytes);
     }
 
     fn reclaim(&mut self) {
@@ -573,6 +614,29 @@ mod tests {
         assert!(b.alloc_value([0u8; 1000]).is_err());
         assert!(ArenaBackend::with_capacity_in(100, &c).is_err());
         drop(b);
+        c.assert_empty();
+    }
+
+    /// A bulk load whose input knows its length gets one chunk of the right
+    /// size (through `reserve_nodes`): no chunk tail is wasted.
+    #[test]
+    fn bulk_load_fills_one_chunk() {
+        let c = Counting::new();
+        let n = scale(100_000) as u64;
+        let t: Words<'_> = Tree::from_sorted_in(
+            ArenaBackend::new_in(&c),
+            (0..n).map(|i| ((i * 7).to_be_bytes(), i)),
+        )
+        .unwrap();
+        let s = t.backend().stats();
+        assert_eq!(s.chunks, 1, "{s:?}");
+        // The chunk header and the padding to the first node, nothing else.
+        assert!(s.bytes_reserved - s.bytes_used <= 128, "{s:?}");
+        assert_eq!(t.len(), n as usize);
+        // The estimate was exact: the next request needs a new chunk.
+        t.backend().reserve(64).unwrap();
+        assert_eq!(t.backend().stats().chunks, 2);
+        drop(t);
         c.assert_empty();
     }
 

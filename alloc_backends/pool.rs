@@ -610,6 +610,12 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
         }
     }
 
+    fn reserve_nodes(&self, leaves: usize, internodes: usize) {
+        // A hint: the allocations themselves report a failure (and the cap
+        // of `with_max_slab_bytes` is honoured by `add_slab`).
+        let _ = self.reserve(leaves, internodes);
+    }
+
     fn reclaim(&mut self) {
         self.reclaim_records();
         // SAFETY: `&mut self`: no guard is alive, so no reader sees a retired node.

@@ -108,6 +108,15 @@ pub unsafe trait NodeAllocatorGeneric {
     /// As [`Self::retire_leaf`], for `alloc_value::<T>`.
     unsafe fn retire_value<T>(&self, value: NonNull<T>, guard: &Self::Guard<'_>);
 
+    /// A hint: about `leaves` leaves and `internodes` internodes are about to
+    /// be allocated (the bulk loader says so, from its input's size hint).
+    /// Backends that allocate in bulk may get the room now, in one piece;
+    /// failing to is not an error (the allocations themselves report it).
+    /// The default does nothing.
+    fn reserve_nodes(&self, leaves: usize, internodes: usize) {
+        let _ = (leaves, internodes);
+    }
+
     /// Frees everything retired so far, now. `&mut self` proves that no
     /// guard of this backend is alive. The default does nothing (for backends
     /// that free at once or only at drop).

@@ -18,7 +18,7 @@ use core::ptr::NonNull;
 
 use crate::allocator::NodeAllocatorGeneric;
 use crate::internode::{IWIDTH, Internode};
-use crate::key::{KSUF, LAYER, SLICE, ikey_of};
+use crate::key::{KSUF, LAYER, SLICE, common_prefix, ikey_of};
 use crate::leaf::{Leaf, NodeBase};
 use crate::nodeversion::NodeVersion;
 use crate::permuter::{Permuter, WIDTH};
@@ -98,16 +98,33 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
             raw,
             free_word: S::free::<A>,
             layers: Vec::new(),
-            prev: Vec::new(),
             fill: self.fill,
             len: 0,
         };
+        let iter = iter.into_iter();
+        // Node count for the keys the input promises, if they do not share
+        // slices: full leaves, and internodes of IWIDTH + 1 children above.
+        let leaves = iter.size_hint().0.div_ceil(self.fill);
+        let mut internodes = 0;
+        let mut level = leaves;
+        while level > 1 {
+            level = level.div_ceil(IWIDTH + 1);
+            internodes += level;
+        }
+        raw.alloc.reserve_nodes(leaves, internodes);
         let mut result = Ok(());
         let mut count = 0;
-        for (position, (key, value)) in iter.into_iter().enumerate() {
+        // The previous key, kept as given (no copy).
+        let mut prev: Option<K> = None;
+        for (position, (owned, value)) in iter.enumerate() {
             count = position + 1;
-            let key = key.as_ref();
-            if position > 0 && key <= &load.prev[..] {
+            let key = owned.as_ref();
+            let last = prev.as_ref().map_or(&[][..], AsRef::as_ref);
+            // The common prefix with the previous key orders the two keys
+            // and tells which layers the new key stays inside.
+            let lcp = common_prefix(key, last);
+            let increasing = lcp < key.len() && (lcp == last.len() || key[lcp] > last[lcp]);
+            if position > 0 && !increasing {
                 result = Err(BulkLoadError::NotIncreasing { position });
                 break;
             }
@@ -115,14 +132,15 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
                 result = Err(BulkLoadError::OutOfMemory { position });
                 break;
             };
-            if load.push(key, word).is_err() {
+            if load.push(last, key, lcp, word).is_err() {
                 result = Err(BulkLoadError::OutOfMemory { position });
                 break;
             }
+            prev = Some(owned);
         }
         // Close every open layer, success or not: the tree is then valid,
         // and on error dropping it frees everything exactly once.
-        let (root, closed) = load.finish();
+        let (root, closed) = load.finish(prev.as_ref().map_or(&[][..], AsRef::as_ref));
         // Relaxed (both): the tree is private until returned.
         raw.root.store(root, Ordering::Relaxed);
         raw.len.0.store(load.len, Ordering::Relaxed);
@@ -171,9 +189,27 @@ struct Entry {
 /// Levels a layer can have (see `split.rs`).
 const MAX_LEVELS: usize = 24;
 
-/// One level of internodes being built: the open internode with its child
-/// count, and how many internodes the level has had.
-type Level = (Option<(NonNull<Internode>, usize)>, usize);
+/// The builder of the parents of one level of a layer (level 0: leaves).
+/// No internode is made for a single node: the first node of a level waits
+/// until a second one comes (or becomes the layer's root), so a layer of one
+/// leaf costs one leaf.
+#[derive(Clone, Copy)]
+struct Level {
+    /// The open parent internode (children at this level, at least two),
+    /// its child count and its lowest key.
+    open: Option<(NonNull<Internode>, usize, u64)>,
+    /// A finished node of this level, with its lowest key, that has no
+    /// parent yet (never together with `open`).
+    waiting: Option<(*mut NodeBase, u64)>,
+    /// Nodes of this level attached so far.
+    added: usize,
+}
+
+const NO_LEVEL: Level = Level {
+    open: None,
+    waiting: None,
+    added: 0,
+};
 
 /// The builder of one layer.
 struct LayerBuild {
@@ -181,8 +217,7 @@ struct LayerBuild {
     leaf: Option<(NonNull<Leaf>, usize)>,
     /// The last finished leaf (for links).
     last_leaf: *mut Leaf,
-    /// Per level above the leaves: the open internode with its child count,
-    /// and how many internodes the level has had.
+    /// Per level, from the leaves up: the parents being built.
     levels: [Level; MAX_LEVELS + 1],
     /// Leaves finished.
     leaves: usize,
@@ -198,8 +233,6 @@ struct Load<'t, A: NodeAllocatorGeneric> {
     raw: &'t RawTree<A>,
     free_word: FreeWord<A>,
     layers: Vec<LayerBuild>,
-    /// The previous key.
-    prev: Vec<u8>,
     fill: usize,
     len: usize,
 }
@@ -209,15 +242,16 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         LayerBuild {
             leaf: None,
             last_leaf: core::ptr::null_mut(),
-            levels: [(None, 0); MAX_LEVELS + 1],
+            levels: [NO_LEVEL; MAX_LEVELS + 1],
             leaves: 0,
             pending: None,
         }
     }
 
-    /// Adds the next key (greater than `prev`) with its value word, which
-    /// the loader owns from now on, whatever happens.
-    fn push(&mut self, key: &[u8], word: *mut ()) -> Result<(), Failed> {
+    /// Adds the next key (greater than `prev`, the key before it, sharing
+    /// its first `lcp` bytes) with its value word, which the loader owns from
+    /// now on, whatever happens.
+    fn push(&mut self, prev: &[u8], key: &[u8], lcp: usize, word: *mut ()) -> Result<(), Failed> {
         if self.layers.is_empty() {
             self.layers.push(Self::layer());
         }
@@ -225,30 +259,32 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         // holds the keys longer than 8 * d bytes that share the first 8 * d.
         while self.layers.len() > 1 {
             let d = self.layers.len() - 1;
-            if key.len() > SLICE * d && key[..SLICE * d] == self.prev[..SLICE * d] {
+            if key.len() > SLICE * d && lcp >= SLICE * d {
                 break;
             }
-            if let Err(f) = self.close_top() {
+            if let Err(f) = self.close_top(prev) {
                 // SAFETY: never stored.
                 unsafe { (self.free_word)(&self.raw.alloc, word) };
                 return Err(f);
             }
         }
         let d = self.layers.len() - 1;
-        let prev = core::mem::take(&mut self.prev);
-        let r = self.push_at(d, &prev, key, word);
-        self.prev = prev;
-        r?;
-        self.prev.clear();
-        self.prev.extend_from_slice(key);
+        self.push_at(d, prev, key, lcp, word)?;
         self.len += 1;
         Ok(())
     }
 
-    fn push_at(&mut self, d: usize, prev: &[u8], key: &[u8], word: *mut ()) -> Result<(), Failed> {
+    fn push_at(
+        &mut self,
+        d: usize,
+        prev: &[u8],
+        key: &[u8],
+        lcp: usize,
+        word: *mut (),
+    ) -> Result<(), Failed> {
         if let Some(pending) = self.layers[d].pending.take() {
             // The previous key shares our slice: both go one layer down.
-            if key.len() > SLICE * (d + 1) && key[..SLICE * (d + 1)] == prev[..SLICE * (d + 1)] {
+            if key.len() > SLICE * (d + 1) && lcp >= SLICE * (d + 1) {
                 self.layers.push(Self::layer());
                 // One layer down the previous key may end within the slice.
                 let rest = &prev[SLICE * (d + 1)..];
@@ -266,7 +302,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                     unsafe { (self.free_word)(&self.raw.alloc, word) };
                     return Err(f);
                 }
-                return self.push_at(d + 1, prev, key, word);
+                return self.push_at(d + 1, prev, key, lcp, word);
             }
             if let Err(f) = self.suffixed(prev, pending, d) {
                 // SAFETY: never stored.
@@ -415,8 +451,9 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         self.add_child(d, 0, lp.cast(), low)
     }
 
-    /// Adds a finished node (lowest key `low`) from `level` (0: leaves) of
-    /// layer `d` to the open internode above it.
+    /// Adds a finished node (lowest key `low`) of `level` (0: leaves) of
+    /// layer `d`: as the next child of the open parent, or as the node that
+    /// waits for a sibling, or with the waiting one under a new parent.
     fn add_child(
         &mut self,
         d: usize,
@@ -424,47 +461,59 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         node: *mut NodeBase,
         low: u64,
     ) -> Result<(), Failed> {
-        if self.layers[d].levels[level].0.is_none() {
-            let Ok(p) = self.raw.alloc.alloc_internode() else {
-                // The node cannot be attached: free it (its keys are lost,
-                // and the load reports the failure).
-                // SAFETY: a finished private subtree nobody links to (the
-                // leaf list is not followed when a tree is freed).
-                unsafe { self.raw.free_layer(node, self.free_word) };
-                return Err(Failed);
-            };
-            // SAFETY: fresh memory, private.
-            unsafe { Internode::init_at(p, NodeVersion::new(0)) };
-            let slot = &mut self.layers[d].levels[level];
-            *slot = (Some((p, 0)), slot.1 + 1);
-        }
-        let (parent, c) = self.layers[d].levels[level].0.expect("an open internode");
+        let lv = self.layers[d].levels[level];
+        let (parent, c, plow) = match (lv.open, lv.waiting) {
+            (Some(open), _) => open,
+            (None, None) => {
+                let lv = &mut self.layers[d].levels[level];
+                lv.waiting = Some((node, low));
+                lv.added += 1;
+                return Ok(());
+            }
+            (None, Some((first, first_low))) => {
+                let Ok(p) = self.raw.alloc.alloc_internode() else {
+                    // The node cannot be attached: free it (its keys are
+                    // lost, and the load reports the failure).
+                    // SAFETY: a finished private subtree nobody links to
+                    // (the leaf list is not followed when a tree is freed).
+                    unsafe { self.raw.free_layer(node, self.free_word) };
+                    return Err(Failed);
+                };
+                // SAFETY: fresh memory, private.
+                unsafe { Internode::init_at(p, NodeVersion::new(0)) };
+                // SAFETY: our private internode.
+                unsafe { p.as_ref() }.set_child(0, first);
+                // SAFETY: `first` is ours; its parent link is private until the end.
+                unsafe { set_parent(first, p.as_ptr()) };
+                self.layers[d].levels[level].waiting = None;
+                (p, 1, first_low)
+            }
+        };
         // SAFETY: our private internode.
         let p = unsafe { parent.as_ref() };
-        if c > 0 {
-            p.set_ikey(c - 1, low);
-        }
+        p.set_ikey(c - 1, low);
         p.set_child(c, node);
         p.set_nkeys(c);
         // SAFETY: `node` is ours; its parent link is private until the end.
         unsafe { set_parent(node, parent.as_ptr()) };
+        let lv = &mut self.layers[d].levels[level];
+        lv.added += 1;
         if c + 1 == IWIDTH + 1 {
             // Full: hand it up.
-            self.layers[d].levels[level].0 = None;
-            return self.add_child(d, level + 1, parent.as_ptr().cast(), internode_low(p));
+            lv.open = None;
+            return self.add_child(d, level + 1, parent.as_ptr().cast(), plow);
         }
-        self.layers[d].levels[level].0 = Some((parent, c + 1));
+        lv.open = Some((parent, c + 1, plow));
         Ok(())
     }
 
-    /// Closes the innermost layer: its root becomes a layer entry above.
-    fn close_top(&mut self) -> Result<(), Failed> {
+    /// Closes the innermost layer (`prev` is the last key loaded): its root
+    /// becomes a layer entry above.
+    fn close_top(&mut self, prev: &[u8]) -> Result<(), Failed> {
         let d = self.layers.len() - 1;
-        let prev = core::mem::take(&mut self.prev);
-        let (root, r) = self.close_layer(d, &prev);
+        let (root, r) = self.close_layer(d, prev);
         self.layers.pop();
         let ikey = ikey_of(&prev[SLICE * (d - 1)..]);
-        self.prev = prev;
         let entry = if root.is_null() {
             Ok(())
         } else {
@@ -492,35 +541,23 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         if let Err(f) = self.finish_leaf(d) {
             result = Err(f);
         }
-        // Going up: the first level with a single node ever, and nothing
-        // above, holds the root: that node, or its only child.
+        // Going up: the open parent or the waiting node of each level goes
+        // to the level above, until a level has nothing above it: its node
+        // is the root (none at the leaf level: an empty layer).
         for level in 0..=MAX_LEVELS {
-            let (open, count) = self.layers[d].levels[level];
-            let above = level < MAX_LEVELS && self.layers[d].levels[level + 1].1 > 0;
-            match open {
-                // Nothing was ever built: an empty layer.
-                None if count == 0 => return (core::ptr::null_mut(), result),
-                // Every node of this level was full and already handed up.
+            let lv = core::mem::replace(&mut self.layers[d].levels[level], NO_LEVEL);
+            let above = level < MAX_LEVELS && self.layers[d].levels[level + 1].added > 0;
+            let top = match (lv.open, lv.waiting) {
+                (Some((p, _, low)), _) => Some((p.as_ptr().cast::<NodeBase>(), low)),
+                (None, waiting) => waiting,
+            };
+            match top {
+                None if !above => return (core::ptr::null_mut(), result),
+                // Every node of this level is under a full parent, handed up.
                 None => {}
-                Some((node, c)) if count == 1 && !above => {
-                    // SAFETY: private.
-                    let n = unsafe { node.as_ref() };
-                    if c == 1 {
-                        let child = n.child(0);
-                        // SAFETY: private nodes; the internode is not needed.
-                        unsafe {
-                            set_parent(child, core::ptr::null_mut());
-                            self.raw.alloc.free_internode(node);
-                        }
-                        return (make_root(child), result);
-                    }
-                    return (make_root(node.as_ptr().cast()), result);
-                }
-                Some((node, _)) => {
-                    self.layers[d].levels[level].0 = None;
-                    // SAFETY: private.
-                    let low = internode_low(unsafe { node.as_ref() });
-                    if let Err(f) = self.add_child(d, level + 1, node.as_ptr().cast(), low) {
+                Some((node, _)) if !above => return (make_root(node), result),
+                Some((node, low)) => {
+                    if let Err(f) = self.add_child(d, level + 1, node, low) {
                         result = Err(f);
                     }
                 }
@@ -529,32 +566,20 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         unreachable!("a layer has fewer than {MAX_LEVELS} levels")
     }
 
-    /// Closes every layer; returns layer 0's root and whether all was kept.
-    fn finish(&mut self) -> (*mut NodeBase, Result<(), Failed>) {
+    /// Closes every layer (`prev` is the last key loaded); returns layer
+    /// 0's root and whether all was kept.
+    fn finish(&mut self, prev: &[u8]) -> (*mut NodeBase, Result<(), Failed>) {
         let mut result = Ok(());
         while self.layers.len() > 1 {
-            if let Err(f) = self.close_top() {
+            if let Err(f) = self.close_top(prev) {
                 result = Err(f);
             }
         }
         if self.layers.is_empty() {
             return (core::ptr::null_mut(), result);
         }
-        let prev = core::mem::take(&mut self.prev);
-        let (root, r) = self.close_layer(0, &prev);
+        let (root, r) = self.close_layer(0, prev);
         (root, result.and(r))
-    }
-}
-
-/// The lowest key routed to an internode: its leftmost leaf's `low`.
-fn internode_low(n: &Internode) -> u64 {
-    let mut c = n.child(0);
-    // SAFETY: private, fully built subtrees.
-    unsafe {
-        while !(*c).version.load().is_leaf() {
-            c = (*c.cast::<Internode>()).child(0);
-        }
-        (*c.cast::<Leaf>()).low
     }
 }
 

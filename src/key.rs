@@ -39,6 +39,26 @@ pub(crate) fn ikey_of(bytes: &[u8]) -> u64 {
     }
 }
 
+/// The length of the longest common prefix of `a` and `b`, compared 8 bytes
+/// at a time (a call to `memcmp` costs more than the comparison for keys of
+/// a few slices).
+#[inline]
+pub(crate) fn common_prefix(a: &[u8], b: &[u8]) -> usize {
+    let n = a.len().min(b.len());
+    let mut i = 0;
+    while i + SLICE <= n {
+        let x = ikey_of(&a[i..]) ^ ikey_of(&b[i..]);
+        if x != 0 {
+            return i + x.leading_zeros() as usize / 8;
+        }
+        i += SLICE;
+    }
+    while i < n && a[i] == b[i] {
+        i += 1;
+    }
+    i
+}
+
 /// A key with a cursor on the slice of the current layer.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Key<'k> {
@@ -113,6 +133,24 @@ mod tests {
         assert_eq!(ikey_of(b"abcdefghij"), u64::from_be_bytes(*b"abcdefgh"));
         assert!(ikey_of(b"ab") < ikey_of(b"b"));
         assert!(ikey_of(&[0xff; 8]) == u64::MAX);
+    }
+
+    #[test]
+    fn common_prefix_matches_bytewise() {
+        let cases: [(&[u8], &[u8]); 7] = [
+            (b"", b""),
+            (b"abc", b"abd"),
+            (b"abcdefgh", b"abcdefgh"),
+            (b"abcdefghij", b"abcdefghik"),
+            (b"abcdefgh", b"abcdefghxyz"),
+            (b"abcdefgXhij", b"abcdefgYhij"),
+            (b"a", b"b"),
+        ];
+        for (a, b) in cases {
+            let slow = a.iter().zip(b).take_while(|(x, y)| x == y).count();
+            assert_eq!(common_prefix(a, b), slow, "{a:?} {b:?}");
+            assert_eq!(common_prefix(b, a), slow, "{b:?} {a:?}");
+        }
     }
 
     #[test]

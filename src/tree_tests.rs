@@ -1033,6 +1033,41 @@ fn bulk_load_packs_leaves_full() {
     assert_eq!(t.len(), n);
 }
 
+/// The bulk loader allocates only the nodes the tree keeps: a lone node gets
+/// no parent made (and freed) for it, so a layer of one leaf costs one leaf,
+/// as it does when the keys are inserted one by one.
+#[test]
+fn bulk_load_allocates_only_what_it_keeps() {
+    use core::sync::atomic::Ordering::Relaxed;
+    const BUDGET: usize = 1 << 40;
+    // Pairs of 17-byte keys sharing 16 bytes: two small layers per pair.
+    let keys: Vec<Vec<u8>> = (0..scale(2000))
+        .flat_map(|i| [format!("{i:08}/{i:07}a"), format!("{i:08}/{i:07}b")])
+        .map(String::into_bytes)
+        .collect();
+    let counted = |t: &Words| -> usize {
+        let (leaves, internodes, _) = census(t);
+        leaves + internodes
+    };
+    let b = TestBackend::new();
+    b.fail_in.store(BUDGET, Relaxed);
+    let bulk: Words = Tree::from_sorted_in(b, keys.iter().zip(0..)).unwrap();
+    let allocated = BUDGET - bulk.raw().alloc.fail_in.load(Relaxed);
+    assert_eq!(allocated, counted(&bulk), "nodes allocated vs kept");
+    let inserted: Words = Tree::new_in(TestBackend::new());
+    let g = inserted.guard();
+    for (i, k) in keys.iter().enumerate() {
+        inserted.insert(k, i, &g);
+    }
+    assert!(
+        counted(&bulk) <= counted(&inserted),
+        "bulk {} nodes, inserted {}",
+        counted(&bulk),
+        counted(&inserted)
+    );
+    assert_eq!(bulk, inserted);
+}
+
 /// Failures at every allocation of a bulk load: an error, and nothing leaks.
 #[test]
 fn bulk_load_failures_leak_nothing() {
