@@ -3,12 +3,9 @@
 //! a key sharing an 8-byte slice may have been moved, intact, into a new trie
 //! layer), nothing leaks, and the value comes back in the error.
 //!
-//! One residue: a split reserves the internodes it needs before it changes
-//! anything, counting its full ancestors without locks. If concurrent splits
-//! fill another ancestor between that count and the split, and the backend
-//! then refuses that one extra internode, the tree cannot back out of the
-//! half-done split and aborts (`handle_alloc_error`). Single-threaded, and
-//! whenever the ancestors do not change under the split, it never happens.
+//! A split counts and allocates the internodes it needs with the ancestors
+//! it changes already locked, so concurrent splits cannot make it need more:
+//! a failure is always reported before anything changed.
 
 use core::fmt;
 

@@ -1,13 +1,16 @@
 //! Splits (`masstree_split.hh`).
 //!
-//! A full leaf is split while locked and marked `SPLITTING`: the upper keys
-//! move to a new right sibling that starts locked (a copy of the left's
-//! version), the sibling is linked into the leaf list, and the separator goes
-//! into the parent, which is locked before the children are released
-//! (hand-over-hand, bottom-up). A full parent splits the same way; a split
-//! root gets a new root above it. Readers that meet a splitting node wait in
-//! `stable()`, and readers that validated before the split see `VSPLIT` change
-//! and move right along the leaf links.
+//! Before a full leaf changes, the ancestors its split will change are
+//! locked bottom-up (every full one, and the first that is not full) and the
+//! nodes the split needs are allocated; if one cannot be, the locks are
+//! dropped unmarked and nothing changed. Then the leaf is marked `SPLITTING`:
+//! the upper keys move to a new right sibling that starts locked (a copy of
+//! the left's version), the sibling is linked into the leaf list, and the
+//! separator goes into the (already locked) parent before the children are
+//! released. A full parent splits the same way; a split root gets a new root
+//! above it. Readers that meet a splitting node wait in `stable()`, and
+//! readers that validated before the split see `VSPLIT` change and move right
+//! along the leaf links.
 
 use core::ptr::NonNull;
 
@@ -67,41 +70,77 @@ pub(crate) unsafe fn locked_parent<'a>(
 /// (every split leaves both halves at least half full) need fewer than 24.
 const MAX_LEVELS: usize = 24;
 
-/// Internodes allocated before a split starts, so that the split cannot fail
-/// half-way: one per consecutive full ancestor of the leaf, plus one for a
-/// new root if every ancestor is full. Counted without locks, so concurrent
-/// splits may fill another ancestor meanwhile; then [`Spares::take`]
-/// allocates on demand, and aborts only if that fails too.
+/// The ancestors a split will change, locked before anything changes: every
+/// full ancestor from the leaf's parent up, and the first one that is not
+/// full. Locking bottom-up while holding the leaf's lock is the order every
+/// split and remove takes, so it cannot deadlock. While they are locked no
+/// other writer can fill or split them, so the count of internodes the split
+/// needs (one per full ancestor, plus a new root if all are full) is exact.
+struct Path<'a> {
+    /// Locked ancestors, nearest first: `nodes[next..len]` are not yet used.
+    nodes: [Option<(NodeRef<'a, Internode>, LockGuard<'a>)>; MAX_LEVELS],
+    len: usize,
+    next: usize,
+    /// Internodes the split will allocate.
+    need: usize,
+    /// Those internodes, once reserved.
+    spares: Spares,
+}
+
+impl<'a> Path<'a> {
+    /// Locks the ancestors of the locked node `n` that a split of `n` changes.
+    ///
+    /// # Safety
+    /// `n` is a live node that the caller has locked; the caller holds a guard.
+    unsafe fn lock(mut n: *mut NodeBase) -> Self {
+        let mut path = Path {
+            nodes: [const { None }; MAX_LEVELS],
+            len: 0,
+            next: 0,
+            need: 1,
+            spares: Spares::EMPTY,
+        };
+        // SAFETY: `n` and then each ancestor is live and locked by us.
+        while let Some((p, lock)) = unsafe { locked_parent(n) } {
+            let full = p.nkeys() == IWIDTH;
+            n = p.as_ptr().cast();
+            path.nodes[path.len] = Some((p, lock));
+            path.len += 1;
+            if !full {
+                path.need -= 1;
+                break;
+            }
+            path.need += 1;
+        }
+        path
+    }
+
+    /// The next ancestor up, with its lock; `None` above the layer's root.
+    fn pop(&mut self) -> Option<(NodeRef<'a, Internode>, LockGuard<'a>)> {
+        if self.next == self.len {
+            return None;
+        }
+        self.next += 1;
+        self.nodes[self.next - 1].take()
+    }
+}
+
+/// The internodes a split needs, allocated before anything changes.
 struct Spares {
     nodes: [*mut Internode; MAX_LEVELS],
     len: usize,
 }
 
 impl Spares {
-    /// Reserves what a split of the leaf whose parent is `parent` needs now.
-    ///
-    /// # Safety
-    /// `parent` is the parent link of a leaf we have locked; we hold a guard.
-    unsafe fn reserve<A: NodeAllocatorGeneric>(
-        alloc: &A,
-        mut parent: *mut Internode,
-    ) -> Result<Spares, AllocError> {
-        let mut need = 1;
-        // SAFETY: ancestors of a live node live while the guard does.
-        while let Some(p) = unsafe { parent.as_ref() } {
-            if p.nkeys() < IWIDTH {
-                need -= 1;
-                break;
-            }
-            need += 1;
-            // SAFETY: as above.
-            parent = unsafe { parent_of(parent.cast()) };
-        }
-        let mut spares = Spares {
-            nodes: [core::ptr::null_mut(); MAX_LEVELS],
-            len: 0,
-        };
-        for _ in 0..need.min(MAX_LEVELS) {
+    const EMPTY: Spares = Spares {
+        nodes: [core::ptr::null_mut(); MAX_LEVELS],
+        len: 0,
+    };
+
+    /// Allocates `need` internodes, or none.
+    fn reserve<A: NodeAllocatorGeneric>(alloc: &A, need: usize) -> Result<Spares, AllocError> {
+        let mut spares = Spares::EMPTY;
+        for _ in 0..need {
             match alloc.alloc_internode() {
                 Ok(p) => {
                     spares.nodes[spares.len] = p.as_ptr();
@@ -116,19 +155,16 @@ impl Spares {
         Ok(spares)
     }
 
-    /// A reserved internode, or a new one if the reservation fell short.
-    fn take<A: NodeAllocatorGeneric>(&mut self, alloc: &A) -> NonNull<Internode> {
-        if self.len > 0 {
-            self.len -= 1;
-            // SAFETY: reserved pointers are non-null allocations.
-            return unsafe { NonNull::new_unchecked(self.nodes[self.len]) };
-        }
-        match alloc.alloc_internode() {
-            Ok(p) => p,
-            // Only reachable when concurrent splits filled an ancestor after
-            // the reservation: the tree cannot back out of a half-done split.
-            Err(_) => alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<Internode>()),
-        }
+    /// A reserved internode.
+    fn take(&mut self) -> NonNull<Internode> {
+        // The path was locked when the need was counted: it is exact.
+        assert!(
+            self.len > 0,
+            "a split used more internodes than it reserved"
+        );
+        self.len -= 1;
+        // SAFETY: reserved pointers are non-null allocations.
+        unsafe { NonNull::new_unchecked(self.nodes[self.len]) }
     }
 
     /// Frees what was not used.
@@ -168,16 +204,16 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         // Read before the slots change below.
         let sep = ikey_at(m);
 
-        // Everything the split may need, before anything changes.
-        // Relaxed: the parent link changes only under our lock or the
-        // parent's, and this count is only a reservation (see `Spares`).
+        // Everything the split needs, before anything changes: the
+        // ancestors it changes, locked, and the nodes it adds. On failure the
+        // locks are dropped unmarked, which leaves every version as it was.
         // SAFETY: we hold the leaf's lock and a guard.
-        let mut spares =
-            unsafe { Spares::reserve(&self.alloc, leaf.parent.load(Ordering::Relaxed)) }?;
+        let mut path = unsafe { Path::lock(leaf.as_ptr().cast()) };
+        path.spares = Spares::reserve(&self.alloc, path.need)?;
         let rp = match self.alloc.alloc_leaf() {
             Ok(p) => p,
             Err(e) => {
-                spares.release(&self.alloc);
+                path.spares.release(&self.alloc);
                 return Err(e);
             }
         };
@@ -224,30 +260,37 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             rp.as_ptr().cast(),
             rlock,
             sep,
-            &mut spares,
+            &mut path,
         );
-        spares.release(&self.alloc);
+        debug_assert_eq!(path.spares.len, 0, "the reservation is exact");
+        path.spares.release(&self.alloc);
         Ok(())
     }
 
     /// Puts `right` (new sibling of `left`, separated at `sep`) into the parent,
     /// splitting upward as needed. Both children are locked and marked
     /// splitting; they are unlocked once the parent holds the separator.
-    fn insert_into_parent(
+    /// `path` holds the ancestors, locked, and the internodes the split needs.
+    fn insert_into_parent<'a>(
         &self,
         mut left: *mut NodeBase,
-        mut llock: LockGuard<'_>,
+        mut llock: LockGuard<'a>,
         mut right: *mut NodeBase,
-        mut rlock: LockGuard<'_>,
+        mut rlock: LockGuard<'a>,
         mut sep: u64,
-        spares: &mut Spares,
+        path: &mut Path<'a>,
     ) {
         loop {
-            // SAFETY: `left` is live and locked by us; we hold a guard.
-            let Some((parent, plock)) = (unsafe { locked_parent(left) }) else {
-                self.grow_root(left, &llock, right, sep, spares);
+            let Some((parent, plock)) = path.pop() else {
+                self.grow_root(left, &llock, right, sep, &mut path.spares);
                 return;
             };
+            debug_assert_eq!(
+                // SAFETY: `left` is live and locked by us.
+                unsafe { parent_of(left) },
+                parent.as_ptr(),
+                "a locked node keeps its parent"
+            );
             let pp = parent.as_ptr();
             // SAFETY: `right` is ours (locked); its parent is read under locks.
             unsafe { set_parent(right, pp) };
@@ -288,7 +331,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 };
             }
             let half = IWIDTH / 2;
-            let np = spares.take(&self.alloc);
+            let np = path.spares.take();
             // SAFETY: fresh memory, private until published in the grandparent;
             // starts locked (a copy of the parent's locked, splitting version).
             unsafe { Internode::init_locked_at(np, plock.current()) };
@@ -328,7 +371,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         sep: u64,
         spares: &mut Spares,
     ) {
-        let np = spares.take(&self.alloc);
+        let np = spares.take();
         // SAFETY: fresh memory, private until the parent links below publish it.
         unsafe { Internode::init_at(np, NodeVersion::new(ROOT)) };
         // SAFETY: initialized above.
