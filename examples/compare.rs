@@ -28,6 +28,10 @@
 //!   `Box<[u8]>` keys and look up with `&[u8]` (no allocation on lookups).
 //! * `prefix24`: 32-byte keys, one 24-byte prefix shared by all plus 8 random
 //!   bytes. Peers store `[u8; 32]` keys.
+//! * `usr`: real keys, the paths of everything under `/usr` on the machine
+//!   running the benchmark (about 130,000 here), collected at start in
+//!   random order: two thirds (at most `N`) inserted, the rest absent
+//!   (at most `N / 2`). Peers store `Box<[u8]>` keys.
 //!
 //! Phases, run in this order on one fresh map per system and run:
 //!
@@ -87,7 +91,7 @@
 //!
 //! Environment: `N` (keys, default 1,000,000), `RUNS` (default 5), `THREADS`
 //! (comma-separated thread counts, default `1,2`), `ONLY` (comma-separated
-//! names, default everything): key sets `rand8`, `paths`, `prefix24`; phase
+//! names, default everything): key sets `rand8`, `paths`, `prefix24`, `usr`; phase
 //! groups `point` (insert/get hit/get miss), `scan` (scan fwd/scan rev/iter),
 //! `mixed`, `remove`; sections `main` (the throughput table), `bulk`,
 //! `memory`. Key sets not named: all of them; groups not named: all of them;
@@ -135,7 +139,7 @@ const SCAN_BUDGET: Duration = Duration::from_secs(1);
 const BASELINE: &str = "masstree 0.9.5";
 
 /// All key sets, in the order they run.
-const KEY_SETS: [&str; 3] = ["rand8", "paths", "prefix24"];
+const KEY_SETS: [&str; 4] = ["rand8", "paths", "prefix24", "usr"];
 
 // ---------------------------------------------------------------------------
 // The systems
@@ -669,6 +673,17 @@ fn key_set(name: &'static str, n: usize) -> KeySet {
             );
             (about, systems::<Array32Key>, keys)
         }
+        "usr" => {
+            let (present, absent) = usr_paths(n, &mut SplitMix64(0x7573_722f));
+            let about = format!(
+                "the paths of the files and directories under /usr, collected now: {} to insert, {} absent, mean {:.1} bytes, e.g. {:?} (peers: Box<[u8]> keys)",
+                present.len(),
+                absent.len(),
+                present.mean_len(),
+                String::from_utf8_lossy(present.get(0)),
+            );
+            (about, systems::<BytesKey>, (present, absent))
+        }
         _ => unreachable!("unknown key set {name}"),
     };
     let mut order: Vec<usize> = (0..present.len()).collect();
@@ -705,6 +720,39 @@ fn distinct_keys(
                 &mut absent
             };
             dest.push(&key);
+        }
+    }
+    (present, absent)
+}
+
+/// Real keys: the paths under `/usr` (not following symbolic links), in
+/// random order; two thirds (at most `n`) to insert, the rest absent.
+fn usr_paths(n: usize, rng: &mut SplitMix64) -> (Keys, Keys) {
+    use std::os::unix::ffi::OsStrExt;
+    let mut all: Vec<Vec<u8>> = Vec::new();
+    let mut dirs = vec![std::path::PathBuf::from("/usr")];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path.clone());
+            }
+            all.push(path.as_os_str().as_bytes().to_vec());
+        }
+    }
+    assert!(all.len() >= 3, "usr: fewer than 3 paths under /usr");
+    let order = rng.permutation(all.len());
+    let present_n = (all.len() * 2 / 3).min(n);
+    let absent_n = (all.len() - present_n).min((n / 2).max(1));
+    let (mut present, mut absent) = (Keys::default(), Keys::default());
+    for (i, &j) in order.iter().enumerate().take(present_n + absent_n) {
+        if i < present_n {
+            present.push(&all[j]);
+        } else {
+            absent.push(&all[j]);
         }
     }
     (present, absent)
@@ -1812,6 +1860,145 @@ fn print_memory_table(rows: &[MemRow], n: usize) {
 }
 
 // ---------------------------------------------------------------------------
+// Latency: cold cache lines per get
+// ---------------------------------------------------------------------------
+
+/// One cache line of the pointer chase.
+#[repr(align(64))]
+struct ChaseCell(usize);
+
+/// Nanoseconds per load of a pointer chase through `bytes` bytes of cache
+/// lines linked in one random cycle: each load depends on the one before, so
+/// none overlap, and past the caches each is one DRAM access (plus a page
+/// walk past the TLB's reach): the memory-latency floor.
+fn chase_ns(bytes: usize, rng: &mut SplitMix64) -> f64 {
+    let cells = (bytes / 64).max(2);
+    // Sattolo's algorithm: a random permutation that is one cycle.
+    let mut next: Vec<ChaseCell> = (0..cells).map(ChaseCell).collect();
+    for i in (1..cells).rev() {
+        let j = rng.below(i as u64) as usize;
+        let (a, b) = (next[i].0, next[j].0);
+        next[i].0 = b;
+        next[j].0 = a;
+    }
+    let loads = cells.min(4_000_000);
+    let mut at = 0;
+    for _ in 0..loads / 4 {
+        at = next[at].0;
+    }
+    let began = Instant::now();
+    for _ in 0..loads {
+        at = next[at].0;
+    }
+    let ns = began.elapsed().as_secs_f64() * 1e9 / loads as f64;
+    black_box(at);
+    ns
+}
+
+/// Nanoseconds per get when each get's key is picked by the value the get
+/// before it returned (so no two gets overlap), among the first `among` keys.
+fn dependent_get_ns(
+    tree: &InlineMassTree<u64>,
+    keys: &[[u8; 8]],
+    among: usize,
+    gets: usize,
+) -> f64 {
+    // The next key depends on the value just read, through a running hash
+    // (a function of the value alone would soon cycle through a few keys).
+    let mut state = 0u64;
+    let mut pick = |v: u64| {
+        state = (state ^ v)
+            .wrapping_add(1)
+            .wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        (state >> 17) as usize % among
+    };
+    let mut i = 0;
+    let mut g = tree.guard();
+    // Warm-up: for a small `among`, brings its paths into the caches.
+    for _ in 0..among.min(gets) {
+        i = pick(tree.get(&keys[i], &g).expect("present"));
+    }
+    let began = Instant::now();
+    for n in 0..gets {
+        if n % GUARD_BATCH == 0 {
+            g = tree.guard();
+        }
+        i = pick(tree.get(&keys[i], &g).expect("present"));
+    }
+    black_box(i);
+    began.elapsed().as_secs_f64() * 1e9 / gets as f64
+}
+
+/// One row of the latency table.
+struct LatencyRow {
+    n: usize,
+    cold: f64,
+    warm: f64,
+    chase: f64,
+}
+
+/// For each size: a tree of that many random 8-byte keys (inserted in random
+/// order), dependent gets over all keys (cold) and of one key (warm: its
+/// path stays in L1), and the pointer chase. Medians of `runs`.
+fn bench_latency(sizes: &[usize], runs: usize) -> Vec<LatencyRow> {
+    let mut rng = SplitMix64(0x6c61_7465_6e63_79);
+    sizes
+        .iter()
+        .map(|&n| {
+            eprintln!("latency: building {n} keys ...");
+            // splitmix of 0..n: distinct keys; the value of key i is i.
+            let keys: Vec<[u8; 8]> = (0..n as u64)
+                .map(|i| SplitMix64(i).next().to_be_bytes())
+                .collect();
+            let tree = InlineMassTree::<u64>::new();
+            {
+                let order = rng.permutation(n);
+                let mut g = tree.guard();
+                for (done, &i) in order.iter().enumerate() {
+                    if done % GUARD_BATCH == 0 {
+                        g = tree.guard();
+                    }
+                    tree.insert(&keys[i], i as u64, &g);
+                }
+            }
+            let gets = 2_000_000;
+            let (mut cold, mut warm, mut chase) = (Vec::new(), Vec::new(), Vec::new());
+            for run in 0..runs {
+                eprintln!("[latency {n} run {}/{runs}]", run + 1);
+                cold.push(dependent_get_ns(&tree, &keys, n, gets));
+                warm.push(dependent_get_ns(&tree, &keys, 1, gets));
+                chase.push(chase_ns(256 << 20, &mut rng));
+            }
+            LatencyRow {
+                n,
+                cold: median(&mut cold),
+                warm: median(&mut warm),
+                chase: median(&mut chase),
+            }
+        })
+        .collect()
+}
+
+fn print_latency_table(rows: &[LatencyRow]) {
+    println!(
+        "| keys       | get, cold ns | get, warm ns | DRAM load ns | DRAM loads per get = (cold - warm) / DRAM |"
+    );
+    println!(
+        "|-----------:|-------------:|-------------:|-------------:|------------------------------------------:|"
+    );
+    for r in rows {
+        println!(
+            "| {:>10} | {:>12.1} | {:>12.1} | {:>12.1} | {:>41.2} |",
+            r.n,
+            r.cold,
+            r.warm,
+            r.chase,
+            (r.cold - r.warm) / r.chase
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------
 // Main
 // ---------------------------------------------------------------------------
 
@@ -1825,11 +2012,12 @@ struct Selection {
     main: bool,
     bulk: bool,
     memory: bool,
+    latency: bool,
 }
 
 fn selection() -> Selection {
     const GROUPS: [&str; 4] = ["point", "scan", "mixed", "remove"];
-    const SECTIONS: [&str; 3] = ["main", "bulk", "memory"];
+    const SECTIONS: [&str; 4] = ["main", "bulk", "memory", "latency"];
     let only = std::env::var("ONLY").unwrap_or_default();
     let names: Vec<&str> = only
         .split(',')
@@ -1858,6 +2046,7 @@ fn selection() -> Selection {
         main: !any_section || names.contains(&"main") || named(&GROUPS),
         bulk: !any_section || names.contains(&"bulk"),
         memory: !any_section || names.contains(&"memory"),
+        latency: !any_section || names.contains(&"latency"),
     }
 }
 
@@ -1914,6 +2103,22 @@ fn main() {
         eprintln!("generating rand8 keys (N = {n}) for memory ...");
         memory_rows = Some(bench_memory(&key_set("rand8", n), &mut wrong));
     }
+
+    let latency_rows = if sel.latency {
+        let sizes: Vec<usize> = std::env::var("LATENCY_N")
+            .unwrap_or_else(|_| "1000000,10000000".into())
+            .split(',')
+            .map(|s| {
+                s.trim()
+                    .replace('_', "")
+                    .parse()
+                    .expect("LATENCY_N: comma-separated key counts")
+            })
+            .collect();
+        bench_latency(&sizes, runs.min(3))
+    } else {
+        Vec::new()
+    };
 
     if sel.main {
         println!();
@@ -1975,6 +2180,26 @@ fn main() {
         );
         println!();
         print_memory_table(&rows, n);
+    }
+    if sel.latency {
+        println!();
+        println!("## Cold cache lines per get (this crate)");
+        println!();
+        println!(
+            "Random 8-byte keys inserted in random order (seize backend). Dependent gets: each key is picked by the value"
+        );
+        println!(
+            "the previous get returned, so gets do not overlap. Cold: random keys among all; warm: one key over and over"
+        );
+        println!(
+            "(its path stays in L1). DRAM load: a pointer chase through 256 MiB of cache lines in one random cycle."
+        );
+        println!(
+            "The last column is the cache-miss time of a get in units of one dependent DRAM load (L2/L3 hits count as fractions). Medians of {} runs.",
+            runs.min(3)
+        );
+        println!();
+        print_latency_table(&latency_rows);
     }
     println!();
     println!("Total time: {:.0} s.", began.elapsed().as_secs_f64());
