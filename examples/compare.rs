@@ -1941,7 +1941,7 @@ struct LatencyRow {
 /// order), dependent gets over all keys (cold) and of one key (warm: its
 /// path stays in L1), and the pointer chase. Medians of `runs`.
 fn bench_latency(sizes: &[usize], runs: usize) -> Vec<LatencyRow> {
-    let mut rng = SplitMix64(0x6c61_7465_6e63_79);
+    let mut rng = SplitMix64(0x006c_6174_656e_6379);
     sizes
         .iter()
         .map(|&n| {
