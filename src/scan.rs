@@ -14,6 +14,7 @@
 //! * every pair yielded was present at the moment its leaf validated.
 //!
 //! Forward steps follow `next` links (the B-link direction); backward steps
+//! follow `prev` when the link is consistent (see [`left_neighbour`]), else
 //! re-descend to the leaf that covers the ikey just below the current leaf's
 //! `low`. Entering any leaf positions the frame relative to the bound, so a
 //! leaf that absorbed a removed neighbour's range never yields a key twice.
@@ -28,7 +29,7 @@ use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
 use crate::nodeversion::Version;
 use crate::permuter::Permuter;
-use crate::raw::{NodeRef, RawTree};
+use crate::raw::{NodeRef, RawTree, prefetch_node};
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
 
@@ -231,6 +232,14 @@ impl<'g> RawCursor<'g> {
         let depth = self.frames.len() - 1;
         let f = self.frames.last_mut().expect("a frame");
         f.perm = f.leaf.permutation.load();
+        // The leaf after this one in the scan direction is most likely the
+        // next one visited: start loading it while this one is read (a hint;
+        // prefetching a stale pointer is harmless).
+        prefetch_node(match self.dir {
+            Dir::Forward => leaflink::next(&f.leaf).cast(),
+            // Relaxed: only a hint; the step validates whatever it reads.
+            Dir::Backward => f.leaf.prev.load(crate::sync::Ordering::Relaxed).cast(),
+        });
         let n = f.perm.len() as isize;
         f.pos = match (bounded, self.dir) {
             (false, Dir::Forward) => -1,
@@ -346,8 +355,12 @@ impl<'g> RawCursor<'g> {
                 if f.leaf.version.has_changed(f.version) {
                     return Step::Restart;
                 }
+                // SAFETY: we hold a guard.
+                let linked = unsafe { left_neighbour(&f.leaf, f.version) };
                 if low == 0 {
                     None
+                } else if linked.is_some() {
+                    linked
                 } else {
                     // SAFETY: `root` is a node of a live layer; we hold a guard.
                     let (leaf, version) = unsafe { reach_leaf(f.root, low - 1) };
@@ -385,6 +398,34 @@ impl<'g> RawCursor<'g> {
             }
         }
     }
+}
+
+/// The left neighbour of `leaf` through its `prev` link, with a stable
+/// version, if the link is consistent: the neighbour is not deleted, its
+/// `next` is `leaf`, and `leaf` is still at `version` after both were read
+/// (an unlink of `leaf` marks it deleted before it changes the neighbour's
+/// `next`). Then at that moment it held the keys just below `leaf.low`; a
+/// later change of it fails the version checks of the steps that read it.
+/// `None`: the caller finds the neighbour by descending from the root.
+///
+/// # Safety
+/// The caller holds a guard.
+pub(crate) unsafe fn left_neighbour<'g>(
+    leaf: &NodeRef<'g, Leaf>,
+    version: Version,
+) -> Option<(NodeRef<'g, Leaf>, Version)> {
+    // Acquire: pairs with the Release stores of `prev` in `leaflink`, so the
+    // neighbour is fully built.
+    let p = leaf.prev.load(crate::sync::Ordering::Acquire);
+    if p.is_null() {
+        return None;
+    }
+    // SAFETY: a leaf linked from a live leaf is unlinked (and so no longer
+    // linked from it) before it is retired; we hold a guard.
+    let left = unsafe { NodeRef::<'g, Leaf>::new(p) };
+    let v = left.version.stable();
+    let linked = !v.is_deleted() && leaflink::next(&left) == leaf.as_ptr();
+    (linked && !leaf.version.has_changed(version)).then_some((left, v))
 }
 
 enum Step {
