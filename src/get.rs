@@ -28,12 +28,19 @@ pub(crate) struct Position {
 /// caller does not hold the lock; the caller validates.
 #[inline]
 pub(crate) fn search(leaf: &Leaf, perm: Permuter, key: &Key<'_>) -> Position {
-    let target = (key.ikey(), rank(key.keylenx()));
+    let ikey = key.ikey();
     let (mut lo, mut hi) = (0, perm.len());
     while lo < hi {
         let mid = (lo + hi) / 2;
         let slot = perm.get(mid);
-        match target.cmp(&(leaf.ikey(slot), rank(leaf.keylenx(slot)))) {
+        let k = leaf.ikey(slot);
+        // The ikey decides but for ties; only then is the keylenx read.
+        let order = if ikey != k {
+            ikey.cmp(&k)
+        } else {
+            rank(key.keylenx()).cmp(&rank(leaf.keylenx(slot)))
+        };
+        match order {
             core::cmp::Ordering::Greater => lo = mid + 1,
             core::cmp::Ordering::Less => hi = mid,
             core::cmp::Ordering::Equal => {
@@ -55,6 +62,7 @@ pub(crate) fn search(leaf: &Leaf, perm: Permuter, key: &Key<'_>) -> Position {
 ///
 /// # Safety
 /// `root` must be a node of a live layer and the caller must hold a guard.
+#[inline]
 pub(crate) unsafe fn reach_leaf<'a>(
     root: *mut NodeBase,
     ikey: u64,

@@ -103,18 +103,52 @@ impl Internode {
     }
 
     /// Index of the child that covers `ikey`: the number of keys `<= ikey`.
+    ///
+    /// A binary search in fixed steps of 8, 4, 2, 1 (`nkeys <= 14 < 16`)
+    /// whose steps compile to conditional moves: no loop exit or comparison
+    /// to mispredict, and no bounds check (the probe index is clamped).
     #[inline]
     pub(crate) fn child_index(&self, ikey: u64) -> usize {
         let n = self.nkeys();
-        let (mut lo, mut hi) = (0, n);
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            if self.ikey(mid) <= ikey {
-                lo = mid + 1;
-            } else {
-                hi = mid;
+        let mut lo = 0;
+        for step in [8, 4, 2, 1] {
+            let i = lo + step;
+            let k = self.ikey((i - 1).min(IWIDTH - 1));
+            if (i <= n) & (k <= ikey) {
+                lo = i;
             }
         }
         lo
+    }
+}
+
+#[cfg(all(test, not(masstree_loom)))]
+mod tests {
+    use super::*;
+    use alloc::boxed::Box;
+
+    /// `child_index` counts the keys `<= ikey` for every key count and for
+    /// probes below, on and between every key (and garbage past `nkeys`
+    /// never counts).
+    #[test]
+    fn child_index_counts_keys_not_above() {
+        let mut mem = Box::new(core::mem::MaybeUninit::<Internode>::uninit());
+        let p = NonNull::new(mem.as_mut_ptr()).unwrap();
+        // SAFETY: a private, writable allocation of the right layout.
+        unsafe { Internode::init_at(p, NodeVersion::new(0)) };
+        // SAFETY: initialized above.
+        let node = unsafe { p.as_ref() };
+        for n in 0..=IWIDTH {
+            for i in 0..IWIDTH {
+                // Keys 10, 20, ...; slots past `n` hold small garbage.
+                node.set_ikey(i, if i < n { 10 * (i as u64 + 1) } else { 1 });
+            }
+            node.set_nkeys(n);
+            for probe in 0..=10 * (IWIDTH as u64 + 2) {
+                let want = (0..n).filter(|&i| 10 * (i as u64 + 1) <= probe).count();
+                assert_eq!(node.child_index(probe), want, "n={n} probe={probe}");
+            }
+            assert_eq!(node.child_index(u64::MAX), n);
+        }
     }
 }
