@@ -96,6 +96,18 @@ pub(crate) fn prefetch_node(n: *const NodeBase) {
     let _ = n;
 }
 
+/// Starts loading the cache line at `p` (a hint; never faults).
+#[inline]
+pub(crate) fn prefetch_line(p: *const u8) {
+    #[cfg(all(target_arch = "x86_64", not(miri), not(masstree_loom)))]
+    // SAFETY: prefetching never faults and reads nothing observable.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
+    };
+    #[cfg(not(all(target_arch = "x86_64", not(miri), not(masstree_loom))))]
+    let _ = p;
+}
+
 /// The version word of a node of either kind.
 ///
 /// # Safety

@@ -29,7 +29,7 @@ use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
 use crate::nodeversion::Version;
 use crate::permuter::Permuter;
-use crate::raw::{NodeRef, RawTree, prefetch_node};
+use crate::raw::{NodeRef, RawTree, prefetch_line, prefetch_node};
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
 
@@ -240,6 +240,17 @@ impl<'g> RawCursor<'g> {
             // Relaxed: only a hint; the step validates whatever it reads.
             Dir::Backward => f.leaf.prev.load(crate::sync::Ordering::Relaxed).cast(),
         });
+        // Suffix records and lower layers are read one by one as the scan
+        // reaches them, each a likely cache miss: start loading them all now
+        // so the misses overlap (hints; a torn read only wastes a prefetch).
+        for i in 0..f.perm.len() {
+            let slot = f.perm.get(i);
+            match slot_kind(f.leaf.keylenx(slot)) {
+                SlotKind::Value => {}
+                SlotKind::Suffix => prefetch_line(Leaf::suffix_of(f.leaf.value(slot)).cast()),
+                SlotKind::Layer => prefetch_node(f.leaf.value(slot).cast()),
+            }
+        }
         let n = f.perm.len() as isize;
         f.pos = match (bounded, self.dir) {
             (false, Dir::Forward) => -1,
