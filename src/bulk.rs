@@ -141,9 +141,9 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
         // Close every open layer, success or not: the tree is then valid,
         // and on error dropping it frees everything exactly once.
         let (root, closed) = load.finish(prev.as_ref().map_or(&[][..], AsRef::as_ref));
-        // Relaxed (both): the tree is private until returned.
+        // Relaxed: the tree is private until returned.
         raw.root.store(root, Ordering::Relaxed);
-        raw.len.0.store(load.len, Ordering::Relaxed);
+        raw.len.set(load.len);
         if result.is_ok() && closed.is_err() {
             result = Err(BulkLoadError::OutOfMemory {
                 position: count.saturating_sub(1),

@@ -7,6 +7,7 @@ extern crate std;
 
 mod allocator;
 mod bulk;
+mod counter;
 mod fallible;
 mod get;
 mod insert;

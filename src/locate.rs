@@ -13,7 +13,7 @@ use crate::nodeversion::LockGuard;
 use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{NodeRef, RawTree, layer_root};
 use crate::suffix::Suffix;
-use crate::sync::{Ordering, spin_loop};
+use crate::sync::spin_loop;
 
 /// A key's place in its leaf, with the leaf locked.
 pub(crate) struct Located<'a> {
@@ -166,8 +166,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             }
             return Err(e);
         }
-        // Relaxed: a statistic; no memory is published through it.
-        self.len.0.fetch_add(1, Ordering::Relaxed);
+        self.len.add(1);
         Ok(())
     }
 
@@ -194,8 +193,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                     .retire_suffix(NonNull::new_unchecked(s.as_ptr()), guard)
             };
         }
-        // Relaxed: a statistic.
-        self.len.0.fetch_sub(1, Ordering::Relaxed);
+        self.len.sub(1);
         if p.len() == 0 {
             // SAFETY: we hold the leaf's lock and a guard.
             let layer_left_empty = unsafe { self.remove_leaf(at.leaf, at.lock, guard) };

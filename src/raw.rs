@@ -8,19 +8,15 @@
 use core::ptr::{self, NonNull};
 
 use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::counter::StripedCounter;
 use crate::internode::Internode;
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::nodeversion::{NodeVersion, ROOT};
 use crate::suffix::Suffix;
-use crate::sync::{AtomicPtr, AtomicUsize, Ordering};
+use crate::sync::{AtomicPtr, Ordering};
 
 /// Releases a value word at once (from [`crate::ValueStorage::free`]).
 pub(crate) type FreeWord<A> = unsafe fn(&A, *mut ());
-
-/// A counter on its own cache line, so that bumping it does not slow readers
-/// of the fields next to it.
-#[repr(align(64))]
-pub(crate) struct Padded<T>(pub(crate) T);
 
 /// The raw concurrent tree. See the module docs.
 pub(crate) struct RawTree<A: NodeAllocatorGeneric> {
@@ -28,7 +24,8 @@ pub(crate) struct RawTree<A: NodeAllocatorGeneric> {
     /// point at a former root after a root split: readers climb `parent`.
     pub(crate) root: AtomicPtr<NodeBase>,
     pub(crate) alloc: A,
-    pub(crate) len: Padded<AtomicUsize>,
+    /// The number of keys.
+    pub(crate) len: StripedCounter,
 }
 
 /// A node reached through the tree: derefs for access, and keeps the pointer
@@ -181,7 +178,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         RawTree {
             root: AtomicPtr::new(ptr::null_mut()),
             alloc,
-            len: Padded(AtomicUsize::new(0)),
+            len: StripedCounter::new(),
         }
     }
 
@@ -241,7 +238,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             // SAFETY: exclusive access; the root leads to every node exactly once.
             unsafe { self.free_layer(layer_root(root), free_word) };
         }
-        self.len.0.store(0, Ordering::Relaxed);
+        self.len.set(0);
     }
 
     /// Frees a subtree (recursing into lower layers).

@@ -309,8 +309,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// The number of keys. Exact when no insert is in flight.
     #[inline]
     pub fn len(&self) -> usize {
-        // Relaxed: a statistic.
-        self.raw.len.0.load(crate::sync::Ordering::Relaxed)
+        self.raw.len.get()
     }
 
     /// True if the tree holds no key.
