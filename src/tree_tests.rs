@@ -5,7 +5,7 @@ use std::string::String;
 use std::vec::Vec;
 use std::{format, vec};
 
-use crate::test_backend::TestBackend;
+use crate::test_backend::{TestBackend, TestGuard};
 use crate::{Inline, OutOfLine, Tree};
 
 type Words = Tree<Inline<usize>, TestBackend>;
@@ -624,6 +624,29 @@ fn prefixes_and_cursor_seeks_match_btreemap() {
     assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(last.0.clone()));
 }
 
+/// Every entry of `t`, forward or backward, checked to come out strictly
+/// ordered (no key twice).
+fn full_scan(t: &Words, g: &TestGuard<'_>, backward: bool) -> Vec<(Vec<u8>, usize)> {
+    let items: Vec<(Vec<u8>, usize)> = if backward {
+        t.iter(g).rev().collect()
+    } else {
+        t.iter(g).collect()
+    };
+    for w in items.windows(2) {
+        let ordered = if backward {
+            w[0].0 > w[1].0
+        } else {
+            w[0].0 < w[1].0
+        };
+        assert!(
+            ordered,
+            "out of order or repeated: {:?} then {:?}",
+            w[0].0, w[1].0
+        );
+    }
+    items
+}
+
 /// Scans in both directions while writers insert and remove whole leaves'
 /// worth of keys between stable ones: strictly ordered, no duplicates, every
 /// stable key seen, every value one that was written for its key.
@@ -677,23 +700,7 @@ fn scans_under_concurrent_writes() {
             s.spawn(move || {
                 for _ in 0..rounds {
                     let g = t.guard();
-                    let items: Vec<(Vec<u8>, usize)> = if backward {
-                        t.iter(&g).rev().collect()
-                    } else {
-                        t.iter(&g).collect()
-                    };
-                    for w in items.windows(2) {
-                        let ordered = if backward {
-                            w[0].0 > w[1].0
-                        } else {
-                            w[0].0 < w[1].0
-                        };
-                        assert!(
-                            ordered,
-                            "out of order or repeated: {:?} then {:?}",
-                            w[0].0, w[1].0
-                        );
-                    }
+                    let items = full_scan(t, &g, backward);
                     for (k, v) in &items {
                         assert_eq!(*v, value_of(k), "value for {k:?}");
                     }
@@ -753,23 +760,7 @@ fn scans_while_leaves_are_unlinked() {
                 while scans < 2 || more() {
                     scans += 1;
                     let g = t.guard();
-                    let items: Vec<(Vec<u8>, usize)> = if backward {
-                        t.iter(&g).rev().collect()
-                    } else {
-                        t.iter(&g).collect()
-                    };
-                    for w in items.windows(2) {
-                        let ordered = if backward {
-                            w[0].0 > w[1].0
-                        } else {
-                            w[0].0 < w[1].0
-                        };
-                        assert!(
-                            ordered,
-                            "out of order or repeated: {:?} then {:?}",
-                            w[0].0, w[1].0
-                        );
-                    }
+                    let items = full_scan(t, &g, backward);
                     for (k, v) in &items {
                         assert_eq!(k, &key(*v), "value for {k:?}");
                     }
