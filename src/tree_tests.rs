@@ -751,11 +751,14 @@ fn scans_while_leaves_are_unlinked() {
                     t.remove(&key(i), &g);
                 }
             }
+            // Relaxed: only a stop signal for the scanners; nothing is
+            // published through it (the scope's join orders the rest).
             done.store(true, core::sync::atomic::Ordering::Relaxed);
         });
         for backward in [false, true] {
             s.spawn(move || {
                 let mut scans = 0;
+                // Relaxed: pairs with nothing; see the store above.
                 let more = || !cfg!(miri) && !done.load(core::sync::atomic::Ordering::Relaxed);
                 while scans < 2 || more() {
                     scans += 1;
@@ -794,11 +797,14 @@ fn left_neighbour_checks_the_link() {
     // SAFETY: we hold a guard; the tree is not changed meanwhile.
     unsafe {
         let (c, cv) = reach_leaf(t.raw().top_root(), 99);
+        // Relaxed (these loads): single-threaded, nothing to order with.
         let b = c.prev.load(Relaxed);
         let a = (*b).prev.load(Relaxed);
         assert!(!a.is_null(), "at least three leaves");
         let got = left_neighbour(&c, cv).map(|(l, _)| l.as_ptr());
         assert_eq!(got, Some(b), "a consistent link is taken");
+        // Relaxed (both stores): single-threaded; the check reads it back
+        // on this thread.
         c.prev.store(a, Relaxed);
         let got = left_neighbour(&c, cv).map(|(l, _)| l.as_ptr());
         c.prev.store(b, Relaxed);
@@ -1151,6 +1157,7 @@ fn bulk_load_allocates_only_what_it_keeps() {
         leaves + internodes
     };
     let b = TestBackend::new();
+    // Relaxed (store and load): a counter used on this thread only.
     b.fail_in.store(BUDGET, Relaxed);
     let bulk: Words = Tree::from_sorted_in(b, keys.iter().zip(0..)).unwrap();
     let allocated = BUDGET - bulk.raw().alloc.fail_in.load(Relaxed);
