@@ -145,15 +145,34 @@ impl Bump {
         Some(unsafe { NonNull::new_unchecked(p) })
     }
 
-    /// Adds a chunk with room for `layout`, of the scheduled size or larger;
-    /// smaller (down to what `layout` needs) while `A` refuses.
+    /// Adds a chunk with room for `layout`, of the scheduled size or larger
+    /// (smaller, down to what `layout` needs, while `A` refuses), and
+    /// schedules a chunk twice as large for next time.
     #[cold]
     fn add_chunk<A: Allocator>(&mut self, alloc: &A, layout: Layout) -> Result<(), AllocError> {
+        self.add_chunk_of(alloc, layout, self.next_size)?;
+        self.next_size = self
+            .next_size
+            .saturating_mul(2)
+            .min(MAX_CHUNK)
+            .max(self.next_size);
+        Ok(())
+    }
+
+    /// Adds a chunk of `size` bytes, or of what `layout` needs if that is
+    /// more; smaller, down to that, while `A` refuses.
+    #[cold]
+    fn add_chunk_of<A: Allocator>(
+        &mut self,
+        alloc: &A,
+        layout: Layout,
+        size: usize,
+    ) -> Result<(), AllocError> {
         let need = size_of::<Chunk>()
             .checked_add(layout.align() - 1)
             .and_then(|n| n.checked_add(layout.size()))
             .ok_or(AllocError)?;
-        let mut size = self.next_size.max(need);
+        let mut size = size.max(need);
         let base = loop {
             let l = Layout::from_size_align(size, CHUNK_ALIGN).map_err(|_| AllocError)?;
             match alloc.allocate(l) {
@@ -173,11 +192,6 @@ impl Bump {
             self.end = base.as_ptr().add(size);
         }
         self.chunks = base.as_ptr().cast();
-        self.next_size = self
-            .next_size
-            .saturating_mul(2)
-            .min(MAX_CHUNK)
-            .max(self.next_size);
         self.stats.chunks += 1;
         self.stats.bytes_reserved += size;
         Ok(())
@@ -263,18 +277,17 @@ impl<A: Allocator> ArenaBackend<A> {
     /// [`AllocError`] if the allocator cannot give the chunk; the arena is
     /// unchanged then.
     pub fn reserve(&self, bytes: usize) -> Result<(), AllocError> {
-        let mut b = self.bump.lock();
-        if !b.cur.is_null() && b.end.addr() - b.cur.addr() >= bytes {
-            return Ok(());
-        }
         let layout = Layout::from_size_align(bytes, CHUNK_ALIGN).map_err(|_| AllocError)?;
-        // Exactly this size (a scheduled size of 0 means "just what the
-        // request needs"); the growth schedule resumes after it.
-        let scheduled = b.next_size;
-        b.next_size = 0;
-        let added = b.add_chunk(&self.alloc, layout);
-        b.next_size = scheduled;
-        added
+        let mut b = self.bump.lock();
+        if !b.cur.is_null() {
+            // Room after aligning the current end to a node.
+            let pad = b.cur.addr().wrapping_neg() & (CHUNK_ALIGN - 1);
+            if b.end.addr() - b.cur.addr() >= bytes.saturating_add(pad) {
+                return Ok(());
+            }
+        }
+        // Just what `layout` needs; the growth schedule is left as it was.
+        b.add_chunk_of(&self.alloc, layout, 0)
     }
 
     /// Current usage; see [`ArenaStats`].

@@ -44,12 +44,6 @@ mod header {
     }
 }
 
-/// Deferred records for the backends that reclaim only at a quiescent point
-/// (`reclaim(&mut self)` or drop): each value or suffix record that may be
-/// retired has a [`Header`](limbo::Header) in front of its payload, holding
-/// the link of an intrusive [`Limbo`](limbo::Limbo) list and a type-erased
-/// release function. Retiring writes only the header, never the payload,
-/// which readers may still be reading. The list allocates nothing.
 /// The larger of the two node alignments (both are 64 today): what a
 /// memory region that holds nodes of either kind must be aligned to.
 #[cfg(any(feature = "pool", feature = "arena"))]
@@ -58,6 +52,12 @@ const NODE_ALIGN: usize = {
     if l > i { l } else { i }
 };
 
+/// Deferred records for the backends that reclaim only at a quiescent point
+/// (`reclaim(&mut self)` or drop): each value or suffix record that may be
+/// retired has a [`Header`](limbo::Header) in front of its payload, holding
+/// the link of an intrusive [`Limbo`](limbo::Limbo) list and a type-erased
+/// release function. Retiring writes only the header, never the payload,
+/// which readers may still be reading. The list allocates nothing.
 #[cfg(any(feature = "pool", feature = "arena"))]
 mod limbo {
     use core::alloc::Layout;
@@ -127,8 +127,8 @@ mod limbo {
         unsafe { with_header(Layout::new::<T>()).unwrap_unchecked().0 }
     }
 
-    /// Releases a suffix record (no destructor): returns the allocation's layout.
     #[cfg(feature = "pool")]
+    /// Releases a suffix record (no destructor): returns the allocation's layout.
     ///
     /// # Safety
     /// `h` heads an initialized [`Suffix`] allocated behind a header.

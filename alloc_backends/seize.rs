@@ -18,15 +18,6 @@ use seize::{Collector, Guard, LocalGuard};
 use super::header::with_header;
 use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
-/// Retired objects a thread gathers before handing them to reclamation,
-/// unless [`SeizeBackend::with_batch_size`] says otherwise: seize's own
-/// default, which gives memory back soonest. Larger batches pay seize's
-/// process-wide barrier less often: with 256, two threads removing
-/// suffixed keys ran 1.6x faster (`examples/compare.rs`, `usr` remove with
-/// 2 threads: 0.8 -> 1.25 M keys/s), at the cost of up to 255 more retired
-/// objects per thread waiting to be freed.
-pub const DEFAULT_BATCH_SIZE: usize = 32;
-
 /// Nodes and values from an allocator `A` (default: the global allocator),
 /// reclaimed through a [`seize::Collector`].
 ///
@@ -80,16 +71,20 @@ impl<A: Allocator> SeizeBackend<A> {
         // SAFETY: fresh memory with `A`'s layout.
         unsafe { home.as_ptr().write(alloc) };
         Ok(SeizeBackend {
-            collector: ManuallyDrop::new(Collector::new().batch_size(DEFAULT_BATCH_SIZE)),
+            collector: ManuallyDrop::new(Collector::new()),
             alloc: home,
         })
     }
 
     /// Sets how many retired objects a thread gathers before handing them
-    /// to reclamation (default [`DEFAULT_BATCH_SIZE`]). Each hand-off costs a
-    /// process-wide memory barrier (on Linux, an interrupt to every core
-    /// running this process), so larger batches make removes cheaper while
-    /// threads run side by side; smaller ones give memory back sooner.
+    /// to reclamation (default: seize's, 32 or the number of CPUs if that
+    /// is larger). Each hand-off costs a process-wide memory barrier (on
+    /// Linux, an interrupt to every core running this process), so larger
+    /// batches make removes cheaper while threads run side by side; smaller
+    /// ones give memory back sooner. Measured (`examples/compare.rs`, `usr`
+    /// remove with 2 threads): 256 ran 1.6x faster than 32 (0.8 -> 1.25 M
+    /// keys/s), at the cost of up to 255 more retired objects per thread
+    /// waiting to be freed.
     ///
     /// ```
     /// use masstree::{MassTree, alloc_backends::seize::SeizeBackend};

@@ -23,6 +23,7 @@ use crate::leaf::{Leaf, NodeBase};
 use crate::nodeversion::NodeVersion;
 use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{FreeWord, RawTree, set_parent};
+use crate::split::MAX_LEVELS;
 use crate::suffix::Suffix;
 use crate::sync::Ordering;
 use crate::tree::Tree;
@@ -186,9 +187,6 @@ struct Entry {
     word: *mut (),
 }
 
-/// Levels a layer can have (see `split.rs`).
-const MAX_LEVELS: usize = 24;
-
 /// The builder of the parents of one level of a layer (level 0: leaves).
 /// No internode is made for a single node: the first node of a level waits
 /// until a second one comes (or becomes the layer's root), so a layer of one
@@ -219,8 +217,6 @@ struct LayerBuild {
     last_leaf: *mut Leaf,
     /// Per level, from the leaves up: the parents being built.
     levels: [Level; MAX_LEVELS + 1],
-    /// Leaves finished.
-    leaves: usize,
     /// The value word of the previous key, if it is longer than this layer's
     /// slice and waits for the next key to decide: suffix or new layer.
     pending: Option<*mut ()>,
@@ -243,7 +239,6 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
             leaf: None,
             last_leaf: core::ptr::null_mut(),
             levels: [NO_LEVEL; MAX_LEVELS + 1],
-            leaves: 0,
             pending: None,
         }
     }
@@ -263,8 +258,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                 break;
             }
             if let Err(f) = self.close_top(prev) {
-                // SAFETY: never stored.
-                unsafe { (self.free_word)(&self.raw.alloc, word) };
+                self.free_unstored(word);
                 return Err(f);
             }
         }
@@ -298,15 +292,13 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                         word: pending,
                     },
                 ) {
-                    // SAFETY: never stored.
-                    unsafe { (self.free_word)(&self.raw.alloc, word) };
+                    self.free_unstored(word);
                     return Err(f);
                 }
                 return self.push_at(d + 1, prev, key, lcp, word);
             }
             if let Err(f) = self.suffixed(prev, pending, d) {
-                // SAFETY: never stored.
-                unsafe { (self.free_word)(&self.raw.alloc, word) };
+                self.free_unstored(word);
                 return Err(f);
             }
         }
@@ -340,11 +332,16 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                 },
             ),
             Err(_) => {
-                // SAFETY: never stored.
-                unsafe { (self.free_word)(&self.raw.alloc, word) };
+                self.free_unstored(word);
                 Err(Failed)
             }
         }
+    }
+
+    /// Frees a value word the loader owns but never stored.
+    fn free_unstored(&self, word: *mut ()) {
+        // SAFETY: the word came from `into_word` and is in no leaf.
+        unsafe { (self.free_word)(&self.raw.alloc, word) };
     }
 
     /// Frees an entry that could not be stored.
@@ -430,7 +427,8 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
             return Ok(());
         };
         let lp = leaf.as_ptr();
-        let low = if layer.leaves == 0 {
+        // The layer's first leaf takes every key below the second's.
+        let low = if layer.last_leaf.is_null() {
             0
         } else {
             // SAFETY: our private leaf.
@@ -447,7 +445,6 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
             }
         }
         layer.last_leaf = lp;
-        layer.leaves += 1;
         self.add_child(d, 0, lp.cast(), low)
     }
 

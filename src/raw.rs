@@ -75,26 +75,16 @@ impl<T> core::ops::Deref for NodeRef<'_, T> {
 /// no memory; a no-op where no prefetch instruction is wired up.
 #[inline(always)]
 pub(crate) fn prefetch_node(n: *const NodeBase) {
-    #[cfg(all(target_arch = "x86_64", not(miri), not(masstree_loom)))]
-    {
-        // A leaf is the larger node; an internode is one line shorter, and the
-        // extra prefetch touches nothing.
-        const LINES: usize = size_of::<Leaf>() / 64;
-        for i in 0..LINES {
-            // SAFETY: prefetching never faults and reads nothing observable.
-            unsafe {
-                core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(
-                    n.cast::<i8>().wrapping_add(64 * i),
-                )
-            };
-        }
+    // A leaf is the larger node; an internode is one line shorter, and the
+    // extra prefetch touches nothing.
+    for i in 0..size_of::<Leaf>() / 64 {
+        prefetch_line(n.cast::<u8>().wrapping_add(64 * i));
     }
-    #[cfg(not(all(target_arch = "x86_64", not(miri), not(masstree_loom))))]
-    let _ = n;
 }
 
-/// Starts loading the cache line at `p` (a hint; never faults).
-#[inline]
+/// Starts loading the cache line at `p` (a hint; never faults, reads no
+/// memory; a no-op where no prefetch instruction is wired up).
+#[inline(always)]
 pub(crate) fn prefetch_line(p: *const u8) {
     #[cfg(all(target_arch = "x86_64", not(miri), not(masstree_loom)))]
     // SAFETY: prefetching never faults and reads nothing observable.

@@ -245,10 +245,16 @@ impl<'g> RawCursor<'g> {
         // so the misses overlap (hints; a torn read only wastes a prefetch).
         for i in 0..f.perm.len() {
             let slot = f.perm.get(i);
-            match slot_kind(f.leaf.keylenx(slot)) {
-                SlotKind::Value => {}
-                SlotKind::Suffix => prefetch_line(Leaf::suffix_of(f.leaf.value(slot)).cast()),
-                SlotKind::Layer => prefetch_node(f.leaf.value(slot).cast()),
+            let kind = slot_kind(f.leaf.keylenx(slot));
+            if kind == SlotKind::Value {
+                continue;
+            }
+            // Relaxed: only a hint; `advance` reads the word again (Acquire)
+            // before using it.
+            let word = f.leaf.values[slot].load(crate::sync::Ordering::Relaxed);
+            match kind {
+                SlotKind::Layer => prefetch_node(word.cast()),
+                _ => prefetch_line(Leaf::suffix_of(word).cast()),
             }
         }
         let n = f.perm.len() as isize;
@@ -366,22 +372,26 @@ impl<'g> RawCursor<'g> {
                 if f.leaf.version.has_changed(f.version) {
                     return Step::Restart;
                 }
-                // SAFETY: we hold a guard.
-                let linked = unsafe { left_neighbour(&f.leaf, f.version) };
                 if low == 0 {
                     None
-                } else if linked.is_some() {
-                    linked
                 } else {
-                    // SAFETY: `root` is a node of a live layer; we hold a guard.
-                    let (leaf, version) = unsafe { reach_leaf(f.root, low - 1) };
-                    // Still unchanged after the neighbour's version was taken:
-                    // so at that version the neighbour had not absorbed our
-                    // range (a removal would have changed us first).
-                    if f.leaf.version.has_changed(f.version) {
-                        return Step::Restart;
+                    // SAFETY: we hold a guard.
+                    let linked = unsafe { left_neighbour(&f.leaf, f.version) };
+                    match linked {
+                        Some(left) => Some(left),
+                        None => {
+                            // SAFETY: `root` is a node of a live layer; we hold a guard.
+                            let (leaf, version) = unsafe { reach_leaf(f.root, low - 1) };
+                            // Still unchanged after the neighbour's version was
+                            // taken: so at that version the neighbour had not
+                            // absorbed our range (a removal would have changed
+                            // us first).
+                            if f.leaf.version.has_changed(f.version) {
+                                return Step::Restart;
+                            }
+                            Some((leaf, version))
+                        }
                     }
-                    Some((leaf, version))
                 }
             }
         };

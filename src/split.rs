@@ -68,7 +68,7 @@ pub(crate) unsafe fn locked_parent<'a>(
 
 /// Levels a layer can have: 2^64 ikeys in internodes of at least 8 children
 /// (every split leaves both halves at least half full) need fewer than 24.
-const MAX_LEVELS: usize = 24;
+pub(crate) const MAX_LEVELS: usize = 24;
 
 /// The ancestors a split will change, locked before anything changes: every
 /// full ancestor from the leaf's parent up, and the first one that is not
