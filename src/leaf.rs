@@ -105,6 +105,17 @@ impl Leaf {
         self.keylenx[slot].load(Ordering::Relaxed)
     }
 
+    /// The bitwise or of every slot's keylenx, used or not (a hint, e.g.
+    /// "does any slot hold a suffix or layer": [`KSUF`] and [`LAYER`] are
+    /// bits no inline length has).
+    #[inline]
+    pub(crate) fn keylenx_union(&self) -> u8 {
+        // Relaxed: as `ikey`; the caller only uses the answer as a hint.
+        self.keylenx
+            .iter()
+            .fold(0, |acc, k| acc | k.load(Ordering::Relaxed))
+    }
+
     #[inline]
     pub(crate) fn value(&self, slot: usize) -> *mut () {
         // Acquire: pairs with the Release in `set_value`, so what the word points

@@ -1,8 +1,9 @@
 //! Ordered scans (`masstree_scan.hh`): one cursor engine for both directions.
 //!
 //! A [`RawCursor`] keeps one frame per trie layer it is inside (a leaf, its
-//! version, a snapshot of its permutation and a position) and the full key it
-//! last yielded, the *bound*. Each step reads the next entry of the innermost
+//! version, a snapshot of its permutation, a position, and the slice that
+//! leads into the layer) and the full key it last yielded, the *bound*
+//! (written once per yield, in place). Each step reads the next entry of the innermost
 //! frame and validates the leaf's version before using it. Whenever anything
 //! changed under it (a split, a remove, a deleted leaf, a collected layer) the
 //! cursor throws its frames away and seeks again from the top of the tree to
@@ -16,15 +17,18 @@
 //! Forward steps follow `next` links (the B-link direction); backward steps
 //! follow `prev` when the link is consistent (see [`left_neighbour`]), else
 //! re-descend to the leaf that covers the ikey just below the current leaf's
-//! `low`. Entering any leaf positions the frame relative to the bound, so a
-//! leaf that absorbed a removed neighbour's range never yields a key twice.
+//! `low`. A leaf reached by descending is positioned relative to the bound, so
+//! a leaf that absorbed a removed neighbour's range never yields a key twice;
+//! a leaf reached through a validated link holds only keys beyond the bound
+//! (leaves' ranges grow only upward, and `low` never changes), so it is
+//! entered at its edge.
 
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use crate::allocator::NodeAllocatorGeneric;
 use crate::get::{reach_leaf, search};
-use crate::key::{Key, SLICE, ikey_of};
+use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
 use crate::nodeversion::Version;
@@ -61,17 +65,43 @@ struct Frame<'g> {
     /// Position of the entry yielded or descended into last (may be -1 or
     /// `len` before the first step).
     pos: isize,
+    /// The slice of the layer entry this layer hangs from (unused for the
+    /// top layer): the layer's keys start with the slices of the frames
+    /// above and this one.
+    slice: u64,
 }
 
-/// The engine behind cursors and iterators. Keys are lent from `key`.
+impl Frame<'_> {
+    /// Starts loading the suffix records and lower-layer roots of the
+    /// entries of the snapshot.
+    fn prefetch_out_of_line(&self) {
+        for i in 0..self.perm.len() {
+            let slot = self.perm.get(i);
+            let kind = slot_kind(self.leaf.keylenx(slot));
+            if kind == SlotKind::Value {
+                continue;
+            }
+            // Relaxed: only a hint; `advance` reads the word again (Acquire)
+            // before using it.
+            let word = self.leaf.values[slot].load(crate::sync::Ordering::Relaxed);
+            match kind {
+                SlotKind::Layer => prefetch_node(word.cast()),
+                _ => prefetch_line(Leaf::suffix_of(word).cast()),
+            }
+        }
+    }
+}
+
+/// The engine behind cursors and iterators. Keys are lent from `bound`.
 pub(crate) struct RawCursor<'g> {
     dir: Dir,
     frames: Vec<Frame<'g>>,
-    /// The full key of the current entry; its first `8 * depth` bytes are the
-    /// prefix of the innermost layer.
-    key: Vec<u8>,
-    /// The bound: entries not beyond it (in `dir`) are skipped.
+    /// The bound: the key yielded last (or sought); entries not beyond it
+    /// (in `dir`) are skipped. Written only when an entry is yielded.
     bound: Vec<u8>,
+    /// How many layers below the top the bound shares with the frames: the
+    /// bound's first `8 * shared` bytes are the slices of `frames[1..=shared]`.
+    shared: usize,
     start: Start,
     /// True once the bound is a key of this scan (after the first yield or a
     /// keyed seek); false while scanning from an edge.
@@ -94,8 +124,8 @@ impl<'g> RawCursor<'g> {
         RawCursor {
             dir,
             frames: Vec::new(),
-            key: Vec::new(),
             bound: Vec::new(),
+            shared: 0,
             start: Start::Edge,
             bounded: false,
             exhausted: false,
@@ -115,7 +145,7 @@ impl<'g> RawCursor<'g> {
 
     /// The key of the entry yielded last.
     pub(crate) fn key(&self) -> &[u8] {
-        &self.key
+        &self.bound
     }
 
     /// The scan direction.
@@ -162,8 +192,6 @@ impl<'g> RawCursor<'g> {
             // SAFETY: as above.
             match unsafe { self.advance() } {
                 Step::Yield(word) => {
-                    self.bound.clear();
-                    self.bound.extend_from_slice(&self.key);
                     self.start = Start::Exclusive;
                     self.bounded = true;
                     return Some(word);
@@ -193,18 +221,19 @@ impl<'g> RawCursor<'g> {
         if root.is_null() {
             return false;
         }
-        self.key.clear();
+        self.shared = 0;
         // SAFETY: the caller's guarantees.
-        unsafe { self.enter_layer(root, self.bounded) };
+        unsafe { self.enter_layer(root, 0, self.bounded) };
         true
     }
 
-    /// Pushes a frame for the layer rooted at `root` (whose prefix is already
-    /// in `key`), positioned relative to the bound if `bounded`, else at the edge.
+    /// Pushes a frame for the layer rooted at `root`, which hangs from an
+    /// entry with slice `slice` in the innermost frame (anything for the top
+    /// layer), positioned relative to the bound if `bounded`, else at the edge.
     ///
     /// # Safety
     /// `root` is a node of a live layer; a guard is held for `'g`.
-    unsafe fn enter_layer(&mut self, root: *mut NodeBase, bounded: bool) {
+    unsafe fn enter_layer(&mut self, root: *mut NodeBase, slice: u64, bounded: bool) {
         let depth = self.frames.len();
         let ikey = if bounded {
             ikey_of(self.bound.get(SLICE * depth..).unwrap_or(&[]))
@@ -222,6 +251,7 @@ impl<'g> RawCursor<'g> {
             version,
             perm: Permuter::EMPTY,
             pos: 0,
+            slice,
         });
         self.position(bounded);
     }
@@ -243,19 +273,10 @@ impl<'g> RawCursor<'g> {
         // Suffix records and lower layers are read one by one as the scan
         // reaches them, each a likely cache miss: start loading them all now
         // so the misses overlap (hints; a torn read only wastes a prefetch).
-        for i in 0..f.perm.len() {
-            let slot = f.perm.get(i);
-            let kind = slot_kind(f.leaf.keylenx(slot));
-            if kind == SlotKind::Value {
-                continue;
-            }
-            // Relaxed: only a hint; `advance` reads the word again (Acquire)
-            // before using it.
-            let word = f.leaf.values[slot].load(crate::sync::Ordering::Relaxed);
-            match kind {
-                SlotKind::Layer => prefetch_node(word.cast()),
-                _ => prefetch_line(Leaf::suffix_of(word).cast()),
-            }
+        // One branch-free pass over the key lengths first skips the loop for
+        // leaves with neither (all of them, with keys of up to 8 bytes).
+        if f.leaf.keylenx_union() & (KSUF | LAYER) != 0 {
+            f.prefetch_out_of_line();
         }
         let n = f.perm.len() as isize;
         f.pos = match (bounded, self.dir) {
@@ -294,6 +315,7 @@ impl<'g> RawCursor<'g> {
     ///
     /// # Safety
     /// As [`Self::step`].
+    #[inline]
     unsafe fn advance(&mut self) -> Step {
         let depth = self.frames.len() - 1;
         let dir = self.dir;
@@ -315,34 +337,62 @@ impl<'g> RawCursor<'g> {
             return Step::Restart;
         }
         f.pos = pos;
-        self.key.truncate(SLICE * depth);
         let bytes = ikey.to_be_bytes();
-        let kind = slot_kind(keylenx);
-        match kind {
+        match slot_kind(keylenx) {
             SlotKind::Value => {
-                self.key.extend_from_slice(&bytes[..keylenx as usize]);
+                self.write_prefix(depth);
+                // A fixed-size copy, then cut: no variable-length memcpy.
+                self.bound.extend_from_slice(&bytes);
+                self.bound.truncate(SLICE * depth + keylenx as usize);
                 Step::Yield(word)
             }
             SlotKind::Suffix => {
-                self.key.extend_from_slice(&bytes);
                 let s = Leaf::suffix_of(word);
+                self.write_prefix(depth);
+                self.bound.extend_from_slice(&bytes);
                 // SAFETY: a validated suffix word; records are retired, not freed.
                 unsafe {
-                    self.key.extend_from_slice(Suffix::bytes(s));
+                    self.bound.extend_from_slice(Suffix::bytes(s));
                     Step::Yield((*s).value())
                 }
             }
             SlotKind::Layer => {
-                self.key.extend_from_slice(&bytes);
                 // The layer straddles the bound if the bound runs through it.
-                let straddles = self.bounded
-                    && self.bound.len() > SLICE * (depth + 1)
-                    && self.bound[..SLICE * (depth + 1)] == self.key[..];
+                let through = self.shared >= depth
+                    && self.bound.len() >= SLICE * (depth + 1)
+                    && self.bound[SLICE * depth..SLICE * (depth + 1)] == bytes;
+                let straddles = self.bounded && through && self.bound.len() > SLICE * (depth + 1);
+                self.shared = if through {
+                    depth + 1
+                } else {
+                    self.shared.min(depth)
+                };
                 // SAFETY: a validated layer word points into a live layer.
-                unsafe { self.enter_layer(word.cast(), straddles) };
+                unsafe { self.enter_layer(word.cast(), ikey, straddles) };
                 Step::Again
             }
         }
+    }
+
+    /// Makes the bound the innermost layer's prefix (`8 * depth` bytes, the
+    /// slices of the frames below the top), ready for an entry's bytes.
+    #[inline]
+    fn write_prefix(&mut self, depth: usize) {
+        if self.shared < depth {
+            self.write_slices(depth);
+        }
+        self.bound.truncate(SLICE * depth);
+    }
+
+    /// The slow part of [`Self::write_prefix`]: the bound's slices below the
+    /// top differ from the frames' from layer `shared + 1` on.
+    #[cold]
+    fn write_slices(&mut self, depth: usize) {
+        self.bound.truncate(SLICE * self.shared);
+        for f in &self.frames[self.shared + 1..=depth] {
+            self.bound.extend_from_slice(&f.slice.to_be_bytes());
+        }
+        self.shared = depth;
     }
 
     /// The innermost frame's leaf is used up: move to its neighbour in the
@@ -350,9 +400,12 @@ impl<'g> RawCursor<'g> {
     ///
     /// # Safety
     /// As [`Self::step`].
+    #[inline(never)]
     unsafe fn next_leaf(&mut self) -> Step {
         let depth = self.frames.len() - 1;
         let f = self.frames.last().expect("a frame");
+        // The neighbour, and whether it was reached by a validated link (then
+        // all its keys are beyond the bound: see the module docs).
         let neighbour = match self.dir {
             Dir::Forward => {
                 let next = leaflink::next(&f.leaf);
@@ -364,7 +417,7 @@ impl<'g> RawCursor<'g> {
                 } else {
                     // SAFETY: linked leaves live while the guard does.
                     let next = unsafe { NodeRef::<'g, Leaf>::new(next) };
-                    Some((next, next.version.stable()))
+                    Some((next, next.version.stable(), true))
                 }
             }
             Dir::Backward => {
@@ -378,7 +431,7 @@ impl<'g> RawCursor<'g> {
                     // SAFETY: we hold a guard.
                     let linked = unsafe { left_neighbour(&f.leaf, f.version) };
                     match linked {
-                        Some(left) => Some(left),
+                        Some((left, version)) => Some((left, version, true)),
                         None => {
                             // SAFETY: `root` is a node of a live layer; we hold a guard.
                             let (leaf, version) = unsafe { reach_leaf(f.root, low - 1) };
@@ -389,7 +442,7 @@ impl<'g> RawCursor<'g> {
                             if f.leaf.version.has_changed(f.version) {
                                 return Step::Restart;
                             }
-                            Some((leaf, version))
+                            Some((leaf, version, false))
                         }
                     }
                 }
@@ -401,19 +454,18 @@ impl<'g> RawCursor<'g> {
                 if self.frames.is_empty() {
                     Step::End
                 } else {
-                    self.key.truncate(SLICE * depth);
+                    self.shared = self.shared.min(depth - 1);
                     Step::Again
                 }
             }
-            Some((leaf, version)) => {
+            Some((leaf, version, linked)) => {
                 let f = self.frames.last_mut().expect("a frame");
                 f.leaf = leaf;
                 f.version = version;
-                // Position against the bound when it runs through this layer:
-                // the neighbour may hold keys we have passed already.
-                let bounded = self.bounded
-                    && self.bound.len() >= SLICE * depth
-                    && self.bound[..SLICE * depth] == self.key[..SLICE * depth];
+                // A leaf found by descending may hold keys we have passed
+                // already: position it against the bound when the bound runs
+                // through this layer.
+                let bounded = !linked && self.bounded && self.shared >= depth;
                 self.position(bounded);
                 Step::Again
             }
