@@ -19,7 +19,7 @@ use crate::sync::{Ordering, spin_loop};
 const MARK: usize = 1;
 
 #[inline]
-fn unmarked(p: *mut Leaf) -> *mut Leaf {
+pub(crate) fn unmarked(p: *mut Leaf) -> *mut Leaf {
     p.map_addr(|a| a & !MARK)
 }
 

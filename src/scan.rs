@@ -28,6 +28,7 @@ use core::cmp::Ordering;
 
 use crate::allocator::NodeAllocatorGeneric;
 use crate::get::{reach_leaf, search};
+use crate::internode::IWIDTH;
 use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
@@ -36,6 +37,9 @@ use crate::permuter::Permuter;
 use crate::raw::{NodeRef, RawTree, prefetch_line, prefetch_node};
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
+
+/// How many leaves ahead of the one it enters a scan starts loading.
+const AHEAD: usize = 4;
 
 /// Scan direction.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -71,7 +75,40 @@ struct Frame<'g> {
     slice: u64,
 }
 
+/// What the next position of a frame holds.
+enum Entry {
+    /// The entry at a position, validated: (position, ikey, keylenx, word).
+    At((isize, u64, u8, *mut ())),
+    /// No more entries in this leaf in that direction.
+    LeafDone,
+    /// The leaf changed (or is deleted): seek again.
+    Changed,
+}
+
 impl Frame<'_> {
+    /// Reads the entry at the next position in direction `dir`, validated
+    /// against the frame's version (the caller moves `pos` there).
+    #[inline]
+    fn next_entry(&self, dir: Dir) -> Entry {
+        if self.version.is_deleted() {
+            return Entry::Changed;
+        }
+        let pos = match dir {
+            Dir::Forward => self.pos + 1,
+            Dir::Backward => self.pos - 1,
+        };
+        if pos < 0 || pos >= self.perm.len() as isize {
+            return Entry::LeafDone;
+        }
+        let slot = self.perm.get(pos as usize);
+        let leaf = &self.leaf;
+        let (ikey, keylenx, word) = (leaf.ikey(slot), leaf.keylenx(slot), leaf.value(slot));
+        if leaf.version.has_changed(self.version) {
+            return Entry::Changed;
+        }
+        Entry::At((pos, ikey, keylenx, word))
+    }
+
     /// Starts loading the suffix records and lower-layer roots of the
     /// entries of the snapshot.
     fn prefetch_out_of_line(&self) {
@@ -262,14 +299,41 @@ impl<'g> RawCursor<'g> {
         let depth = self.frames.len() - 1;
         let f = self.frames.last_mut().expect("a frame");
         f.perm = f.leaf.permutation.load();
-        // The leaf after this one in the scan direction is most likely the
-        // next one visited: start loading it while this one is read (a hint;
-        // prefetching a stale pointer is harmless).
-        prefetch_node(match self.dir {
-            Dir::Forward => leaflink::next(&f.leaf).cast(),
-            // Relaxed: only a hint; the step validates whatever it reads.
-            Dir::Backward => f.leaf.prev.load(crate::sync::Ordering::Relaxed).cast(),
-        });
+        // The leaves after this one in the scan direction are most likely the
+        // next ones visited: start loading the next two while this one is read.
+        // The one after next was itself prefetched one leaf ago, so reading its
+        // link rarely waits; a leaf takes about two leaves' worth of steps to
+        // arrive from memory. (Hints: a stale pointer only wastes a prefetch,
+        // and a linked leaf stays allocated while the guard lives.)
+        let neighbour = |leaf: &Leaf| match self.dir {
+            // Relaxed (both): only hints; the steps validate whatever they read.
+            Dir::Forward => leaflink::unmarked(leaf.next.load(crate::sync::Ordering::Relaxed)),
+            Dir::Backward => leaf.prev.load(crate::sync::Ordering::Relaxed),
+        };
+        let first = neighbour(&f.leaf);
+        if !first.is_null() {
+            prefetch_node(first.cast());
+        }
+        // The leaves after that: the parent's children beside this leaf,
+        // known without walking the links (only hints: the parent may be
+        // changing, or a former parent).
+        // Relaxed: only a hint.
+        let parent = f.leaf.parent.load(crate::sync::Ordering::Relaxed);
+        if !parent.is_null() {
+            // SAFETY: a node's parent is retired only after the node is
+            // detached from it, and we hold a guard: still allocated.
+            let parent = unsafe { &*parent };
+            let at = parent.child_index(f.leaf.low);
+            for d in 2..=AHEAD {
+                let i = match self.dir {
+                    Dir::Forward => at + d,
+                    Dir::Backward => at.wrapping_sub(d),
+                };
+                if i <= IWIDTH {
+                    prefetch_node(parent.child(i));
+                }
+            }
+        }
         // Suffix records and lower layers are read one by one as the scan
         // reaches them, each a likely cache miss: start loading them all now
         // so the misses overlap (hints; a torn read only wastes a prefetch).
@@ -320,30 +384,19 @@ impl<'g> RawCursor<'g> {
         let depth = self.frames.len() - 1;
         let dir = self.dir;
         let f = self.frames.last_mut().expect("a frame");
-        if f.version.is_deleted() {
-            return Step::Restart;
-        }
-        let pos = match dir {
-            Dir::Forward => f.pos + 1,
-            Dir::Backward => f.pos - 1,
-        };
-        if pos < 0 || pos >= f.perm.len() as isize {
+        let (ikey, keylenx, word) = match f.next_entry(dir) {
+            Entry::At((pos, ikey, keylenx, word)) => {
+                f.pos = pos;
+                (ikey, keylenx, word)
+            }
             // SAFETY: the caller's guarantees.
-            return unsafe { self.next_leaf() };
-        }
-        let slot = f.perm.get(pos as usize);
-        let (ikey, keylenx, word) = (f.leaf.ikey(slot), f.leaf.keylenx(slot), f.leaf.value(slot));
-        if f.leaf.version.has_changed(f.version) {
-            return Step::Restart;
-        }
-        f.pos = pos;
+            Entry::LeafDone => return unsafe { self.next_leaf() },
+            Entry::Changed => return Step::Restart,
+        };
         let bytes = ikey.to_be_bytes();
         match slot_kind(keylenx) {
             SlotKind::Value => {
-                self.write_prefix(depth);
-                // A fixed-size copy, then cut: no variable-length memcpy.
-                self.bound.extend_from_slice(&bytes);
-                self.bound.truncate(SLICE * depth + keylenx as usize);
+                self.write_value_key(depth, ikey, keylenx);
                 Step::Yield(word)
             }
             SlotKind::Suffix => {
@@ -370,6 +423,54 @@ impl<'g> RawCursor<'g> {
                 // SAFETY: a validated layer word points into a live layer.
                 unsafe { self.enter_layer(word.cast(), ikey, straddles) };
                 Step::Again
+            }
+        }
+    }
+
+    /// Makes the bound the key of an inline entry of the innermost layer.
+    #[inline]
+    fn write_value_key(&mut self, depth: usize, ikey: u64, keylenx: u8) {
+        self.write_prefix(depth);
+        // A fixed-size copy, then cut: no variable-length memcpy.
+        self.bound.extend_from_slice(&ikey.to_be_bytes());
+        self.bound.truncate(SLICE * depth + keylenx as usize);
+    }
+
+    /// Yields entries in the cursor's direction to `f` (key, value word) until
+    /// it returns false or the entries run out; returns the word of the entry
+    /// `f` stopped on (the cursor is on it), or `None` (past the end). Inline
+    /// entries of one leaf run through a tight loop; the rest take [`Self::step`].
+    ///
+    /// # Safety
+    /// As [`Self::step`].
+    pub(crate) unsafe fn run<A: NodeAllocatorGeneric>(
+        &mut self,
+        tree: &RawTree<A>,
+        mut f: impl FnMut(&[u8], *mut ()) -> bool,
+    ) -> Option<*mut ()> {
+        loop {
+            // SAFETY: the caller's guarantees.
+            let word = unsafe { self.step(tree) }?;
+            if !f(&self.bound, word) {
+                return Some(word);
+            }
+            // The rest of this leaf, while its entries are inline values of
+            // the layer the bound was just written for.
+            let depth = self.frames.len() - 1;
+            loop {
+                let frame = self.frames.last_mut().expect("a frame after a yield");
+                let Entry::At((pos, ikey, keylenx, word)) = frame.next_entry(self.dir) else {
+                    break;
+                };
+                if slot_kind(keylenx) != SlotKind::Value {
+                    // `step` takes this entry.
+                    break;
+                }
+                frame.pos = pos;
+                self.write_value_key(depth, ikey, keylenx);
+                if !f(&self.bound, word) {
+                    return Some(word);
+                }
             }
         }
     }

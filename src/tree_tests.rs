@@ -624,13 +624,28 @@ fn prefixes_and_cursor_seeks_match_btreemap() {
     assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(last.0.clone()));
 }
 
-/// Every entry of `t`, forward or backward, checked to come out strictly
-/// ordered (no key twice).
-fn full_scan(t: &Words, g: &TestGuard<'_>, backward: bool) -> Vec<(Vec<u8>, usize)> {
-    let items: Vec<(Vec<u8>, usize)> = if backward {
-        t.iter(g).rev().collect()
-    } else {
-        t.iter(g).collect()
+/// Every entry of `t`, forward or backward (through the iterator in even
+/// rounds, the cursor's `for_each_*` in odd ones), checked to come out
+/// strictly ordered (no key twice).
+fn full_scan(t: &Words, g: &TestGuard<'_>, backward: bool, round: usize) -> Vec<(Vec<u8>, usize)> {
+    let items: Vec<(Vec<u8>, usize)> = match (round % 2, backward) {
+        (0, true) => t.iter(g).rev().collect(),
+        (0, false) => t.iter(g).collect(),
+        // Odd rounds: the cursor's batch visit (its tight in-leaf loop).
+        (_, backward) => {
+            let mut items = Vec::new();
+            let mut c = t.cursor(g);
+            let visit = |k: &[u8], v: usize| {
+                items.push((k.to_vec(), v));
+                core::ops::ControlFlow::<()>::Continue(())
+            };
+            let _ = if backward {
+                c.for_each_prev(visit)
+            } else {
+                c.for_each_next(visit)
+            };
+            items
+        }
     };
     for w in items.windows(2) {
         let ordered = if backward {
@@ -698,9 +713,9 @@ fn scans_under_concurrent_writes() {
             let t = &t;
             let stable = &stable;
             s.spawn(move || {
-                for _ in 0..rounds {
+                for round in 0..rounds {
                     let g = t.guard();
-                    let items = full_scan(t, &g, backward);
+                    let items = full_scan(t, &g, backward, round);
                     for (k, v) in &items {
                         assert_eq!(*v, value_of(k), "value for {k:?}");
                     }
@@ -763,7 +778,7 @@ fn scans_while_leaves_are_unlinked() {
                 while scans < 2 || more() {
                     scans += 1;
                     let g = t.guard();
-                    let items = full_scan(t, &g, backward);
+                    let items = full_scan(t, &g, backward, scans);
                     for (k, v) in &items {
                         assert_eq!(k, &key(*v), "value for {k:?}");
                     }
@@ -1220,4 +1235,108 @@ fn bulk_load_failures_leak_nothing() {
         failures >= if cfg!(miri) { 1 } else { 10 },
         "{failures} failures injected"
     );
+}
+
+/// The cursor's batch visits yield what loops of `next`/`prev` yield, from
+/// every start, across inline keys, suffixes and layers, and stop where told,
+/// leaving the cursor there.
+#[test]
+fn for_each_matches_single_steps() {
+    use crate::Seek;
+    use core::ops::ControlFlow;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut keys: Vec<Vec<u8>> = Vec::new();
+    for i in 0..scale(300) {
+        keys.push(format!("{i:05}").into_bytes()); // inline
+        keys.push(format!("k{i:07}/x").into_bytes()); // suffixes
+        keys.push(format!("same/prefix/{:03}", i % 40).into_bytes()); // layers
+        keys.push(vec![i as u8; 1 + i % 20]);
+    }
+    for (i, k) in keys.iter().enumerate() {
+        t.insert(k, i, &g);
+    }
+    let starts: Vec<Vec<u8>> = keys
+        .iter()
+        .step_by(7)
+        .cloned()
+        .chain([vec![], vec![0xff; 30]])
+        .collect();
+    for start in &starts {
+        for seek in [Seek::Ge, Seek::Gt, Seek::Le, Seek::Lt] {
+            let forward = matches!(seek, Seek::Ge | Seek::Gt);
+            // Reference: single steps, from the position the seek leaves
+            // (the sought entry itself included by stepping back first).
+            let mut c = t.cursor(&g);
+            let first = c.seek(start, seek).map(|(k, v)| (k.to_vec(), v));
+            let mut want: Vec<(Vec<u8>, usize)> = first.into_iter().collect();
+            loop {
+                let e = if forward { c.next() } else { c.prev() };
+                match e {
+                    Some((k, v)) => want.push((k.to_vec(), v)),
+                    None => break,
+                }
+            }
+            // Batch: from just before the same first entry.
+            let mut c = t.cursor(&g);
+            let before = match seek {
+                Seek::Ge => Seek::Lt,
+                Seek::Gt => Seek::Le,
+                Seek::Le => Seek::Gt,
+                Seek::Lt => Seek::Ge,
+            };
+            let had_before = c.seek(start, before).is_some();
+            let mut got = Vec::new();
+            let visit = |k: &[u8], v: usize| {
+                got.push((k.to_vec(), v));
+                ControlFlow::<()>::Continue(())
+            };
+            let r = if forward {
+                if !had_before {
+                    c = t.cursor(&g);
+                }
+                c.for_each_next(visit)
+            } else {
+                if !had_before {
+                    c = t.cursor(&g);
+                }
+                c.for_each_prev(visit)
+            };
+            assert_eq!(r, ControlFlow::Continue(()));
+            assert_eq!(got, want, "from {start:?} {seek:?}");
+            assert_eq!(c.current(), None, "past the end after a full visit");
+            // Stop after k entries: the cursor is on the k-th, and single
+            // steps go on from there.
+            for k in [1, 2, 15, 16, 50] {
+                if k > want.len() {
+                    continue;
+                }
+                let mut c = t.cursor(&g);
+                if had_before {
+                    c.seek(start, before);
+                }
+                let mut n = 0;
+                let visit = |_: &[u8], v: usize| {
+                    n += 1;
+                    if n == k {
+                        ControlFlow::Break(v)
+                    } else {
+                        ControlFlow::Continue(())
+                    }
+                };
+                let r = if forward {
+                    c.for_each_next(visit)
+                } else {
+                    c.for_each_prev(visit)
+                };
+                assert_eq!(r, ControlFlow::Break(want[k - 1].1));
+                assert_eq!(
+                    c.current().map(|(k, v)| (k.to_vec(), v)),
+                    Some(want[k - 1].clone())
+                );
+                let after = if forward { c.next() } else { c.prev() };
+                assert_eq!(after.map(|(k, v)| (k.to_vec(), v)), want.get(k).cloned());
+            }
+        }
+    }
 }
