@@ -110,7 +110,7 @@ impl Frame<'_> {
     }
 
     /// Starts loading the suffix records and lower-layer roots of the
-    /// entries of the snapshot.
+    /// entries in the frame's permutation.
     fn prefetch_out_of_line(&self) {
         for i in 0..self.perm.len() {
             let slot = self.perm.get(i);
@@ -118,8 +118,8 @@ impl Frame<'_> {
             if kind == SlotKind::Value {
                 continue;
             }
-            // Relaxed: only a hint; `advance` reads the word again (Acquire)
-            // before using it.
+            // Relaxed: only a hint; `next_entry` reads the word again
+            // (Acquire) before it is used.
             let word = self.leaf.values[slot].load(crate::sync::Ordering::Relaxed);
             match kind {
                 SlotKind::Layer => prefetch_node(word.cast()),
@@ -300,11 +300,10 @@ impl<'g> RawCursor<'g> {
         let f = self.frames.last_mut().expect("a frame");
         f.perm = f.leaf.permutation.load();
         // The leaves after this one in the scan direction are most likely the
-        // next ones visited: start loading the next two while this one is read.
-        // The one after next was itself prefetched one leaf ago, so reading its
-        // link rarely waits; a leaf takes about two leaves' worth of steps to
-        // arrive from memory. (Hints: a stale pointer only wastes a prefetch,
-        // and a linked leaf stays allocated while the guard lives.)
+        // next ones visited: start loading them while this one is read. A
+        // leaf takes longer to arrive from memory than the steps through one
+        // leaf take, so one leaf ahead is not enough. (Hints: a stale pointer
+        // only wastes a prefetch.)
         let neighbour = |leaf: &Leaf| match self.dir {
             // Relaxed (both): only hints; the steps validate whatever they read.
             Dir::Forward => leaflink::unmarked(leaf.next.load(crate::sync::Ordering::Relaxed)),
@@ -315,13 +314,14 @@ impl<'g> RawCursor<'g> {
             prefetch_node(first.cast());
         }
         // The leaves after that: the parent's children beside this leaf,
-        // known without walking the links (only hints: the parent may be
-        // changing, or a former parent).
+        // known without walking the links (the parent may be changing, or a
+        // former parent: the pointers read are only prefetched).
         // Relaxed: only a hint.
         let parent = f.leaf.parent.load(crate::sync::Ordering::Relaxed);
         if !parent.is_null() {
-            // SAFETY: a node's parent is retired only after the node is
-            // detached from it, and we hold a guard: still allocated.
+            // SAFETY: the leaf was reachable under our guard, and so was every
+            // parent it has pointed to since: retired, if at all, after the
+            // guard began, so still allocated.
             let parent = unsafe { &*parent };
             let at = parent.child_index(f.leaf.low);
             for d in 2..=AHEAD {
