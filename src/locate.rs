@@ -5,10 +5,10 @@
 use core::ptr::NonNull;
 
 use crate::allocator::{AllocError, NodeAllocatorGeneric};
-use crate::get::search;
+use crate::get::{reach_leaf, search};
 use crate::insert::find_locked;
 use crate::key::Key;
-use crate::leaf::{Leaf, SlotKind, slot_kind};
+use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::nodeversion::LockGuard;
 use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{NodeRef, RawTree, layer_root};
@@ -42,6 +42,33 @@ impl Located<'_> {
     }
 }
 
+/// The root of the next layer down if, at a stable version of the leaf that
+/// covers `key` in the layer rooted at `root`, the key's slot holds a layer
+/// whose root is the one it points to. `None` whenever anything else holds
+/// (no such slot, a value or suffix there, a changed, deleted or split leaf,
+/// a layer root that split and is to be repointed): the caller then takes the
+/// locked path, which handles all of those.
+///
+/// # Safety
+/// `root` is a node of a live layer and the caller holds a guard.
+#[inline]
+unsafe fn passing_layer(root: *mut NodeBase, key: &Key<'_>) -> Option<*mut NodeBase> {
+    // SAFETY: the caller's guarantees.
+    let (leaf, v) = unsafe { reach_leaf(root, key.ikey()) };
+    if v.is_deleted() {
+        return None;
+    }
+    let slot = search(&leaf, leaf.permutation.load(), key).slot?;
+    // The word before the keylenx, as in `get`: see `insert::make_layer`.
+    let word = leaf.value(slot);
+    let kind = slot_kind(leaf.keylenx(slot));
+    if kind != SlotKind::Layer || leaf.version.has_changed(v) {
+        return None;
+    }
+    // SAFETY: a validated layer word points into a live layer.
+    (unsafe { layer_root(word.cast()) } == word.cast()).then_some(word.cast())
+}
+
 impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// Walks the layers to the leaf that holds (or would hold) `full`, and
     /// locks it. With `make_layers`, a suffixed key that shares the slice but
@@ -68,6 +95,17 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             }
             let mut depth = 0;
             loop {
+                // Through a layer the key only passes through, go down as a
+                // reader does, without locking: writers into the same
+                // deeper layers (keys with a common prefix) would otherwise
+                // all take this leaf's lock, one after another.
+                // SAFETY: `root` is a node of a live layer; we hold a guard.
+                if let Some(lower) = unsafe { passing_layer(root, &key) } {
+                    root = lower;
+                    key.shift();
+                    depth += 1;
+                    continue;
+                }
                 // SAFETY: `root` is a node of a live layer; we hold a guard.
                 let Some((leaf, lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
                     // Removed under us (a leaf, or a whole layer): start

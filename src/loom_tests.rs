@@ -217,3 +217,37 @@ fn loom_insert_races_unlink() {
         assert_eq!(t.len(), 16);
     });
 }
+
+/// An insert that passes through a layer without locking (its slot read
+/// and validated as a reader would) while a remove empties and collects that
+/// layer is not lost: it finds the layer's leaf deleted and starts again.
+#[test]
+fn loom_insert_passing_layer_races_layer_collection() {
+    let mut model = loom::model::Builder::new();
+    model.max_branches = 10_000;
+    model.check(|| {
+        let t = Arc::new(Words::new_in(TestBackend::new()));
+        {
+            let g = t.guard();
+            // "abcdefgh" becomes a layer holding "-1"; "z" keeps the top leaf.
+            t.insert(b"abcdefgh-1", 1, &g);
+            t.insert(b"abcdefgh-2", 2, &g);
+            assert_eq!(t.remove(b"abcdefgh-2", &g), Some(2));
+            t.insert(b"z", 0, &g);
+        }
+        let w = {
+            let t = t.clone();
+            thread::spawn(move || {
+                let g = t.guard();
+                assert_eq!(t.insert(b"abcdefgh-3", 3, &g), None);
+            })
+        };
+        let g = t.guard();
+        // Empties the layer: it is collected and its slot removed.
+        assert_eq!(t.remove(b"abcdefgh-1", &g), Some(1));
+        w.join().unwrap();
+        assert_eq!(t.get(b"abcdefgh-3", &g), Some(3));
+        assert_eq!(t.get(b"abcdefgh-1", &g), None);
+        assert_eq!(t.len(), 2);
+    });
+}
