@@ -399,16 +399,8 @@ impl<'g> RawCursor<'g> {
                 self.write_value_key(depth, ikey, keylenx);
                 Step::Yield(word)
             }
-            SlotKind::Suffix => {
-                let s = Leaf::suffix_of(word);
-                self.write_prefix(depth);
-                self.bound.extend_from_slice(&bytes);
-                // SAFETY: a validated suffix word; records are retired, not freed.
-                unsafe {
-                    self.bound.extend_from_slice(Suffix::bytes(s));
-                    Step::Yield((*s).value())
-                }
-            }
+            // SAFETY: a validated suffix word.
+            SlotKind::Suffix => Step::Yield(unsafe { self.write_suffix_key(depth, ikey, word) }),
             SlotKind::Layer => {
                 // The layer straddles the bound if the bound runs through it.
                 let through = self.shared >= depth
@@ -436,10 +428,29 @@ impl<'g> RawCursor<'g> {
         self.bound.truncate(SLICE * depth + keylenx as usize);
     }
 
+    /// Makes the bound the key of a suffixed entry of the innermost layer;
+    /// returns the entry's value word.
+    ///
+    /// # Safety
+    /// `word` is a suffix word validated under a guard held for `'g` (records
+    /// are retired, not freed, so it stays readable).
+    #[inline]
+    unsafe fn write_suffix_key(&mut self, depth: usize, ikey: u64, word: *mut ()) -> *mut () {
+        let s = Leaf::suffix_of(word);
+        self.write_prefix(depth);
+        self.bound.extend_from_slice(&ikey.to_be_bytes());
+        // SAFETY: the caller's guarantee.
+        unsafe {
+            self.bound.extend_from_slice(Suffix::bytes(s));
+            (*s).value()
+        }
+    }
+
     /// Yields entries in the cursor's direction to `f` (key, value word) until
     /// it returns false or the entries run out; returns the word of the entry
-    /// `f` stopped on (the cursor is on it), or `None` (past the end). Inline
-    /// entries of one leaf run through a tight loop; the rest take [`Self::step`].
+    /// `f` stopped on (the cursor is on it), or `None` (past the end). The
+    /// value entries of one leaf run through a tight loop; layer entries and
+    /// leaf changes take [`Self::step`].
     ///
     /// # Safety
     /// As [`Self::step`].
@@ -454,20 +465,28 @@ impl<'g> RawCursor<'g> {
             if !f(&self.bound, word) {
                 return Some(word);
             }
-            // The rest of this leaf, while its entries are inline values of
-            // the layer the bound was just written for.
+            // The rest of this leaf, while its entries are values (inline or
+            // suffixed) of the layer the bound was just written for.
             let depth = self.frames.len() - 1;
             loop {
                 let frame = self.frames.last_mut().expect("a frame after a yield");
                 let Entry::At((pos, ikey, keylenx, word)) = frame.next_entry(self.dir) else {
                     break;
                 };
-                if slot_kind(keylenx) != SlotKind::Value {
-                    // `step` takes this entry.
-                    break;
-                }
-                frame.pos = pos;
-                self.write_value_key(depth, ikey, keylenx);
+                let word = match slot_kind(keylenx) {
+                    SlotKind::Value => {
+                        frame.pos = pos;
+                        self.write_value_key(depth, ikey, keylenx);
+                        word
+                    }
+                    SlotKind::Suffix => {
+                        frame.pos = pos;
+                        // SAFETY: validated by `next_entry`; we hold the guard.
+                        unsafe { self.write_suffix_key(depth, ikey, word) }
+                    }
+                    // `step` enters the layer.
+                    SlotKind::Layer => break,
+                };
                 if !f(&self.bound, word) {
                     return Some(word);
                 }
