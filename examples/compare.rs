@@ -93,7 +93,9 @@
 //!   the end, after printing every table (so one failure does not discard the
 //!   other measurements).
 //!
-//! Environment: `N` (keys, default 1,000,000), `RUNS` (default 5), `THREADS`
+//! Environment: `SEIZE_BATCH` (this crate's seize retirement batch size,
+//! default seize's own, 32 on this machine; `masstree` 0.9.5 uses 256),
+//! `N` (keys, default 1,000,000), `RUNS` (default 5), `THREADS`
 //! (comma-separated thread counts, default `1,2`), `ONLY` (comma-separated
 //! names, default everything): key sets `rand8`, `paths`, `prefix24`, `usr`; phase
 //! groups `point` (insert/get hit/get miss), `scan` (scan fwd/scan rev/iter),
@@ -193,14 +195,43 @@ struct Ours<A: NodeAllocatorGeneric>(InlineMassTree<u64, A>);
 /// This crate as the throughput table runs it.
 type ThisCrate = Ours<SeizeBackend>;
 
-impl<A: NodeAllocatorGeneric + Default> Bench for Ours<A> {
+/// How the benchmark builds a backend of this crate: its default, except that
+/// `SEIZE_BATCH` sets the seize backend's retirement batch size.
+trait BenchBackend: NodeAllocatorGeneric + Sized {
+    fn bench_new() -> Self;
+}
+
+impl BenchBackend for SeizeBackend {
+    fn bench_new() -> Self {
+        match env_usize("SEIZE_BATCH", 0) {
+            0 => SeizeBackend::new(),
+            n => SeizeBackend::new().with_batch_size(n),
+        }
+    }
+}
+
+#[cfg(feature = "pool")]
+impl BenchBackend for PoolBackend {
+    fn bench_new() -> Self {
+        PoolBackend::default()
+    }
+}
+
+#[cfg(feature = "arena")]
+impl BenchBackend for ArenaBackend {
+    fn bench_new() -> Self {
+        ArenaBackend::default()
+    }
+}
+
+impl<A: BenchBackend> Bench for Ours<A> {
     const NAME: &'static str = "masstree (this crate)";
     type Guard<'a>
         = A::Guard<'a>
     where
         Self: 'a;
     fn new() -> Self {
-        Self(InlineMassTree::new_in(A::default()))
+        Self(InlineMassTree::new_in(A::bench_new()))
     }
     fn guard(&self) -> Self::Guard<'_> {
         self.0.guard()
@@ -1536,7 +1567,7 @@ struct BulkInput<'k> {
 }
 
 /// The sorted keys inserted one by one into a tree on backend `A`.
-fn insert_sorted<A: NodeAllocatorGeneric + Default + Sync>(
+fn insert_sorted<A: BenchBackend + Default + Sync>(
     input: &BulkInput<'_>,
     threads: &[usize],
 ) -> Result<(f64, Vec<f64>), String> {
@@ -1548,7 +1579,7 @@ fn insert_sorted<A: NodeAllocatorGeneric + Default + Sync>(
 }
 
 /// `Tree::from_sorted_in` on backend `A`.
-fn bulk_load<A: NodeAllocatorGeneric + Default + Sync>(
+fn bulk_load<A: BenchBackend + Default + Sync>(
     input: &BulkInput<'_>,
     threads: &[usize],
 ) -> Result<(f64, Vec<f64>), String> {
@@ -1563,7 +1594,7 @@ fn bulk_load<A: NodeAllocatorGeneric + Default + Sync>(
 }
 
 /// Checks that `map` holds exactly the key set, in order; times `get hit`.
-fn check_and_get<A: NodeAllocatorGeneric + Default + Sync>(
+fn check_and_get<A: BenchBackend + Default + Sync>(
     map: &Ours<A>,
     input: &BulkInput<'_>,
     threads: &[usize],
