@@ -183,14 +183,19 @@ fn loom_reader_races_remove_and_slot_reuse() {
     });
 }
 
+/// Runs `f` under loom with room for the many atomic steps of building a
+/// tree of several nodes first (more than loom's default allows).
+fn model_with_room(f: impl Fn() + Sync + Send + 'static) {
+    let mut model = loom::model::Builder::new();
+    model.max_branches = 10_000;
+    model.check(f);
+}
+
 /// An insert headed for a leaf that a remove empties and unlinks is not
 /// lost: it notices the deleted bit and retries from the top.
 #[test]
 fn loom_insert_races_unlink() {
-    let mut model = loom::model::Builder::new();
-    // Building the two leaves takes more steps than loom's default allows.
-    model.max_branches = 10_000;
-    model.check(|| {
+    model_with_room(|| {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();
@@ -223,9 +228,7 @@ fn loom_insert_races_unlink() {
 /// layer is not lost: it finds the layer's leaf deleted and starts again.
 #[test]
 fn loom_insert_passing_layer_races_layer_collection() {
-    let mut model = loom::model::Builder::new();
-    model.max_branches = 10_000;
-    model.check(|| {
+    model_with_room(|| {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();

@@ -77,8 +77,13 @@ struct Frame<'g> {
 
 /// What the next position of a frame holds.
 enum Entry {
-    /// The entry at a position, validated: (position, ikey, keylenx, word).
-    At((isize, u64, u8, *mut ())),
+    /// The entry at position `pos`, validated.
+    At {
+        pos: isize,
+        ikey: u64,
+        keylenx: u8,
+        word: *mut (),
+    },
     /// No more entries in this leaf in that direction.
     LeafDone,
     /// The leaf changed (or is deleted): seek again.
@@ -106,7 +111,12 @@ impl Frame<'_> {
         if leaf.version.has_changed(self.version) {
             return Entry::Changed;
         }
-        Entry::At((pos, ikey, keylenx, word))
+        Entry::At {
+            pos,
+            ikey,
+            keylenx,
+            word,
+        }
     }
 
     /// Starts loading the suffix records and lower-layer roots of the
@@ -330,7 +340,8 @@ impl<'g> RawCursor<'g> {
                     Dir::Backward => at.wrapping_sub(d),
                 };
                 if i <= IWIDTH {
-                    prefetch_node(parent.child(i));
+                    // Relaxed: only a hint (`child` would load Acquire).
+                    prefetch_node(parent.children[i].load(crate::sync::Ordering::Relaxed));
                 }
             }
         }
@@ -385,7 +396,12 @@ impl<'g> RawCursor<'g> {
         let dir = self.dir;
         let f = self.frames.last_mut().expect("a frame");
         let (ikey, keylenx, word) = match f.next_entry(dir) {
-            Entry::At((pos, ikey, keylenx, word)) => {
+            Entry::At {
+                pos,
+                ikey,
+                keylenx,
+                word,
+            } => {
                 f.pos = pos;
                 (ikey, keylenx, word)
             }
@@ -393,7 +409,6 @@ impl<'g> RawCursor<'g> {
             Entry::LeafDone => return unsafe { self.next_leaf() },
             Entry::Changed => return Step::Restart,
         };
-        let bytes = ikey.to_be_bytes();
         match slot_kind(keylenx) {
             SlotKind::Value => {
                 self.write_value_key(depth, ikey, keylenx);
@@ -403,6 +418,7 @@ impl<'g> RawCursor<'g> {
             SlotKind::Suffix => Step::Yield(unsafe { self.write_suffix_key(depth, ikey, word) }),
             SlotKind::Layer => {
                 // The layer straddles the bound if the bound runs through it.
+                let bytes = ikey.to_be_bytes();
                 let through = self.shared >= depth
                     && self.bound.len() >= SLICE * (depth + 1)
                     && self.bound[SLICE * depth..SLICE * (depth + 1)] == bytes;
@@ -470,7 +486,13 @@ impl<'g> RawCursor<'g> {
             let depth = self.frames.len() - 1;
             loop {
                 let frame = self.frames.last_mut().expect("a frame after a yield");
-                let Entry::At((pos, ikey, keylenx, word)) = frame.next_entry(self.dir) else {
+                let Entry::At {
+                    pos,
+                    ikey,
+                    keylenx,
+                    word,
+                } = frame.next_entry(self.dir)
+                else {
                     break;
                 };
                 let word = match slot_kind(keylenx) {

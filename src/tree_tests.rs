@@ -1265,8 +1265,7 @@ fn for_each_matches_single_steps() {
     for start in &starts {
         for seek in [Seek::Ge, Seek::Gt, Seek::Le, Seek::Lt] {
             let forward = matches!(seek, Seek::Ge | Seek::Gt);
-            // Reference: single steps, from the position the seek leaves
-            // (the sought entry itself included by stepping back first).
+            // Reference: the entry the seek lands on, then single steps.
             let mut c = t.cursor(&g);
             let first = c.seek(start, seek).map(|(k, v)| (k.to_vec(), v));
             let mut want: Vec<(Vec<u8>, usize)> = first.into_iter().collect();
@@ -1277,7 +1276,8 @@ fn for_each_matches_single_steps() {
                     None => break,
                 }
             }
-            // Batch: from just before the same first entry.
+            // Batch: from just before that entry (a fresh cursor if nothing
+            // is before it).
             let mut c = t.cursor(&g);
             let before = match seek {
                 Seek::Ge => Seek::Lt,
@@ -1286,20 +1286,17 @@ fn for_each_matches_single_steps() {
                 Seek::Lt => Seek::Ge,
             };
             let had_before = c.seek(start, before).is_some();
+            if !had_before {
+                c = t.cursor(&g);
+            }
             let mut got = Vec::new();
             let visit = |k: &[u8], v: usize| {
                 got.push((k.to_vec(), v));
                 ControlFlow::<()>::Continue(())
             };
             let r = if forward {
-                if !had_before {
-                    c = t.cursor(&g);
-                }
                 c.for_each_next(visit)
             } else {
-                if !had_before {
-                    c = t.cursor(&g);
-                }
                 c.for_each_prev(visit)
             };
             assert_eq!(r, ControlFlow::Continue(()));
