@@ -11,7 +11,7 @@ use crate::key::{Key, rank};
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
 use crate::leaflink;
 use crate::nodeversion::Version;
-use crate::permuter::Permuter;
+use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{NodeRef, RawTree, parent_of, prefetch_node, version};
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
@@ -24,36 +24,37 @@ pub(crate) struct Position {
     pub(crate) slot: Option<usize>,
 }
 
-/// Binary search of a leaf by `(ikey, rank)`. Reads may be torn when the
-/// caller does not hold the lock; the caller validates.
+/// Search of a leaf by `(ikey, rank)`: the lower bound over the sorted
+/// permutation in four fixed halving steps (at most 15 keys), each a
+/// conditional move, so nothing in it depends on a branch prediction:
+/// with random keys a branchy search mispredicts about every other probe,
+/// and each misprediction also throws away the loads the processor had
+/// already started for the operations after this one. Reads may be torn
+/// when the caller does not hold the lock; the caller validates.
 #[inline]
 pub(crate) fn search(leaf: &Leaf, perm: Permuter, key: &Key<'_>) -> Position {
     let ikey = key.ikey();
-    let (mut lo, mut hi) = (0, perm.len());
-    while lo < hi {
-        let mid = (lo + hi) / 2;
-        let slot = perm.get(mid);
+    let want = rank(key.keylenx());
+    let n = perm.len();
+    let below = |slot: usize| {
         let k = leaf.ikey(slot);
-        // The ikey decides but for ties; only then is the keylenx read.
-        let order = if ikey != k {
-            ikey.cmp(&k)
-        } else {
-            rank(key.keylenx()).cmp(&rank(leaf.keylenx(slot)))
-        };
-        match order {
-            core::cmp::Ordering::Greater => lo = mid + 1,
-            core::cmp::Ordering::Less => hi = mid,
-            core::cmp::Ordering::Equal => {
-                return Position {
-                    pos: mid,
-                    slot: Some(slot),
-                };
-            }
+        (k < ikey) | ((k == ikey) & (rank(leaf.keylenx(slot)) < want))
+    };
+    let mut lo = 0;
+    for step in [8, 4, 2, 1] {
+        let i = lo + step;
+        // `i - 1 <= 14` (lo <= 15 - 2 * step before the step): a position
+        // of the permutation; past `n` it names a free slot, whose stale
+        // key does not count.
+        if (i <= n) & below(perm.get(i - 1)) {
+            lo = i;
         }
     }
+    let slot = perm.get(lo.min(WIDTH - 1));
+    let hit = lo < n && leaf.ikey(slot) == ikey && rank(leaf.keylenx(slot)) == want;
     Position {
         pos: lo,
-        slot: None,
+        slot: hit.then_some(slot),
     }
 }
 
@@ -189,6 +190,87 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                         // `reach_leaf` climbs to its current root.
                         root = word.cast();
                         key.shift();
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[cfg(all(test, not(masstree_loom)))]
+mod tests {
+    use super::*;
+    use crate::key::rank;
+    use crate::sync::Ordering;
+    use alloc::boxed::Box;
+    use alloc::vec::Vec;
+    use core::ptr::NonNull;
+
+    /// `search` finds the lower bound of `(ikey, rank)` and the matching
+    /// slot, for every key count, keys inserted in scrambled order (so
+    /// positions and slots differ), stale keys in the free slots, and
+    /// probes below, on, between and above keys that tie on the ikey.
+    #[test]
+    fn search_is_the_lower_bound() {
+        // Keys over {0, 1, 2} of up to 3 bytes (ikeys tie: "a" and "a\0"),
+        // plus 9-byte keys (suffixed; one per ikey in a leaf).
+        let mut pool: Vec<Vec<u8>> = Vec::new();
+        for len in 0..=3u32 {
+            for code in 0..3u32.pow(len) {
+                pool.push((0..len).map(|d| (code / 3u32.pow(d) % 3) as u8).collect());
+            }
+        }
+        for b in 0..3u8 {
+            pool.push(alloc::vec![b, 1, 0, 0, 0, 0, 0, 0, 9]);
+        }
+        let order = |k: &Vec<u8>| {
+            let key = Key::new(k);
+            (key.ikey(), rank(key.keylenx()))
+        };
+        let mut mem = Box::new(core::mem::MaybeUninit::<Leaf>::uninit());
+        let p = NonNull::new(mem.as_mut_ptr()).unwrap();
+        // SAFETY: a private, writable allocation of the right layout.
+        let leaf = unsafe { Leaf::init_at(p, 0, 0).as_ref() };
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for n in 0..=WIDTH {
+            for _trial in 0..20 {
+                // Stale keys everywhere first.
+                for slot in 0..WIDTH {
+                    leaf.ikeys[slot].store(next() % 4 << 56, Ordering::Relaxed);
+                    leaf.keylenx[slot].store((next() % 10) as u8, Ordering::Relaxed);
+                }
+                // `n` distinct (ikey, rank) keys, inserted in random order.
+                let mut chosen: Vec<Vec<u8>> = Vec::new();
+                while chosen.len() < n {
+                    let k = &pool[next() as usize % pool.len()];
+                    if !chosen.iter().any(|c| order(c) == order(k)) {
+                        chosen.push(k.clone());
+                    }
+                }
+                let mut perm = Permuter::EMPTY;
+                let mut sorted: Vec<(u64, u8)> = Vec::new();
+                for k in &chosen {
+                    let at = sorted.partition_point(|&o| o < order(k));
+                    sorted.insert(at, order(k));
+                    let slot = perm.insert_from_back(at);
+                    let key = Key::new(k);
+                    leaf.ikeys[slot].store(key.ikey(), Ordering::Relaxed);
+                    leaf.keylenx[slot].store(key.keylenx(), Ordering::Relaxed);
+                }
+                for probe in &pool {
+                    let want = sorted.partition_point(|&o| o < order(probe));
+                    let found = search(leaf, perm, &Key::new(probe));
+                    assert_eq!(found.pos, want, "n={n} probe={probe:?}");
+                    let hit = sorted.get(want) == Some(&order(probe));
+                    assert_eq!(found.slot.is_some(), hit, "n={n} probe={probe:?}");
+                    if let Some(slot) = found.slot {
+                        assert_eq!(slot, perm.get(want));
                     }
                 }
             }
