@@ -242,7 +242,7 @@ mod tests {
             for _trial in 0..20 {
                 // Stale keys everywhere first.
                 for slot in 0..WIDTH {
-                    leaf.ikeys[slot].store(next() % 4 << 56, Ordering::Relaxed);
+                    leaf.ikeys[slot].store((next() % 4) << 56, Ordering::Relaxed);
                     leaf.keylenx[slot].store((next() % 10) as u8, Ordering::Relaxed);
                 }
                 // `n` distinct (ikey, rank) keys, inserted in random order.
