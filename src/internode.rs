@@ -104,21 +104,19 @@ impl Internode {
 
     /// Index of the child that covers `ikey`: the number of keys `<= ikey`.
     ///
-    /// A binary search in fixed steps of 8, 4, 2, 1 (`nkeys <= 14 < 16`)
-    /// whose steps compile to conditional moves: no loop exit or comparison
-    /// to mispredict, and no bounds check (the probe index is clamped).
+    /// A 4-ary search in two rounds of three independent probes (keys 3, 7
+    /// and 11 pick a group of four; three keys of that group finish it),
+    /// each probe a comparison whose result is added, not branched on: no
+    /// loop exit or comparison to mispredict, and two dependent loads
+    /// instead of a binary search's four. Probe indexes are clamped, so a
+    /// torn `nkeys` cannot index out of bounds.
     #[inline]
     pub(crate) fn child_index(&self, ikey: u64) -> usize {
         let n = self.nkeys();
-        let mut lo = 0;
-        for step in [8, 4, 2, 1] {
-            let i = lo + step;
-            let k = self.ikey((i - 1).min(IWIDTH - 1));
-            if (i <= n) & (k <= ikey) {
-                lo = i;
-            }
-        }
-        lo
+        let counts = |i: usize| ((i < n) & (self.ikey(i.min(IWIDTH - 1)) <= ikey)) as usize;
+        // Keys are sorted, so "key 4m - 1 <= ikey" holds for a prefix of m.
+        let lo = 4 * (counts(3) + counts(7) + counts(11));
+        lo + counts(lo) + counts(lo + 1) + counts(lo + 2)
     }
 }
 
