@@ -1,0 +1,242 @@
+//! Heap held by each map after loading keys, after removing every key, and
+//! after dropping the map: what `remove` gives back, and when.
+//!
+//! ```text
+//! cargo run --release --example memory_after_remove [N]
+//! ```
+//!
+//! A counting global allocator (requested sizes, so allocator overhead is
+//! not counted) reads the live bytes of the whole program; each map is
+//! measured alone, between two readings. Keys: `N` (default 1,000,000)
+//! random 8-byte keys with `u64` values, inserted in random order and
+//! removed in another; one guard per 1000 operations, dropped before each
+//! reading. Every remove must return the value inserted, and the program
+//! panics otherwise. This is a separate program from `compare.rs` because
+//! a counting global allocator would slow every allocation there.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use masstree::InlineMassTree;
+use masstree::alloc_backends::seize::SeizeBackend;
+
+/// The system allocator, counting the bytes requested and not yet freed.
+struct Counting;
+
+static LIVE: AtomicUsize = AtomicUsize::new(0);
+
+// SAFETY: every call is forwarded to `System` unchanged; the counter is only
+// a statistic.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees, forwarded.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            // Relaxed: a statistic, read after the threads that changed it
+            // are joined (or on the same thread).
+            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
+        }
+        p
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // Relaxed: as in `alloc`.
+        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
+        // SAFETY: the caller's guarantees, forwarded.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn live() -> usize {
+    // Relaxed: as in `alloc`.
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// The operations measured, for one map type.
+trait Map {
+    const NAME: &'static str;
+    fn new() -> Self;
+    /// Inserts `keys[i] -> i` for every `i` in `order`, in batches.
+    fn load(&self, keys: &[[u8; 8]], order: &[usize]);
+    /// Removes every key in `order`; the sum of the values returned.
+    fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64;
+}
+
+const BATCH: usize = 1000;
+
+impl Map for InlineMassTree<u64, SeizeBackend> {
+    const NAME: &'static str = "masstree (this crate, seize)";
+    fn new() -> Self {
+        InlineMassTree::new_in(SeizeBackend::default())
+    }
+    fn load(&self, keys: &[[u8; 8]], order: &[usize]) {
+        for batch in order.chunks(BATCH) {
+            let g = self.guard();
+            for &i in batch {
+                self.insert(&keys[i], i as u64, &g);
+            }
+        }
+    }
+    fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64 {
+        let mut sum = 0;
+        for batch in order.chunks(BATCH) {
+            let g = self.guard();
+            for &i in batch {
+                sum += self.remove(&keys[i], &g).unwrap_or(0);
+            }
+        }
+        sum
+    }
+}
+
+impl Map for masstree_published::MassTree15Inline<u64> {
+    const NAME: &'static str = "masstree 0.9.5";
+    fn new() -> Self {
+        masstree_published::MassTree15Inline::new()
+    }
+    fn load(&self, keys: &[[u8; 8]], order: &[usize]) {
+        for batch in order.chunks(BATCH) {
+            let g = self.guard();
+            for &i in batch {
+                let _ = self.insert_with_guard(&keys[i], i as u64, &g);
+            }
+        }
+    }
+    fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64 {
+        let mut sum = 0;
+        for batch in order.chunks(BATCH) {
+            let g = self.guard();
+            for &i in batch {
+                // Retried while it reports a transient failure.
+                sum += loop {
+                    if let Ok(v) = self.remove_with_guard(&keys[i], &g) {
+                        break v.unwrap_or(0);
+                    }
+                };
+            }
+        }
+        sum
+    }
+}
+
+impl Map for scc::TreeIndex<u64, u64> {
+    const NAME: &'static str = "scc::TreeIndex";
+    fn new() -> Self {
+        scc::TreeIndex::new()
+    }
+    fn load(&self, keys: &[[u8; 8]], order: &[usize]) {
+        for &i in order {
+            let _ = self.insert_sync(u64::from_be_bytes(keys[i]), i as u64);
+        }
+    }
+    fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64 {
+        let mut sum = 0;
+        for &i in order {
+            let mut old = 0;
+            self.remove_if_sync(&u64::from_be_bytes(keys[i]), |v| {
+                old = *v;
+                true
+            });
+            sum += old;
+        }
+        sum
+    }
+}
+
+impl Map for crossbeam_skiplist::SkipMap<u64, u64> {
+    const NAME: &'static str = "crossbeam SkipMap";
+    fn new() -> Self {
+        crossbeam_skiplist::SkipMap::new()
+    }
+    fn load(&self, keys: &[[u8; 8]], order: &[usize]) {
+        for &i in order {
+            self.insert(u64::from_be_bytes(keys[i]), i as u64);
+        }
+    }
+    fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64 {
+        let mut sum = 0;
+        for &i in order {
+            if let Some(e) = self.remove(&u64::from_be_bytes(keys[i])) {
+                sum += *e.value();
+            }
+        }
+        sum
+    }
+}
+
+/// Loads, removes everything, drops; prints one table row.
+fn measure<M: Map>(keys: &[[u8; 8]], load_order: &[usize], remove_order: &[usize]) {
+    let base = live();
+    let map = M::new();
+    map.load(keys, load_order);
+    let loaded = live() - base;
+    let sum = map.remove_all(keys, remove_order);
+    let want: u64 = (0..keys.len() as u64).sum();
+    assert_eq!(sum, want, "{}: remove returned other values", M::NAME);
+    let removed = live().saturating_sub(base);
+    drop(map);
+    let dropped = live().saturating_sub(base);
+    let n = keys.len() as f64;
+    let mib = |b: usize| b as f64 / (1 << 20) as f64;
+    println!(
+        "| {:<28} | {:>9.1} | {:>12.1} | {:>22.2} | {:>16.2} |",
+        M::NAME,
+        loaded as f64 / n,
+        mib(loaded),
+        mib(removed),
+        mib(dropped),
+    );
+}
+
+/// SplitMix64: a small, seeded generator (no `rand` dependency).
+struct SplitMix64(u64);
+
+impl SplitMix64 {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn permutation(&mut self, n: usize) -> Vec<usize> {
+        let mut v: Vec<usize> = (0..n).collect();
+        for i in (1..n).rev() {
+            v.swap(i, (self.next() % (i as u64 + 1)) as usize);
+        }
+        v
+    }
+}
+
+fn main() {
+    let n: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().expect("N: a number of keys"))
+        .unwrap_or(1_000_000);
+    let mut rng = SplitMix64(0x6d65_6d6f_7279);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    let mut keys = Vec::with_capacity(n);
+    while keys.len() < n {
+        let k = rng.next();
+        if seen.insert(k) {
+            keys.push(k.to_be_bytes());
+        }
+    }
+    drop(seen);
+    let load_order = rng.permutation(n);
+    let remove_order = rng.permutation(n);
+    println!("# Heap held: {n} random 8-byte keys, u64 values\n");
+    println!(
+        "| map                          | bytes/key | loaded (MiB) | after remove-all (MiB) | after drop (MiB) |"
+    );
+    println!(
+        "|------------------------------|----------:|-------------:|-----------------------:|-----------------:|"
+    );
+    measure::<InlineMassTree<u64, SeizeBackend>>(&keys, &load_order, &remove_order);
+    measure::<masstree_published::MassTree15Inline<u64>>(&keys, &load_order, &remove_order);
+    measure::<scc::TreeIndex<u64, u64>>(&keys, &load_order, &remove_order);
+    measure::<crossbeam_skiplist::SkipMap<u64, u64>>(&keys, &load_order, &remove_order);
+}
