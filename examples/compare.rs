@@ -94,7 +94,7 @@
 //!   other measurements).
 //!
 //! Environment: `SEIZE_BATCH` (this crate's seize retirement batch size,
-//! default seize's own, 32 on this machine; `masstree` 0.9.5 uses 256),
+//! default `DEFAULT_BATCH_SIZE`, 256, as `masstree` 0.9.5 uses),
 //! `N` (keys, default 1,000,000), `RUNS` (default 5), `THREADS`
 //! (comma-separated thread counts, default `1,2`), `ONLY` (comma-separated
 //! names, default everything): key sets `rand8`, `paths`, `prefix24`, `usr`; phase
