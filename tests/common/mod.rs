@@ -115,7 +115,9 @@ macro_rules! for_each_backend {
     // * REUSES_AFTER_RECLAIM: memory retired before `reclaim()`/`clear()` is
     //   reused (or returned to the allocator) afterwards;
     // * FREES_ON_RECLAIM: `reclaim()`/`clear()` give node memory back to the
-    //   allocator (not just to a free list).
+    //   allocator (not just to a free list);
+    // * WAITING: how many retired objects a thread may hold back from
+    //   reclamation between `reclaim()` calls (seize: one unfinished batch).
     ($($body:tt)*) => {
         for_each_backend!(@one "seize", seize, masstree::alloc_backends::seize::SeizeBackend, {
             #[allow(dead_code)]
@@ -124,6 +126,9 @@ macro_rules! for_each_backend {
             pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
             #[allow(dead_code)]
             pub(crate) const FREES_ON_RECLAIM: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const WAITING: isize =
+                masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize;
         }, [$($body)*]);
         for_each_backend!(@one "pool", pool, masstree::alloc_backends::pool::PoolBackend, {
             #[allow(dead_code)]
@@ -132,6 +137,8 @@ macro_rules! for_each_backend {
             pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
             #[allow(dead_code)]
             pub(crate) const FREES_ON_RECLAIM: bool = false;
+            #[allow(dead_code)]
+            pub(crate) const WAITING: isize = 0;
         }, [$($body)*]);
         for_each_backend!(@one "arena", arena, masstree::alloc_backends::arena::ArenaBackend, {
             #[allow(dead_code)]
@@ -140,6 +147,8 @@ macro_rules! for_each_backend {
             pub(crate) const REUSES_AFTER_RECLAIM: bool = false;
             #[allow(dead_code)]
             pub(crate) const FREES_ON_RECLAIM: bool = false;
+            #[allow(dead_code)]
+            pub(crate) const WAITING: isize = 0;
         }, [$($body)*]);
     };
 }
