@@ -20,6 +20,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use masstree::InlineMassTree;
 use masstree::alloc_backends::seize::SeizeBackend;
 
+#[path = "common/splitmix.rs"]
+mod splitmix;
+use splitmix::SplitMix64;
+
 /// The system allocator, counting the bytes requested and not yet freed.
 struct Counting;
 
@@ -188,27 +192,6 @@ fn measure<M: Map>(keys: &[[u8; 8]], load_order: &[usize], remove_order: &[usize
         mib(removed),
         mib(dropped),
     );
-}
-
-/// SplitMix64: a small, seeded generator (no `rand` dependency).
-struct SplitMix64(u64);
-
-impl SplitMix64 {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn permutation(&mut self, n: usize) -> Vec<usize> {
-        let mut v: Vec<usize> = (0..n).collect();
-        for i in (1..n).rev() {
-            v.swap(i, (self.next() % (i as u64 + 1)) as usize);
-        }
-        v
-    }
 }
 
 fn main() {
