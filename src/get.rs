@@ -244,8 +244,11 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
+        // Miri runs this 100x slower; two orders per key count still
+        // cover every count, tie and probe.
+        let trials = if cfg!(miri) { 2 } else { 20 };
         for n in 0..=WIDTH {
-            for _trial in 0..20 {
+            for _trial in 0..trials {
                 // Stale keys everywhere first.
                 for slot in 0..WIDTH {
                     leaf.ikeys[slot].store((next() % 4) << 56, Ordering::Relaxed);
