@@ -1546,7 +1546,7 @@ struct BulkInput<'k> {
 }
 
 /// The sorted keys inserted one by one into a tree on backend `A`.
-fn insert_sorted<A: BenchBackend + Default + Sync>(
+fn insert_sorted<A: BenchBackend + Sync>(
     input: &BulkInput<'_>,
     threads: &[usize],
 ) -> Result<(f64, Vec<f64>), String> {
@@ -1558,14 +1558,14 @@ fn insert_sorted<A: BenchBackend + Default + Sync>(
 }
 
 /// `Tree::from_sorted_in` on backend `A`.
-fn bulk_load<A: BenchBackend + Default + Sync>(
+fn bulk_load<A: BenchBackend + Sync>(
     input: &BulkInput<'_>,
     threads: &[usize],
 ) -> Result<(f64, Vec<f64>), String> {
     let ks = input.ks;
     let pairs = (0..ks.len()).map(|r| (ks.sorted.get(r), ks.sorted_vals[r]));
     let began = Instant::now();
-    let tree = InlineMassTree::<u64, A>::from_sorted_in(A::default(), pairs)
+    let tree = InlineMassTree::<u64, A>::from_sorted_in(A::bench_new(), pairs)
         .map_err(|e| format!("from_sorted_in: {e}"))?;
     let rate = ks.len() as f64 / began.elapsed().as_secs_f64() / 1e6;
     let gets = check_and_get(&Ours(tree), input, threads)?;
@@ -1573,7 +1573,7 @@ fn bulk_load<A: BenchBackend + Default + Sync>(
 }
 
 /// Checks that `map` holds exactly the key set, in order; times `get hit`.
-fn check_and_get<A: BenchBackend + Default + Sync>(
+fn check_and_get<A: BenchBackend + Sync>(
     map: &Ours<A>,
     input: &BulkInput<'_>,
     threads: &[usize],

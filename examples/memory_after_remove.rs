@@ -68,7 +68,19 @@ trait Map {
     fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64;
 }
 
+/// Operations per guard.
 const BATCH: usize = 1000;
+
+/// Runs `op` for every index in `order`, under a fresh guard from `guard`
+/// for each `BATCH` of them (each dropped before the next is taken).
+fn in_batches<G>(order: &[usize], guard: impl Fn() -> G, mut op: impl FnMut(&G, usize)) {
+    for batch in order.chunks(BATCH) {
+        let g = guard();
+        for &i in batch {
+            op(&g, i);
+        }
+    }
+}
 
 impl Map for InlineMassTree<u64, SeizeBackend> {
     const NAME: &'static str = "masstree (this crate, seize)";
@@ -76,21 +88,23 @@ impl Map for InlineMassTree<u64, SeizeBackend> {
         InlineMassTree::new_in(SeizeBackend::default())
     }
     fn load(&self, keys: &[[u8; 8]], order: &[usize]) {
-        for batch in order.chunks(BATCH) {
-            let g = self.guard();
-            for &i in batch {
-                self.insert(&keys[i], i as u64, &g);
-            }
-        }
+        in_batches(
+            order,
+            || self.guard(),
+            |g, i| {
+                self.insert(&keys[i], i as u64, g);
+            },
+        );
     }
     fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64 {
         let mut sum = 0;
-        for batch in order.chunks(BATCH) {
-            let g = self.guard();
-            for &i in batch {
-                sum += self.remove(&keys[i], &g).unwrap_or(0);
-            }
-        }
+        in_batches(
+            order,
+            || self.guard(),
+            |g, i| {
+                sum += self.remove(&keys[i], g).unwrap_or(0);
+            },
+        );
         sum
     }
 }
@@ -101,26 +115,28 @@ impl Map for masstree_published::MassTree15Inline<u64> {
         masstree_published::MassTree15Inline::new()
     }
     fn load(&self, keys: &[[u8; 8]], order: &[usize]) {
-        for batch in order.chunks(BATCH) {
-            let g = self.guard();
-            for &i in batch {
-                let _ = self.insert_with_guard(&keys[i], i as u64, &g);
-            }
-        }
+        in_batches(
+            order,
+            || self.guard(),
+            |g, i| {
+                let _ = self.insert_with_guard(&keys[i], i as u64, g);
+            },
+        );
     }
     fn remove_all(&self, keys: &[[u8; 8]], order: &[usize]) -> u64 {
         let mut sum = 0;
-        for batch in order.chunks(BATCH) {
-            let g = self.guard();
-            for &i in batch {
+        in_batches(
+            order,
+            || self.guard(),
+            |g, i| {
                 // Retried while it reports a transient failure.
                 sum += loop {
-                    if let Ok(v) = self.remove_with_guard(&keys[i], &g) {
+                    if let Ok(v) = self.remove_with_guard(&keys[i], g) {
                         break v.unwrap_or(0);
                     }
                 };
-            }
-        }
+            },
+        );
         sum
     }
 }
