@@ -19,6 +19,10 @@
 //! memory from an [`allocator_api2::alloc::Allocator`] (default:
 //! [`Global`](allocator_api2::alloc::Global)) and report exhaustion as
 //! [`AllocError`](crate::AllocError).
+#![cfg_attr(
+    feature = "huge-pages",
+    doc = "\n[`huge_pages::HugePageSlabs`] (feature `huge-pages`, no_std) is such an allocator: it packs the tree's nodes into 2 MiB slabs, backed by huge pages with `std` on Linux, and passes every other request on."
+)]
 
 #[cfg(feature = "seize")]
 pub mod seize;
@@ -28,6 +32,9 @@ pub mod pool;
 
 #[cfg(feature = "arena")]
 pub mod arena;
+
+#[cfg(feature = "huge-pages")]
+pub mod huge_pages;
 
 /// Allocation with a one-word header in front, holding a pointer back to the
 /// allocator, so that deferred reclaimers (plain `fn`s) can find it.
@@ -46,7 +53,7 @@ mod header {
 
 /// The larger of the two node alignments (both are 64 today): what a
 /// memory region that holds nodes of either kind must be aligned to.
-#[cfg(any(feature = "pool", feature = "arena"))]
+#[cfg(any(feature = "pool", feature = "arena", feature = "huge-pages"))]
 const NODE_ALIGN: usize = {
     let (l, i) = (align_of::<crate::Leaf>(), align_of::<crate::Internode>());
     if l > i { l } else { i }

@@ -33,16 +33,17 @@
 #   CI_SKIP_MIRI=1 skip Miri (prints a loud banner; for quick local runs only)
 set -euo pipefail
 
-# Backend features, each tested on its own on top of the core
+# Backend features (and `huge-pages`, the slab allocator that goes under
+# them), each tested on its own on top of the core
 # (`--no-default-features --features <f>`). A name that is not (yet) in
 # Cargo.toml's [features] is reported and skipped, so adding the feature to
 # Cargo.toml is enough for it to be tested.
-BACKEND_FEATURES="seize pool arena"
+BACKEND_FEATURES="seize pool arena huge-pages"
 
 # Backend features that must build without `std`: the no_std step builds the
 # core and ci/nostd-check for the bare-metal target once with no feature and
 # once with each of these (again only those declared in Cargo.toml).
-NOSTD_FEATURES="pool arena"
+NOSTD_FEATURES="pool arena huge-pages"
 
 # Proptest cases for the single-feature test runs (`--no-default-features
 # [--features f]`). The `--all-features` run keeps the tests' own counts and

@@ -122,6 +122,8 @@ use std::time::{Duration, Instant};
 
 #[cfg(feature = "arena")]
 use masstree::alloc_backends::arena::ArenaBackend;
+#[cfg(feature = "huge-pages")]
+use masstree::alloc_backends::huge_pages::HugePageSlabs;
 #[cfg(feature = "pool")]
 use masstree::alloc_backends::pool::PoolBackend;
 use masstree::alloc_backends::seize::SeizeBackend;
@@ -202,15 +204,30 @@ type ThisCrate = Ours<SeizeBackend>;
 /// How the benchmark builds a backend of this crate: its default, except that
 /// `SEIZE_BATCH` sets the seize backend's retirement batch size.
 trait BenchBackend: NodeAllocatorGeneric + Sized {
+    /// Name shown in the progress output.
+    const NAME: &'static str = "masstree (this crate)";
     fn bench_new() -> Self;
+}
+
+/// The seize backend on `alloc`, with `SEIZE_BATCH` applied.
+fn bench_seize<A: Allocator>(alloc: A) -> SeizeBackend<A> {
+    match env_usize("SEIZE_BATCH", 0) {
+        0 => SeizeBackend::new_in(alloc),
+        n => SeizeBackend::new_in(alloc).with_batch_size(n),
+    }
 }
 
 impl BenchBackend for SeizeBackend {
     fn bench_new() -> Self {
-        match env_usize("SEIZE_BATCH", 0) {
-            0 => SeizeBackend::new(),
-            n => SeizeBackend::new().with_batch_size(n),
-        }
+        bench_seize(Global)
+    }
+}
+
+#[cfg(feature = "huge-pages")]
+impl BenchBackend for SeizeBackend<HugePageSlabs> {
+    const NAME: &'static str = "masstree (this crate), huge-page slabs";
+    fn bench_new() -> Self {
+        bench_seize(HugePageSlabs::new())
     }
 }
 
@@ -229,7 +246,7 @@ impl BenchBackend for ArenaBackend {
 }
 
 impl<A: BenchBackend> Bench for Ours<A> {
-    const NAME: &'static str = "masstree (this crate)";
+    const NAME: &'static str = A::NAME;
     type Guard<'a>
         = A::Guard<'a>
     where
@@ -648,7 +665,9 @@ fn single_threaded<B: Bench>(column: &'static str) -> System {
 fn systems<R: KeyRepr>() -> Vec<System> {
     const BTREE: &str = "std BTreeMap*";
     let mut all = vec![
-        concurrent::<ThisCrate>("this crate"),
+        concurrent::<ThisCrate>(OURS),
+        #[cfg(feature = "huge-pages")]
+        concurrent::<Ours<SeizeBackend<HugePageSlabs>>>(OURS_HUGE),
         concurrent::<Published>(BASELINE),
         concurrent::<SccTree<R>>("scc TreeIndex"),
         concurrent::<SkipMap<R>>("SkipMap"),
@@ -1402,6 +1421,9 @@ fn median(xs: &mut [f64]) -> f64 {
 
 /// The column of this crate in the throughput table.
 const OURS: &str = "this crate";
+/// The column of this crate with its nodes in huge-page slabs (feature
+/// `huge-pages`): the seize backend on `HugePageSlabs`.
+const OURS_HUGE: &str = "this crate, huge pages";
 
 /// Wrong results: shown as `wrong` in the tables and explained under them.
 /// The program panics at the end, after printing every table, if this crate
@@ -1454,7 +1476,7 @@ fn bench_workload(w: &Workload<'_>, threads: usize, runs: usize, wrong: &mut Fai
                         "{} T={threads}: {}: {}",
                         w.ks.name, systems[i].name, phase.name
                     );
-                    wrong.add(systems[i].column == OURS, what, &e);
+                    wrong.add(systems[i].column.starts_with(OURS), what, &e);
                     f64::NAN
                 }));
             }
@@ -1845,6 +1867,25 @@ fn bench_memory(ks: &KeySet, wrong: &mut Failures) -> Vec<MemRow> {
             bulk,
             ks,
             |_| "seize's collector state is on the global allocator (not counted)".into(),
+            wrong,
+        ));
+    }
+    #[cfg(feature = "huge-pages")]
+    for bulk in [false, true] {
+        let c = Counting::default();
+        rows.push(memory_row(
+            "seize, huge-page slabs",
+            &c,
+            |c| SeizeBackend::new_in(HugePageSlabs::new_in(c)),
+            bulk,
+            ks,
+            |b| {
+                let s = b.allocator().stats();
+                format!(
+                    "{} nodes in {} slabs of 2 MiB ({} on huge pages)",
+                    s.slots_in_use, s.slabs, s.advised
+                )
+            },
             wrong,
         ));
     }

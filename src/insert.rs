@@ -11,7 +11,7 @@ use crate::get::reach_leaf;
 use crate::key::{KSUF, LAYER, SLICE, ikey_of};
 use crate::leaf::{LAYER_ROOT, Leaf, NodeBase};
 use crate::leaflink;
-use crate::nodeversion::LockGuard;
+use crate::nodeversion::{LockGuard, Version};
 use crate::raw::{NodeRef, RawTree};
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
@@ -35,7 +35,23 @@ pub(crate) unsafe fn find_locked<'a>(
     ikey: u64,
 ) -> Option<(NodeRef<'a, Leaf>, LockGuard<'a>)> {
     // SAFETY: the caller's guarantees.
-    let (mut leaf, v) = unsafe { reach_leaf(root, ikey) };
+    let (leaf, v) = unsafe { reach_leaf(root, ikey) };
+    // SAFETY: `reach_leaf` returns a leaf that covered `ikey` at `v`.
+    unsafe { lock_covering(leaf, v, ikey) }
+}
+
+/// Locks `leaf`, which covered `ikey` at its stable version `v`, or the right
+/// sibling a split since `v` moved `ikey` to. `None` if `leaf` was deleted:
+/// the caller starts again from the top of the tree.
+///
+/// # Safety
+/// `leaf` covered `ikey` at `v` (as [`reach_leaf`] returns them); the caller
+/// holds a guard.
+pub(crate) unsafe fn lock_covering<'a>(
+    mut leaf: NodeRef<'a, Leaf>,
+    v: Version,
+    ikey: u64,
+) -> Option<(NodeRef<'a, Leaf>, LockGuard<'a>)> {
     // SAFETY: the leaf lives as long as the guard; the lock borrows its version.
     let mut lock = unsafe { &*leaf.as_ptr() }.version.lock();
     if lock.current().is_deleted() {

@@ -6,10 +6,10 @@ use core::ptr::NonNull;
 
 use crate::allocator::{AllocError, NodeAllocatorGeneric};
 use crate::get::{reach_leaf, search};
-use crate::insert::find_locked;
+use crate::insert::lock_covering;
 use crate::key::Key;
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
-use crate::nodeversion::LockGuard;
+use crate::nodeversion::{LockGuard, Version};
 use crate::permuter::{Permuter, WIDTH};
 use crate::raw::{NodeRef, RawTree, layer_root};
 use crate::suffix::Suffix;
@@ -42,23 +42,21 @@ impl Located<'_> {
     }
 }
 
-/// The root of the next layer down if, at a stable version of the leaf that
-/// covers `key` in the layer rooted at `root`, the key's slot holds a layer
-/// whose root is the one it points to. `None` whenever anything else holds
-/// (no such slot, a value or suffix there, a changed, deleted or split leaf,
-/// a layer root that split and is to be repointed): the caller then takes the
-/// locked path, which handles all of those.
+/// The root of the next layer down if, at `v`, the key's slot in `leaf`
+/// holds a layer whose root is the one it points to. `None` whenever anything
+/// else holds (no such slot, a value or suffix there, a changed, deleted or
+/// split leaf, a layer root that split and is to be repointed): the caller
+/// then locks the leaf and takes the locked path, which handles all of those.
 ///
 /// # Safety
-/// `root` is a node of a live layer and the caller holds a guard.
+/// `leaf` covered the key's slice at its stable version `v` (as
+/// [`reach_leaf`] returns them), and the caller holds a guard.
 #[inline]
-unsafe fn passing_layer(root: *mut NodeBase, key: &Key<'_>) -> Option<*mut NodeBase> {
-    // SAFETY: the caller's guarantees.
-    let (leaf, v) = unsafe { reach_leaf(root, key.ikey()) };
+unsafe fn passing_layer(leaf: &Leaf, v: Version, key: &Key<'_>) -> Option<*mut NodeBase> {
     if v.is_deleted() {
         return None;
     }
-    let slot = search(&leaf, leaf.permutation.load(), key).slot?;
+    let slot = search(leaf, leaf.permutation.load(), key).slot?;
     // The word before the keylenx, as in `get`: see `insert::make_layer`.
     let word = leaf.value(slot);
     let kind = slot_kind(leaf.keylenx(slot));
@@ -100,14 +98,17 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 // deeper layers (keys with a common prefix) would otherwise
                 // all take this leaf's lock, one after another.
                 // SAFETY: `root` is a node of a live layer; we hold a guard.
-                if let Some(lower) = unsafe { passing_layer(root, &key) } {
+                let (leaf, v) = unsafe { reach_leaf(root, key.ikey()) };
+                // SAFETY: `reach_leaf`'s leaf and version; we hold a guard.
+                if let Some(lower) = unsafe { passing_layer(&leaf, v, &key) } {
                     root = lower;
                     key.shift();
                     depth += 1;
                     continue;
                 }
-                // SAFETY: `root` is a node of a live layer; we hold a guard.
-                let Some((leaf, lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                // Lock the leaf just reached rather than descending again.
+                // SAFETY: as above.
+                let Some((leaf, lock)) = (unsafe { lock_covering(leaf, v, key.ikey()) }) else {
                     // Removed under us (a leaf, or a whole layer): start
                     // over, letting the remover finish its routing first.
                     spin_loop();

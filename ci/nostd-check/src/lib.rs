@@ -23,7 +23,8 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 // Trivial bump allocator over a static buffer (never frees).
 // ---------------------------------------------------------------------------
 
-const HEAP_SIZE: usize = 1024 * 1024;
+// Room for one 2 MiB huge-page slab aligned to its size (feature `huge-pages`).
+const HEAP_SIZE: usize = 8 * 1024 * 1024;
 
 #[repr(C, align(4096))]
 struct Heap(UnsafeCell<[u8; HEAP_SIZE]>);
@@ -136,6 +137,14 @@ pub extern "C" fn masstree_nostd_check() -> usize {
     #[cfg(feature = "arena")]
     {
         if roundtrip(masstree::alloc_backends::arena::ArenaBackend::new()) != (Some(7), 1) {
+            return usize::MAX;
+        }
+        backends += 1;
+    }
+    #[cfg(feature = "huge-pages")]
+    {
+        use masstree::alloc_backends::{huge_pages::HugePageSlabs, pool::PoolBackend};
+        if roundtrip(PoolBackend::new_in(HugePageSlabs::new())) != (Some(7), 1) {
             return usize::MAX;
         }
         backends += 1;

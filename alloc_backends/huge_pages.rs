@@ -1,0 +1,625 @@
+//! Huge-page slabs: an [`Allocator`] that packs the tree's nodes into
+//! 2 MiB slabs and, on Linux with `std`, asks the kernel to back each slab
+//! with one huge page.
+//!
+//! A lookup in a tree much larger than the cache misses in memory once or
+//! twice per node it visits, and with 4 KiB pages each of those misses
+//! usually misses the TLB as well: the processor walks the page tables
+//! before it can even start the load (under a hypervisor, two sets of page
+//! tables). With the nodes in 2 MiB pages, a million-key tree (34 MiB)
+//! needs 17 TLB entries instead of about 8,700. It is an [`Allocator`], not
+//! a backend, so it goes under any backend that takes one, most usefully
+//! [`SeizeBackend`](super::seize::SeizeBackend):
+//!
+//! ```
+//! # #[cfg(feature = "seize")] {
+//! use masstree::InlineMassTree;
+//! use masstree::alloc_backends::{huge_pages::HugePageSlabs, seize::SeizeBackend};
+//!
+//! let backend = SeizeBackend::new_in(HugePageSlabs::new());
+//! let tree: InlineMassTree<u64, SeizeBackend<HugePageSlabs>> = InlineMassTree::new_in(backend);
+//! let g = tree.guard();
+//! tree.insert(b"x", 1, &g);
+//! assert_eq!(tree.get(b"x", &g), Some(1));
+//! assert_eq!(tree.backend().allocator().stats().slabs, 1);
+//! # }
+//! ```
+//!
+//! # Design
+//!
+//! * **What goes to slabs.** Requests aligned to exactly 64 bytes and at
+//!   most [`SLOT_BYTES`] long: the tree's leaves (320 bytes) and internodes
+//!   (256). Everything else (values, suffix records, the backend's own
+//!   bookkeeping) goes straight to the inner allocator `A`.
+//! * **Slabs.** [`SLAB_BYTES`] from `A`, aligned to their size, so a slot
+//!   finds its slab by masking its address. The first slot holds the slab's
+//!   header (its free list, live count and list links); the others are
+//!   handed out from the free list, else from the never-used tail.
+//! * **Locking.** One [`spin::mutex::SpinMutex`] over the slab lists, held
+//!   for a few instructions per node allocated or freed (nodes are allocated
+//!   once per split, freed once per removed node), and across the call to
+//!   `A` once per 6,552 nodes.
+//! * **Returning memory.** A slab whose last node is freed goes back to `A`
+//!   at once, except that one empty slab is kept as a spare, so that a tree
+//!   hovering at a slab boundary does not fault in and zero 2 MiB for every
+//!   split. [`HugePageSlabs::trim`] returns the spare; drop returns all.
+//! * **The advice** is `madvise(MADV_HUGEPAGE)`, only with `std` on Linux
+//!   (not under Miri). It needs transparent huge pages set to `always` or
+//!   `madvise` (`/sys/kernel/mm/transparent_hugepage/enabled`); elsewhere the
+//!   slabs are ordinary memory, still packed. [`HugePageStats::advised`]
+//!   counts the slabs the kernel accepted the advice for. A slab going back
+//!   to `A` has the advice withdrawn first (`MADV_NOHUGEPAGE`), so that
+//!   what `A` later hands out from that memory is not on huge pages that
+//!   its users did not ask for.
+//!
+//! # Cost
+//!
+//! Memory is taken 2 MiB at a time: a tree of a few nodes holds a whole
+//! slab, and a large one holds on average 1 MiB more than its nodes, plus
+//! the spare after removals. Internodes take 320-byte slots (64 bytes more
+//! than they need, about 1% of node memory, since they are about a tenth
+//! of the nodes). In return no node pays the system allocator's per-chunk
+//! header.
+
+use core::alloc::Layout;
+use core::ptr::{self, NonNull};
+
+use allocator_api2::alloc::{AllocError, Allocator, Global};
+use spin::mutex::SpinMutex;
+
+use crate::{Internode, Leaf};
+
+/// Bytes of one slab: one huge page on x86-64 and on AArch64 with 4 KiB
+/// base pages.
+pub const SLAB_BYTES: usize = 2 << 20;
+/// The alignment a request needs to be served from a slab.
+const SLOT_ALIGN: usize = super::NODE_ALIGN;
+/// Bytes of one slot: the larger node, a multiple of the node alignment.
+/// Requests up to this long (and aligned to 64) are served from slabs.
+pub const SLOT_BYTES: usize = {
+    let (l, i) = (size_of::<Leaf>(), size_of::<Internode>());
+    (if l > i { l } else { i }).next_multiple_of(SLOT_ALIGN)
+};
+/// Slots per slab, the first of which holds the header.
+const SLOTS: usize = SLAB_BYTES / SLOT_BYTES;
+
+const _: () = assert!(size_of::<SlabHead>() <= SLOT_BYTES && align_of::<SlabHead>() <= SLOT_ALIGN);
+const _: () = assert!(SLOT_BYTES >= size_of::<FreeSlot>() && SLOTS > 2);
+
+/// The header of a slab, in its first slot.
+struct SlabHead {
+    /// Neighbours in the list the slab is on (partial or full).
+    prev: *mut SlabHead,
+    next: *mut SlabHead,
+    /// Freed slots, linked through their first word.
+    free: *mut FreeSlot,
+    /// Slots handed out and not freed.
+    live: usize,
+    /// Index of the first never-used slot.
+    fresh: usize,
+}
+
+/// A freed slot's first word.
+struct FreeSlot {
+    next: *mut FreeSlot,
+}
+
+/// A doubly linked list of slabs.
+struct List(*mut SlabHead);
+
+impl List {
+    /// # Safety
+    /// `s` is a live slab head on no list.
+    unsafe fn push(&mut self, s: *mut SlabHead) {
+        // SAFETY: the caller's guarantees; list members are live slab heads.
+        unsafe {
+            (*s).prev = ptr::null_mut();
+            (*s).next = self.0;
+            if !self.0.is_null() {
+                (*self.0).prev = s;
+            }
+        }
+        self.0 = s;
+    }
+
+    /// # Safety
+    /// `s` is a live slab head on this list.
+    unsafe fn unlink(&mut self, s: *mut SlabHead) {
+        // SAFETY: the caller's guarantees; list members are live slab heads.
+        unsafe {
+            let (prev, next) = ((*s).prev, (*s).next);
+            if prev.is_null() {
+                self.0 = next;
+            } else {
+                (*prev).next = next;
+            }
+            if !next.is_null() {
+                (*next).prev = prev;
+            }
+        }
+    }
+}
+
+/// Usage figures of a [`HugePageSlabs`], from [`HugePageSlabs::stats`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct HugePageStats {
+    /// Slabs held, the spare included.
+    pub slabs: usize,
+    /// Bytes of those slabs.
+    pub slab_bytes: usize,
+    /// Slots handed out and not freed: nodes (and other 64-aligned requests).
+    pub slots_in_use: usize,
+    /// Slabs obtained so far for which the kernel accepted the huge-page
+    /// advice (always 0 without `std`, off Linux, or under Miri).
+    pub advised: usize,
+}
+
+/// Everything behind the lock.
+struct State {
+    /// Slabs with at least one slot to hand out.
+    partial: List,
+    /// Slabs with none.
+    full: List,
+    /// An empty slab kept for the next one needed (or null).
+    spare: *mut SlabHead,
+    stats: HugePageStats,
+}
+
+/// An [`Allocator`] that serves the tree's nodes from 2 MiB slabs backed by
+/// huge pages where the system allows, and passes every other request to
+/// `A` (default: the global allocator). See the [module docs](self).
+pub struct HugePageSlabs<A: Allocator = Global> {
+    state: SpinMutex<State>,
+    alloc: A,
+}
+
+// SAFETY: the slabs are memory from `A` owned by this value; the raw
+// pointers in `State` point into them and are used only under the lock.
+unsafe impl<A: Allocator + Send> Send for HugePageSlabs<A> {}
+// SAFETY: shared state is behind the lock; `A` is used through `&A`.
+unsafe impl<A: Allocator + Sync> Sync for HugePageSlabs<A> {}
+
+impl HugePageSlabs<Global> {
+    /// Slabs from the global allocator.
+    pub fn new() -> Self {
+        Self::new_in(Global)
+    }
+}
+
+impl Default for HugePageSlabs<Global> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<A: Allocator> HugePageSlabs<A> {
+    /// Slabs (and every request that is not a node) from `alloc`. Allocates
+    /// nothing until the first request.
+    pub const fn new_in(alloc: A) -> Self {
+        HugePageSlabs {
+            state: SpinMutex::new(State {
+                partial: List(ptr::null_mut()),
+                full: List(ptr::null_mut()),
+                spare: ptr::null_mut(),
+                stats: HugePageStats {
+                    slabs: 0,
+                    slab_bytes: 0,
+                    slots_in_use: 0,
+                    advised: 0,
+                },
+            }),
+            alloc,
+        }
+    }
+
+    /// The inner allocator.
+    pub fn inner(&self) -> &A {
+        &self.alloc
+    }
+
+    /// Current usage.
+    pub fn stats(&self) -> HugePageStats {
+        self.state.lock().stats
+    }
+
+    /// Returns the spare empty slab, if one is kept, to the inner allocator.
+    pub fn trim(&self) {
+        let mut s = self.state.lock();
+        let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
+        if !spare.is_null() {
+            // SAFETY: the spare is an empty slab we own, on no list.
+            unsafe { self.free_slab(&mut s, spare) };
+        }
+    }
+
+    fn slab_layout() -> Layout {
+        // SLAB_BYTES is a power of two, so a valid alignment.
+        Layout::from_size_align(SLAB_BYTES, SLAB_BYTES).expect("valid slab layout")
+    }
+
+    /// Whether `layout` is served from a slab.
+    fn fits(layout: Layout) -> bool {
+        layout.align() == SLOT_ALIGN && layout.size() <= SLOT_BYTES
+    }
+
+    /// A slab with a free slot, on the partial list: its head.
+    fn slab_with_room(&self, s: &mut State) -> Result<*mut SlabHead, AllocError> {
+        if !s.partial.0.is_null() {
+            return Ok(s.partial.0);
+        }
+        let head = if s.spare.is_null() {
+            let p = self.alloc.allocate(Self::slab_layout())?.cast::<u8>();
+            s.stats.slabs += 1;
+            s.stats.slab_bytes += SLAB_BYTES;
+            if advise(p.as_ptr(), SLAB_BYTES, true) {
+                s.stats.advised += 1;
+            }
+            p.as_ptr().cast::<SlabHead>()
+        } else {
+            core::mem::replace(&mut s.spare, ptr::null_mut())
+        };
+        // SAFETY: `head` starts a slab we own and no one else uses: fresh
+        // from `A`, or the spare, which is empty and on no list.
+        unsafe {
+            head.write(SlabHead {
+                prev: ptr::null_mut(),
+                next: ptr::null_mut(),
+                free: ptr::null_mut(),
+                live: 0,
+                fresh: 1,
+            });
+            s.partial.push(head);
+        }
+        Ok(head)
+    }
+
+    /// Returns an empty slab, on no list, to `A`.
+    ///
+    /// # Safety
+    /// `head` is a slab of this allocator with no slot in use, on no list.
+    unsafe fn free_slab(&self, s: &mut State, head: *mut SlabHead) {
+        s.stats.slabs -= 1;
+        s.stats.slab_bytes -= SLAB_BYTES;
+        // SAFETY: the caller's guarantees.
+        unsafe { self.return_slab(head) };
+    }
+
+    /// Withdraws the huge-page advice and gives the slab back to `A`, whose
+    /// later blocks in that memory should be backed as it chose, not as we
+    /// did (with transparent huge pages set to `always`, this also keeps
+    /// them off huge pages).
+    ///
+    /// # Safety
+    /// `head` starts a slab from `A` that nothing uses any more.
+    unsafe fn return_slab(&self, head: *mut SlabHead) {
+        advise(head.cast(), SLAB_BYTES, false);
+        // SAFETY: the caller's guarantees: allocated from `A` with this layout.
+        unsafe {
+            self.alloc.deallocate(
+                NonNull::new_unchecked(head.cast::<u8>()),
+                Self::slab_layout(),
+            )
+        };
+    }
+}
+
+// SAFETY: slots are disjoint parts of slabs we own, handed out once until
+// freed; slabs stay allocated while any of their slots is in use and until
+// this allocator drops (callers may not use blocks after that). Requests
+// that do not fit a slot go to `A` and back to `A`.
+unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        if !Self::fits(layout) {
+            return self.alloc.allocate(layout);
+        }
+        let mut s = self.state.lock();
+        let slab = self.slab_with_room(&mut s)?;
+        // SAFETY: `slab` is a live slab head on the partial list, under the
+        // lock; free slots and the fresh tail lie inside the slab.
+        let slot = unsafe {
+            let h = &mut *slab;
+            let slot = if h.free.is_null() {
+                let slot = slab.cast::<u8>().add(h.fresh * SLOT_BYTES);
+                h.fresh += 1;
+                slot
+            } else {
+                let f = h.free;
+                h.free = (*f).next;
+                f.cast::<u8>()
+            };
+            h.live += 1;
+            if h.live == SLOTS - 1 {
+                s.partial.unlink(slab);
+                s.full.push(slab);
+            }
+            slot
+        };
+        s.stats.slots_in_use += 1;
+        // SAFETY: a slot inside a slab is not null.
+        let slot = unsafe { NonNull::new_unchecked(slot) };
+        Ok(NonNull::slice_from_raw_parts(slot, SLOT_BYTES))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        if !Self::fits(layout) {
+            // SAFETY: the caller's guarantees; such blocks came from `A`.
+            return unsafe { self.alloc.deallocate(ptr, layout) };
+        }
+        // A slot's slab starts at the slot's address rounded down to the slab size.
+        let slab = ptr
+            .as_ptr()
+            .map_addr(|a| a & !(SLAB_BYTES - 1))
+            .cast::<SlabHead>();
+        let mut s = self.state.lock();
+        s.stats.slots_in_use -= 1;
+        // SAFETY: the caller's guarantees: `ptr` is a slot we handed out and
+        // not yet freed, so its slab is live; we hold the lock.
+        unsafe {
+            let h = &mut *slab;
+            let f = ptr.as_ptr().cast::<FreeSlot>();
+            f.write(FreeSlot { next: h.free });
+            h.free = f;
+            if h.live == SLOTS - 1 {
+                s.full.unlink(slab);
+                s.partial.push(slab);
+            }
+            h.live -= 1;
+            if h.live == 0 {
+                s.partial.unlink(slab);
+                if s.spare.is_null() {
+                    s.spare = slab;
+                } else {
+                    self.free_slab(&mut s, slab);
+                }
+            }
+        }
+    }
+}
+
+impl<A: Allocator> Drop for HugePageSlabs<A> {
+    fn drop(&mut self) {
+        let s = self.state.get_mut();
+        let mut all = [
+            core::mem::replace(&mut s.partial.0, ptr::null_mut()),
+            core::mem::replace(&mut s.full.0, ptr::null_mut()),
+        ];
+        let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
+        for head in all.iter_mut() {
+            while !head.is_null() {
+                let slab = *head;
+                // SAFETY: list members are live slabs from `A`; no block
+                // may be used after its allocator drops.
+                unsafe {
+                    *head = (*slab).next;
+                    self.return_slab(slab);
+                }
+            }
+        }
+        if !spare.is_null() {
+            // SAFETY: as above.
+            unsafe { self.return_slab(spare) };
+        }
+    }
+}
+
+/// Asks the kernel to back `[p, p + len)` with huge pages (`huge`), or
+/// withdraws that (`!huge`); true if it accepted. Advice only: the memory
+/// is usable either way.
+#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
+    use core::ffi::{c_int, c_void};
+    unsafe extern "C" {
+        // From the C library that `std` links on Linux.
+        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
+    }
+    // `MADV_HUGEPAGE` and `MADV_NOHUGEPAGE` in `<sys/mman.h>`, the same on
+    // every Linux architecture.
+    let advice: c_int = if huge { 14 } else { 15 };
+    // SAFETY: `[p, p + len)` is memory we own, page-aligned (a slab is
+    // aligned to its size); the advice changes how it is backed, not its
+    // contents or validity.
+    unsafe { madvise(p.cast(), len, advice) == 0 }
+}
+
+#[cfg(not(all(feature = "std", target_os = "linux", not(miri))))]
+fn advise(_: *mut u8, _: usize, _: bool) -> bool {
+    false
+}
+
+#[cfg(all(test, not(masstree_loom)))]
+mod tests {
+    use super::*;
+    use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+    use std::vec::Vec;
+
+    /// The global allocator, counting live blocks and able to refuse.
+    #[derive(Default)]
+    struct Inner {
+        live: AtomicIsize,
+        refuse: AtomicBool,
+    }
+
+    // SAFETY: forwards to `Global`.
+    unsafe impl Allocator for &Inner {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            // Relaxed (both): test counters, read after the threads are joined.
+            if self.refuse.load(Ordering::Relaxed) {
+                return Err(AllocError);
+            }
+            self.live.fetch_add(1, Ordering::Relaxed);
+            Global.allocate(layout)
+        }
+        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+            // Relaxed: as above.
+            self.live.fetch_sub(1, Ordering::Relaxed);
+            // SAFETY: the caller's guarantees; the block came from `Global`.
+            unsafe { Global.deallocate(ptr, layout) }
+        }
+    }
+
+    fn leaf() -> Layout {
+        Layout::new::<Leaf>()
+    }
+
+    fn slab_of(p: NonNull<u8>) -> usize {
+        p.as_ptr().addr() & !(SLAB_BYTES - 1)
+    }
+
+    #[test]
+    fn nodes_share_a_slab_and_it_goes_back() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        let ps: Vec<NonNull<u8>> = (0..100)
+            .map(|_| slabs.allocate(leaf()).unwrap().cast())
+            .collect();
+        let internode = slabs
+            .allocate(Layout::new::<Internode>())
+            .unwrap()
+            .cast::<u8>();
+        let mut addrs: Vec<usize> = ps.iter().map(|p| p.as_ptr().addr()).collect();
+        addrs.push(internode.as_ptr().addr());
+        addrs.sort_unstable();
+        for w in addrs.windows(2) {
+            assert!(w[1] - w[0] >= SLOT_BYTES, "slots overlap");
+        }
+        for &a in &addrs {
+            assert_eq!(a % SLOT_ALIGN, 0);
+            assert_eq!(a & !(SLAB_BYTES - 1), slab_of(ps[0]));
+            assert_ne!(a, slab_of(ps[0]), "the first slot holds the header");
+        }
+        let st = slabs.stats();
+        assert_eq!(
+            (st.slabs, st.slab_bytes, st.slots_in_use),
+            (1, SLAB_BYTES, 101)
+        );
+        assert_eq!(inner.live.load(Ordering::Relaxed), 1);
+        for p in ps {
+            // SAFETY: allocated above with this layout.
+            unsafe { slabs.deallocate(p, leaf()) };
+        }
+        // SAFETY: as above.
+        unsafe { slabs.deallocate(internode, Layout::new::<Internode>()) };
+        // The empty slab stays as the spare until trimmed.
+        assert_eq!((slabs.stats().slabs, slabs.stats().slots_in_use), (1, 0));
+        let again = slabs.allocate(leaf()).unwrap().cast::<u8>();
+        assert_eq!(
+            slab_of(again),
+            addrs[0] & !(SLAB_BYTES - 1),
+            "the spare is reused"
+        );
+        // SAFETY: as above.
+        unsafe { slabs.deallocate(again, leaf()) };
+        slabs.trim();
+        assert_eq!(slabs.stats().slabs, 0);
+        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn full_slabs_fill_again_and_empty_ones_are_returned() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        let per = SLOTS - 1;
+        let ps: Vec<NonNull<u8>> = (0..per + 1)
+            .map(|_| slabs.allocate(leaf()).unwrap().cast())
+            .collect();
+        assert_eq!(slabs.stats().slabs, 2);
+        assert_ne!(slab_of(ps[0]), slab_of(ps[per]));
+        // A slot freed in the full slab is the next one handed out.
+        // SAFETY: allocated above with this layout.
+        unsafe { slabs.deallocate(ps[7], leaf()) };
+        let p = slabs.allocate(leaf()).unwrap().cast::<u8>();
+        assert_eq!(p, ps[7]);
+        // Emptying both: one is kept as the spare, the other returned.
+        for &p in &ps {
+            // SAFETY: as above (`ps[7]` was handed out again).
+            unsafe { slabs.deallocate(p, leaf()) };
+        }
+        assert_eq!(slabs.stats().slabs, 1);
+        assert_eq!(inner.live.load(Ordering::Relaxed), 1);
+        drop(slabs);
+        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
+    fn other_requests_pass_through() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        for l in [
+            Layout::from_size_align(24, 8).unwrap(),
+            Layout::from_size_align(SLOT_BYTES, 128).unwrap(),
+            Layout::from_size_align(SLOT_BYTES + 64, 64).unwrap(),
+        ] {
+            let p = slabs.allocate(l).unwrap();
+            assert_eq!(slabs.stats().slabs, 0, "{l:?} went to a slab");
+            assert_eq!(inner.live.load(Ordering::Relaxed), 1);
+            // SAFETY: allocated above with this layout.
+            unsafe { slabs.deallocate(p.cast(), l) };
+            assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+        }
+    }
+
+    #[test]
+    fn a_refused_slab_is_an_error() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        inner.refuse.store(true, Ordering::Relaxed);
+        assert!(slabs.allocate(leaf()).is_err());
+        assert_eq!(slabs.stats(), HugePageStats::default());
+        inner.refuse.store(false, Ordering::Relaxed);
+        let p = slabs.allocate(leaf()).unwrap();
+        // SAFETY: allocated above with this layout.
+        unsafe { slabs.deallocate(p.cast(), leaf()) };
+    }
+
+    /// Threads allocate, write their mark into every slot they hold, and
+    /// check it before freeing: a slot handed out twice, or a free list
+    /// broken by a race, shows up as a foreign mark.
+    #[test]
+    fn threads_never_share_a_slot() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        let rounds = if cfg!(miri) { 50 } else { 20_000 };
+        std::thread::scope(|s| {
+            for t in 1..=3u64 {
+                let slabs = &slabs;
+                s.spawn(move || {
+                    let mut held: Vec<NonNull<u8>> = Vec::new();
+                    let mut x = t;
+                    for i in 0..rounds {
+                        x ^= x << 13;
+                        x ^= x >> 7;
+                        x ^= x << 17;
+                        if x % 3 != 0 || held.is_empty() {
+                            let p = slabs.allocate(leaf()).unwrap().cast::<u64>();
+                            // SAFETY: a fresh slot of SLOT_BYTES, 64-aligned.
+                            unsafe {
+                                p.as_ptr().write(t);
+                                p.as_ptr().add(SLOT_BYTES / 8 - 1).write(i);
+                            }
+                            held.push(p.cast());
+                        } else {
+                            let p = held.swap_remove((x as usize / 3) % held.len());
+                            // SAFETY: a slot we hold, written when allocated.
+                            unsafe {
+                                assert_eq!(p.cast::<u64>().as_ptr().read(), t);
+                                slabs.deallocate(p, leaf());
+                            }
+                        }
+                    }
+                    for p in held {
+                        // SAFETY: as above.
+                        unsafe {
+                            assert_eq!(p.cast::<u64>().as_ptr().read(), t);
+                            slabs.deallocate(p, leaf());
+                        }
+                    }
+                });
+            }
+        });
+        assert_eq!(slabs.stats().slots_in_use, 0);
+        assert!(slabs.stats().slabs <= 1, "only the spare is left");
+        drop(slabs);
+        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+    }
+}
