@@ -47,10 +47,13 @@
 //!   (not under Miri). It needs transparent huge pages set to `always` or
 //!   `madvise` (`/sys/kernel/mm/transparent_hugepage/enabled`); elsewhere the
 //!   slabs are ordinary memory, still packed. [`HugePageStats::advised`]
-//!   counts the slabs the kernel accepted the advice for. A slab going back
-//!   to `A` has the advice withdrawn first (`MADV_NOHUGEPAGE`), so that
-//!   what `A` later hands out from that memory is not on huge pages that
-//!   its users did not ask for.
+//!   counts the slabs the kernel accepted the advice for. Memory from `A`
+//!   may already be backed by small pages (blocks `A` handed out before),
+//!   which the advice alone would leave in place, so a new slab's pages are
+//!   dropped first (`MADV_DONTNEED`) and fault in as a huge page when first
+//!   touched. A slab going back to `A` has its pages dropped and the advice
+//!   withdrawn (`MADV_NOHUGEPAGE`), so that what `A` later hands out from
+//!   that memory is not on huge pages its users did not ask for.
 //!
 //! # Cost
 //!
@@ -252,7 +255,8 @@ impl<A: Allocator> HugePageSlabs<A> {
             let p = self.alloc.allocate(Self::slab_layout())?.cast::<u8>();
             s.stats.slabs += 1;
             s.stats.slab_bytes += SLAB_BYTES;
-            if advise(p.as_ptr(), SLAB_BYTES, true) {
+            // SAFETY: a fresh slab, aligned to its size, not yet written.
+            if unsafe { advise(p.as_ptr(), SLAB_BYTES, true) } {
                 s.stats.advised += 1;
             }
             p.as_ptr().cast::<SlabHead>()
@@ -285,15 +289,17 @@ impl<A: Allocator> HugePageSlabs<A> {
         unsafe { self.return_slab(head) };
     }
 
-    /// Withdraws the huge-page advice and gives the slab back to `A`, whose
-    /// later blocks in that memory should be backed as it chose, not as we
-    /// did (with transparent huge pages set to `always`, this also keeps
-    /// them off huge pages).
+    /// Drops the slab's pages, withdraws the huge-page advice and gives the
+    /// slab back to `A`, whose later blocks in that memory should be backed
+    /// as it chose, not as we did (with transparent huge pages set to
+    /// `always`, this also keeps them off huge pages).
     ///
     /// # Safety
     /// `head` starts a slab from `A` that nothing uses any more.
     unsafe fn return_slab(&self, head: *mut SlabHead) {
-        advise(head.cast(), SLAB_BYTES, false);
+        // SAFETY: the caller's guarantees: a slab aligned to its size that
+        // nothing uses.
+        unsafe { advise(head.cast(), SLAB_BYTES, false) };
         // SAFETY: the caller's guarantees: allocated from `A` with this layout.
         unsafe {
             self.alloc.deallocate(
@@ -403,27 +409,39 @@ impl<A: Allocator> Drop for HugePageSlabs<A> {
     }
 }
 
-/// Asks the kernel to back `[p, p + len)` with huge pages (`huge`), or
-/// withdraws that (`!huge`); true if it accepted. Advice only: the memory
-/// is usable either way.
+/// Sets how the kernel backs `[p, p + len)`, memory whose contents do not
+/// matter (a slab being taken or given back): drops the pages that back it
+/// now (`MADV_DONTNEED`: memory the inner allocator used before may sit on
+/// small pages, and memory given back may sit on huge ones), and marks it
+/// for huge pages (`huge`, `MADV_HUGEPAGE`) or not (`MADV_NOHUGEPAGE`), so
+/// that the next touch faults in pages of that kind. Returns true if the
+/// kernel accepted. Advice only: the memory is usable either way (and
+/// reads as zeros after it).
+///
+/// # Safety
+/// `[p, p + len)` is page-aligned memory owned by the caller, whose
+/// contents nobody needs.
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
-fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
+unsafe fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
     use core::ffi::{c_int, c_void};
     unsafe extern "C" {
         // From the C library that `std` links on Linux.
         fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
     }
-    // `MADV_HUGEPAGE` and `MADV_NOHUGEPAGE` in `<sys/mman.h>`, the same on
-    // every Linux architecture.
-    let advice: c_int = if huge { 14 } else { 15 };
-    // SAFETY: `[p, p + len)` is memory we own, page-aligned (a slab is
-    // aligned to its size); the advice changes how it is backed, not its
-    // contents or validity.
-    unsafe { madvise(p.cast(), len, advice) == 0 }
+    // From `<sys/mman.h>`, the same on every Linux architecture.
+    const MADV_DONTNEED: c_int = 4;
+    const MADV_HUGEPAGE: c_int = 14;
+    const MADV_NOHUGEPAGE: c_int = 15;
+    let kind = if huge { MADV_HUGEPAGE } else { MADV_NOHUGEPAGE };
+    // SAFETY: the caller's guarantees: dropping the contents of memory we
+    // own and nobody reads is allowed; the kind changes only how it is backed.
+    unsafe { madvise(p.cast(), len, MADV_DONTNEED) == 0 && madvise(p.cast(), len, kind) == 0 }
 }
 
+/// # Safety
+/// As for the Linux version.
 #[cfg(not(all(feature = "std", target_os = "linux", not(miri))))]
-fn advise(_: *mut u8, _: usize, _: bool) -> bool {
+unsafe fn advise(_: *mut u8, _: usize, _: bool) -> bool {
     false
 }
 
