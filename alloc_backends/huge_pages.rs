@@ -6,8 +6,10 @@
 //! twice per node it visits, and with 4 KiB pages each of those misses
 //! usually misses the TLB as well: the processor walks the page tables
 //! before it can even start the load (under a hypervisor, two sets of page
-//! tables). With the nodes in 2 MiB pages, a million-key tree (34 MiB)
-//! needs 17 TLB entries instead of about 8,700. It is an [`Allocator`], not
+//! tables). With the nodes in 2 MiB pages, the 34 MiB of nodes of a
+//! million 8-byte keys with inline values need 17 TLB entries instead of
+//! about 8,700 (values and suffix records stored out of line stay on the
+//! inner allocator's pages). It is an [`Allocator`], not
 //! a backend, so it goes under any backend that takes one, most usefully
 //! [`SeizeBackend`](super::seize::SeizeBackend):
 //!
@@ -37,12 +39,14 @@
 //!   handed out from the free list, else from the never-used tail.
 //! * **Locking.** One [`spin::mutex::SpinMutex`] over the slab lists, held
 //!   for a few instructions per node allocated or freed (nodes are allocated
-//!   once per split, freed once per removed node), and across the call to
-//!   `A` once per 6,552 nodes.
+//!   once per split, freed once per removed node). It is let go while a slab
+//!   is taken from `A`, advised and first written (which makes the kernel
+//!   zero a 2 MiB page), and while one is given back.
 //! * **Returning memory.** A slab whose last node is freed goes back to `A`
 //!   at once, except that one empty slab is kept as a spare, so that a tree
 //!   hovering at a slab boundary does not fault in and zero 2 MiB for every
 //!   split. [`HugePageSlabs::trim`] returns the spare; drop returns all.
+//! * **Zero-sized requests** go to `A` too (a slot, or a slab, for nothing).
 //! * **The advice** is `madvise(MADV_HUGEPAGE)`, only with `std` on Linux
 //!   (not under Miri). It needs transparent huge pages set to `always` or
 //!   `madvise` (`/sys/kernel/mm/transparent_hugepage/enabled`); elsewhere the
@@ -58,17 +62,19 @@
 //! # Cost
 //!
 //! Memory is taken 2 MiB at a time: a tree of a few nodes holds a whole
-//! slab, and a large one holds on average 1 MiB more than its nodes, plus
-//! the spare after removals. Internodes take 320-byte slots (64 bytes more
-//! than they need, about 1% of node memory, since they are about a tenth
-//! of the nodes). In return no node pays the system allocator's per-chunk
-//! header.
+//! slab, and a large one holds on average 1 MiB more than its nodes. After
+//! removals a slab stays as long as any one of its nodes lives, so a tree
+//! that shrank by removing scattered keys can hold much more than its
+//! nodes (at worst a whole 2 MiB slab per remaining node), plus the spare.
+//! Internodes take 320-byte slots (64 bytes more than they need; they are
+//! about a tenth of the nodes, so about 2% of node memory).
+//! In return no node pays the system allocator's per-chunk header.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
-use spin::mutex::SpinMutex;
+use spin::mutex::{SpinMutex, SpinMutexGuard};
 
 use crate::{Internode, Leaf};
 
@@ -153,8 +159,12 @@ pub struct HugePageStats {
     pub slab_bytes: usize,
     /// Slots handed out and not freed: nodes (and other 64-aligned requests).
     pub slots_in_use: usize,
-    /// Slabs obtained so far for which the kernel accepted the huge-page
-    /// advice (always 0 without `std`, off Linux, or under Miri).
+    /// Slabs taken from the inner allocator so far (a running total, unlike
+    /// `slabs`) for which the kernel accepted the huge-page advice; always 0
+    /// without `std`, off Linux, or under Miri. Accepted advice is not a
+    /// huge page: the kernel accepts it with transparent huge pages off and
+    /// falls back to small pages when it has no huge one free
+    /// (`AnonHugePages` in `/proc/self/smaps` says what it granted).
     pub advised: usize,
 }
 
@@ -231,8 +241,12 @@ impl<A: Allocator> HugePageSlabs<A> {
         let mut s = self.state.lock();
         let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
         if !spare.is_null() {
-            // SAFETY: the spare is an empty slab we own, on no list.
-            unsafe { self.free_slab(&mut s, spare) };
+            s.stats.slabs -= 1;
+            s.stats.slab_bytes -= SLAB_BYTES;
+            drop(s);
+            // SAFETY: the spare was an empty slab we own, on no list; now
+            // nothing refers to it.
+            unsafe { self.return_slab(spare) };
         }
     }
 
@@ -241,61 +255,57 @@ impl<A: Allocator> HugePageSlabs<A> {
         Layout::from_size_align(SLAB_BYTES, SLAB_BYTES).expect("valid slab layout")
     }
 
-    /// Whether `layout` is served from a slab.
+    /// Whether `layout` is served from a slab (zero-sized requests are not:
+    /// they would cost a slot, or a whole slab).
     fn fits(layout: Layout) -> bool {
-        layout.align() == SLOT_ALIGN && layout.size() <= SLOT_BYTES
+        layout.align() == SLOT_ALIGN && layout.size() <= SLOT_BYTES && layout.size() != 0
     }
 
-    /// A slab with a free slot, on the partial list: its head.
-    fn slab_with_room(&self, s: &mut State) -> Result<*mut SlabHead, AllocError> {
+    /// Takes the lock and returns it with a slab that has a free slot, on
+    /// the partial list. Lets go of the lock while `A` makes a new slab and
+    /// the kernel backs it (the first write zeroes 2 MiB).
+    fn lock_slab_with_room(
+        &self,
+    ) -> Result<(SpinMutexGuard<'_, State>, *mut SlabHead), AllocError> {
+        let mut s = self.state.lock();
         if !s.partial.0.is_null() {
-            return Ok(s.partial.0);
+            let head = s.partial.0;
+            return Ok((s, head));
         }
         let head = if s.spare.is_null() {
+            drop(s);
             let p = self.alloc.allocate(Self::slab_layout())?.cast::<u8>();
+            // Slots find their slab from their address alone (`deallocate`).
+            let head = p.as_ptr().cast::<SlabHead>();
+            let _ = head.expose_provenance();
+            // SAFETY: a fresh slab, aligned to its size, not yet written.
+            let advised = unsafe { advise(p.as_ptr(), SLAB_BYTES, true) };
+            // SAFETY: fresh memory from `A`, large and aligned enough.
+            unsafe { head.write(SlabHead::empty()) };
+            s = self.state.lock();
             s.stats.slabs += 1;
             s.stats.slab_bytes += SLAB_BYTES;
-            // SAFETY: a fresh slab, aligned to its size, not yet written.
-            if unsafe { advise(p.as_ptr(), SLAB_BYTES, true) } {
-                s.stats.advised += 1;
-            }
-            p.as_ptr().cast::<SlabHead>()
+            s.stats.advised += usize::from(advised);
+            head
         } else {
-            core::mem::replace(&mut s.spare, ptr::null_mut())
+            let head = core::mem::replace(&mut s.spare, ptr::null_mut());
+            // SAFETY: the spare is an empty slab we own, on no list.
+            unsafe { head.write(SlabHead::empty()) };
+            head
         };
-        // SAFETY: `head` starts a slab we own and no one else uses: fresh
-        // from `A`, or the spare, which is empty and on no list.
-        unsafe {
-            head.write(SlabHead {
-                prev: ptr::null_mut(),
-                next: ptr::null_mut(),
-                free: ptr::null_mut(),
-                live: 0,
-                fresh: 1,
-            });
-            s.partial.push(head);
-        }
-        Ok(head)
+        // SAFETY: `head` is an initialized slab head on no list; we hold the lock.
+        unsafe { s.partial.push(head) };
+        Ok((s, head))
     }
 
-    /// Returns an empty slab, on no list, to `A`.
+    /// Drops the slab's pages, marks the range `MADV_NOHUGEPAGE` and gives
+    /// the slab back to `A`, whose later blocks in that memory should not
+    /// sit on huge pages their users did not ask for. (The mark stays: with
+    /// transparent huge pages set to `always`, it also keeps that range off
+    /// huge pages for later users of `A`.)
     ///
     /// # Safety
-    /// `head` is a slab of this allocator with no slot in use, on no list.
-    unsafe fn free_slab(&self, s: &mut State, head: *mut SlabHead) {
-        s.stats.slabs -= 1;
-        s.stats.slab_bytes -= SLAB_BYTES;
-        // SAFETY: the caller's guarantees.
-        unsafe { self.return_slab(head) };
-    }
-
-    /// Drops the slab's pages, withdraws the huge-page advice and gives the
-    /// slab back to `A`, whose later blocks in that memory should be backed
-    /// as it chose, not as we did (with transparent huge pages set to
-    /// `always`, this also keeps them off huge pages).
-    ///
-    /// # Safety
-    /// `head` starts a slab from `A` that nothing uses any more.
+    /// `head` starts a slab from `A` that nothing uses or refers to any more.
     unsafe fn return_slab(&self, head: *mut SlabHead) {
         // SAFETY: the caller's guarantees: a slab aligned to its size that
         // nothing uses.
@@ -310,17 +320,31 @@ impl<A: Allocator> HugePageSlabs<A> {
     }
 }
 
+impl SlabHead {
+    /// The header of a slab with no slot handed out.
+    const fn empty() -> Self {
+        SlabHead {
+            prev: ptr::null_mut(),
+            next: ptr::null_mut(),
+            free: ptr::null_mut(),
+            live: 0,
+            fresh: 1,
+        }
+    }
+}
+
 // SAFETY: slots are disjoint parts of slabs we own, handed out once until
 // freed; slabs stay allocated while any of their slots is in use and until
 // this allocator drops (callers may not use blocks after that). Requests
-// that do not fit a slot go to `A` and back to `A`.
+// that do not fit a slot go to `A` and back to `A`; a block from a slot may
+// be freed with any size from the one asked for up to `SLOT_BYTES` (what
+// `allocate` reports), and all of those fit a slot too.
 unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if !Self::fits(layout) {
             return self.alloc.allocate(layout);
         }
-        let mut s = self.state.lock();
-        let slab = self.slab_with_room(&mut s)?;
+        let (mut s, slab) = self.lock_slab_with_room()?;
         // SAFETY: `slab` is a live slab head on the partial list, under the
         // lock; free slots and the fresh tail lie inside the slab.
         let slot = unsafe {
@@ -352,13 +376,15 @@ unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
             // SAFETY: the caller's guarantees; such blocks came from `A`.
             return unsafe { self.alloc.deallocate(ptr, layout) };
         }
-        // A slot's slab starts at the slot's address rounded down to the slab size.
-        let slab = ptr
-            .as_ptr()
-            .map_addr(|a| a & !(SLAB_BYTES - 1))
-            .cast::<SlabHead>();
+        // A slot's slab starts at the slot's address rounded down to the
+        // slab size. The caller's pointer may carry provenance for the slot
+        // alone (a `Box`'s does), so the header's comes from the slab's
+        // address, exposed when the slab was made.
+        let slab =
+            ptr::with_exposed_provenance_mut::<SlabHead>(ptr.as_ptr().addr() & !(SLAB_BYTES - 1));
         let mut s = self.state.lock();
         s.stats.slots_in_use -= 1;
+        let mut give_back = ptr::null_mut();
         // SAFETY: the caller's guarantees: `ptr` is a slot we handed out and
         // not yet freed, so its slab is live; we hold the lock.
         unsafe {
@@ -376,9 +402,16 @@ unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
                 if s.spare.is_null() {
                     s.spare = slab;
                 } else {
-                    self.free_slab(&mut s, slab);
+                    s.stats.slabs -= 1;
+                    s.stats.slab_bytes -= SLAB_BYTES;
+                    give_back = slab;
                 }
             }
+        }
+        drop(s);
+        if !give_back.is_null() {
+            // SAFETY: an empty slab, off every list: nothing refers to it.
+            unsafe { self.return_slab(give_back) };
         }
     }
 }
@@ -415,8 +448,8 @@ impl<A: Allocator> Drop for HugePageSlabs<A> {
 /// small pages, and memory given back may sit on huge ones), and marks it
 /// for huge pages (`huge`, `MADV_HUGEPAGE`) or not (`MADV_NOHUGEPAGE`), so
 /// that the next touch faults in pages of that kind. Returns true if the
-/// kernel accepted. Advice only: the memory is usable either way (and
-/// reads as zeros after it).
+/// kernel accepted both. Advice only: the memory is usable either way (and,
+/// being private anonymous memory, reads as zeros after it).
 ///
 /// # Safety
 /// `[p, p + len)` is page-aligned memory owned by the caller, whose
@@ -424,8 +457,9 @@ impl<A: Allocator> Drop for HugePageSlabs<A> {
 #[cfg(all(feature = "std", target_os = "linux", not(miri)))]
 unsafe fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
     use core::ffi::{c_int, c_void};
+    // SAFETY: madvise(2) as `<sys/mman.h>` declares it, from the C library
+    // that `std` links on Linux.
     unsafe extern "C" {
-        // From the C library that `std` links on Linux.
         fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
     }
     // From `<sys/mman.h>`, the same on every Linux architecture.
@@ -542,6 +576,11 @@ mod tests {
             .map(|_| slabs.allocate(leaf()).unwrap().cast())
             .collect();
         assert_eq!(slabs.stats().slabs, 2);
+        assert_eq!(
+            slab_of(ps[0]),
+            slab_of(ps[per - 1]),
+            "a slab holds {per} slots"
+        );
         assert_ne!(slab_of(ps[0]), slab_of(ps[per]));
         // A slot freed in the full slab is the next one handed out.
         // SAFETY: allocated above with this layout.
@@ -578,6 +617,55 @@ mod tests {
     }
 
     #[test]
+    fn sizes_between_asked_and_given_free_to_the_slot() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        let small = Layout::from_size_align(100, 64).unwrap();
+        let full = Layout::from_size_align(SLOT_BYTES, 64).unwrap();
+        let a = slabs.allocate(small).unwrap();
+        assert_eq!(a.len(), SLOT_BYTES, "a slot is reported whole");
+        let b = slabs.allocate(full).unwrap();
+        assert_eq!(slabs.stats().slots_in_use, 2);
+        // SAFETY: allocated above; any size from the asked one to the given
+        // one is a valid layout to free with.
+        unsafe {
+            slabs.deallocate(a.cast(), full);
+            slabs.deallocate(b.cast(), small.align_to(64).unwrap().pad_to_align());
+        }
+        assert_eq!(slabs.stats().slots_in_use, 0);
+        // Zero-sized requests take no slot.
+        let z = Layout::from_size_align(0, 64).unwrap();
+        let p = slabs.allocate(z).unwrap();
+        assert_eq!(slabs.stats().slots_in_use, 0);
+        // SAFETY: allocated above with this layout.
+        unsafe { slabs.deallocate(p.cast(), z) };
+    }
+
+    /// Dropping the allocator with slots still handed out (allowed: blocks
+    /// just may not be used afterwards) returns every slab: full, partial
+    /// and spare.
+    #[test]
+    fn drop_returns_full_partial_and_spare_slabs() {
+        let inner = Inner::default();
+        let slabs = HugePageSlabs::new_in(&inner);
+        let per = SLOTS - 1;
+        let ps: Vec<NonNull<u8>> = (0..2 * per + 5)
+            .map(|_| slabs.allocate(leaf()).unwrap().cast())
+            .collect();
+        // Empty the second slab: it becomes the spare. The first stays full,
+        // the third partial.
+        for &p in &ps[per..2 * per] {
+            // SAFETY: allocated above with this layout.
+            unsafe { slabs.deallocate(p, leaf()) };
+        }
+        let st = slabs.stats();
+        assert_eq!((st.slabs, st.slots_in_use), (3, per + 5));
+        assert_eq!(inner.live.load(Ordering::Relaxed), 3);
+        drop(slabs);
+        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+    }
+
+    #[test]
     fn a_refused_slab_is_an_error() {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
@@ -590,9 +678,29 @@ mod tests {
         unsafe { slabs.deallocate(p.cast(), leaf()) };
     }
 
-    /// Threads allocate, write their mark into every slot they hold, and
-    /// check it before freeing: a slot handed out twice, or a free list
-    /// broken by a race, shows up as a foreign mark.
+    /// Checks the marks `threads_never_share_a_slot` wrote at both ends of
+    /// slot `p`, then frees it.
+    ///
+    /// # Safety
+    /// `p` is a slot of `slabs`, held by thread `t`, that it marked.
+    unsafe fn check_and_free(slabs: &HugePageSlabs<&Inner>, p: NonNull<u8>, t: u64) {
+        let w = p.cast::<u64>().as_ptr();
+        // SAFETY: the caller's guarantees: the slot is ours and was written.
+        unsafe {
+            assert_eq!(w.read(), t, "first word overwritten");
+            assert_eq!(
+                w.add(SLOT_BYTES / 8 - 1).read() >> 32,
+                t,
+                "last word overwritten"
+            );
+            slabs.deallocate(p, leaf());
+        }
+    }
+
+    /// Threads allocate, write their mark at both ends of every slot they
+    /// hold, and check it before freeing: a slot handed out twice, slots
+    /// that overlap, or a free list broken by a race show up as a foreign
+    /// mark.
     #[test]
     fn threads_never_share_a_slot() {
         let inner = Inner::default();
@@ -613,24 +721,18 @@ mod tests {
                             // SAFETY: a fresh slot of SLOT_BYTES, 64-aligned.
                             unsafe {
                                 p.as_ptr().write(t);
-                                p.as_ptr().add(SLOT_BYTES / 8 - 1).write(i);
+                                p.as_ptr().add(SLOT_BYTES / 8 - 1).write(t << 32 | i);
                             }
                             held.push(p.cast());
                         } else {
                             let p = held.swap_remove((x as usize / 3) % held.len());
                             // SAFETY: a slot we hold, written when allocated.
-                            unsafe {
-                                assert_eq!(p.cast::<u64>().as_ptr().read(), t);
-                                slabs.deallocate(p, leaf());
-                            }
+                            unsafe { check_and_free(slabs, p, t) };
                         }
                     }
                     for p in held {
                         // SAFETY: as above.
-                        unsafe {
-                            assert_eq!(p.cast::<u64>().as_ptr().read(), t);
-                            slabs.deallocate(p, leaf());
-                        }
+                        unsafe { check_and_free(slabs, p, t) };
                     }
                 });
             }

@@ -341,7 +341,7 @@ miri_setup() {
 # cores); a process per test costs ~2 s but balances long and short tests.
 # The whole run is time-boxed by MIRI_TIMEOUT. Each test's output is printed
 # in full, in list order, when all are done.
-MIRI_CMD=(cargo +nightly miri test --lib --no-default-features)
+MIRI_CMD=(cargo +nightly miri test --lib --no-default-features --features huge-pages)
 miri_cargo() {
     CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" "${MIRI_CMD[@]}" "$@"
 }

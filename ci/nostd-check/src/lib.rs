@@ -23,7 +23,7 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 // Trivial bump allocator over a static buffer (never frees).
 // ---------------------------------------------------------------------------
 
-// Room for one 2 MiB huge-page slab aligned to its size (feature `huge-pages`).
+// Room for a 2 MiB slab aligned to its size (feature `huge-pages`).
 const HEAP_SIZE: usize = 8 * 1024 * 1024;
 
 #[repr(C, align(4096))]
@@ -143,8 +143,21 @@ pub extern "C" fn masstree_nostd_check() -> usize {
     }
     #[cfg(feature = "huge-pages")]
     {
+        // The pool's slabs are larger than a node, so they pass through;
+        // a node-sized request takes a slot of a 2 MiB slab.
         use masstree::alloc_backends::{huge_pages::HugePageSlabs, pool::PoolBackend};
-        if roundtrip(PoolBackend::new_in(HugePageSlabs::new())) != (Some(7), 1) {
+        use masstree::allocator_api2::alloc::Allocator;
+        let slabs = HugePageSlabs::new();
+        let node = Layout::from_size_align(320, 64).unwrap();
+        let Ok(slot) = slabs.allocate(node) else {
+            return usize::MAX;
+        };
+        if slabs.stats().slots_in_use != 1 {
+            return usize::MAX;
+        }
+        // SAFETY: allocated just above with this layout.
+        unsafe { slabs.deallocate(slot.cast(), node) };
+        if roundtrip(PoolBackend::new_in(slabs)) != (Some(7), 1) {
             return usize::MAX;
         }
         backends += 1;
