@@ -1882,7 +1882,7 @@ fn bench_memory(ks: &KeySet, wrong: &mut Failures) -> Vec<MemRow> {
             |b| {
                 let s = b.allocator().stats();
                 format!(
-                    "{} nodes in {} slabs of 2 MiB ({} on huge pages)",
+                    "{} nodes in {} slabs of 2 MiB ({} advised MADV_HUGEPAGE)",
                     s.slots_in_use, s.slabs, s.advised
                 )
             },
