@@ -7,7 +7,7 @@ mod common;
 
 use common::{Counting, scaled, shaped_key};
 use masstree::MassTree;
-use masstree::alloc_backends::huge_pages::HugePageSlabs;
+use masstree::alloc_backends::huge_pages::{HugePageSlabs, SLAB_BYTES, SLOT_BYTES};
 use masstree::alloc_backends::seize::SeizeBackend;
 
 type Slabs = HugePageSlabs<Counting>;

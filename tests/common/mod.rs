@@ -27,8 +27,8 @@ use masstree::allocator_api2::alloc::{AllocError, Allocator, Global};
 ///
 /// A new backend is one `@one` line in the entry arm; every test written with
 /// this macro then runs against it too (as `seize::...`, `pool::...`,
-/// `arena::...`). A backend whose constructor is not `new_in(allocator)`
-/// needs its own `backend_in` (copy the `@one` arm).
+/// `arena::...`, `seize_huge_pages::...`). A backend whose constructor is not
+/// `new_in(allocator)` takes an `@with` line: its `cfg`, type and constructor.
 macro_rules! for_each_backend {
     // Items shared by every backend module (written in terms of `Backend`).
     (@common) => {
@@ -72,7 +72,15 @@ macro_rules! for_each_backend {
     // One backend: `feature`, module name, backend type path (generic over the
     // allocator, constructed with `new_in(allocator)`), the test items.
     (@one $feature:literal, $name:ident, $($backend:ident)::+, {$($consts:tt)*}, [$($body:tt)*]) => {
-        #[cfg(feature = $feature)]
+        for_each_backend!(@with [feature = $feature], $feature, $name,
+            $($backend)::+<A>, |a| $($backend)::+::new_in(a), {$($consts)*}, [$($body)*]);
+    };
+
+    // One backend in general: the `cfg` it needs, its name, module name, its
+    // type in terms of the allocator `A`, a closure making it from an `A`.
+    (@with [$($cfg:tt)*], $label:literal, $name:ident, $bty:ty, $ctor:expr,
+        {$($consts:tt)*}, [$($body:tt)*]) => {
+        #[cfg($($cfg)*)]
         mod $name {
             #[allow(unused_imports)]
             use super::*;
@@ -83,19 +91,19 @@ macro_rules! for_each_backend {
 
             /// Backend with a custom allocator.
             #[allow(dead_code)]
-            pub(crate) type BackendIn<A> = $($backend)::+<A>;
+            pub(crate) type BackendIn<A> = $bty;
             /// Backend with the default (`Global`) allocator.
             #[allow(dead_code)]
             pub(crate) type Backend = BackendIn<masstree::allocator_api2::alloc::Global>;
             #[allow(dead_code)]
-            pub(crate) const BACKEND_NAME: &str = $feature;
+            pub(crate) const BACKEND_NAME: &str = $label;
 
             #[allow(dead_code)]
             pub(crate) fn backend_in<A>(a: A) -> BackendIn<A>
             where
                 A: masstree::allocator_api2::alloc::Allocator,
             {
-                $($backend)::+::new_in(a)
+                ($ctor)(a)
             }
             #[allow(dead_code)]
             pub(crate) fn backend() -> Backend {
@@ -149,6 +157,24 @@ macro_rules! for_each_backend {
             pub(crate) const FREES_ON_RECLAIM: bool = false;
             #[allow(dead_code)]
             pub(crate) const WAITING: isize = 0;
+        }, [$($body)*]);
+        // The seize backend with its nodes in huge-page slabs: the counting
+        // allocators see slabs (and values, suffixes), not single nodes.
+        for_each_backend!(@with [all(feature = "seize", feature = "huge-pages")], "seize+huge-pages",
+            seize_huge_pages,
+            masstree::alloc_backends::seize::SeizeBackend<
+                masstree::alloc_backends::huge_pages::HugePageSlabs<A>>,
+            |a| masstree::alloc_backends::seize::SeizeBackend::new_in(
+                masstree::alloc_backends::huge_pages::HugePageSlabs::new_in(a)), {
+            #[allow(dead_code)]
+            pub(crate) const RECLAIMS_WHILE_SHARED: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const FREES_ON_RECLAIM: bool = true;
+            #[allow(dead_code)]
+            pub(crate) const WAITING: isize =
+                masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize;
         }, [$($body)*]);
     };
 }
