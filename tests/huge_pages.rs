@@ -44,10 +44,21 @@ fn huge_page_slabs_keep_every_key_and_give_every_slab_back() {
         assert!(seen == expected, "iteration differs from the sorted keys");
     }
     let st = tree.backend().allocator().stats();
+    // Nodes hold about 5-15 keys; every slab but the newest is full.
+    let per_slab = SLAB_BYTES / SLOT_BYTES - 1;
+    assert!(st.slots_in_use > (n as usize) / 16, "{st:?}");
     assert!(
-        st.slabs >= 1 && st.slots_in_use > (n as usize) / 16,
+        st.slabs >= 1 && st.slabs <= st.slots_in_use / per_slab + 1,
         "{st:?}"
     );
+    if cfg!(target_os = "linux")
+        && std::path::Path::new("/sys/kernel/mm/transparent_hugepage/enabled").exists()
+    {
+        assert!(
+            st.advised >= st.slabs,
+            "the kernel has THP but took no advice: {st:?}"
+        );
+    }
     // Remove from two threads, the other way round.
     std::thread::scope(|s| {
         for t in 0..threads {
