@@ -55,9 +55,11 @@
 //!   may already be backed by small pages (blocks `A` handed out before),
 //!   which the advice alone would leave in place, so a new slab's pages are
 //!   dropped first (`MADV_DONTNEED`) and fault in as a huge page when first
-//!   touched. A slab going back to `A` has its pages dropped and the advice
-//!   withdrawn (`MADV_NOHUGEPAGE`), so that what `A` later hands out from
-//!   that memory is not on huge pages its users did not ask for.
+//!   touched. A slab going back to `A` has its pages dropped and is marked
+//!   `MADV_NOHUGEPAGE`, so that what `A` later hands out from that memory is
+//!   not on huge pages its users did not ask for. The mark stays with the
+//!   address range: with transparent huge pages set to `always`, it keeps
+//!   that range on small pages for `A`'s later users too.
 //!
 //! # Cost
 //!
