@@ -472,7 +472,15 @@ unsafe fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
     let kind = if huge { MADV_HUGEPAGE } else { MADV_NOHUGEPAGE };
     // SAFETY: the caller's guarantees: dropping the contents of memory we
     // own and nobody reads is allowed; the kind changes only how it is backed.
-    unsafe { madvise(p.cast(), len, MADV_DONTNEED) == 0 && madvise(p.cast(), len, kind) == 0 }
+    // Both calls are made even if the first fails: a slab going back must
+    // lose its huge-page mark whatever happened to its pages.
+    let (dropped, marked) = unsafe {
+        (
+            madvise(p.cast(), len, MADV_DONTNEED) == 0,
+            madvise(p.cast(), len, kind) == 0,
+        )
+    };
+    dropped && marked
 }
 
 /// # Safety
