@@ -41,7 +41,8 @@
 //!   for a few instructions per node allocated or freed (nodes are allocated
 //!   once per split, freed once per removed node). It is let go while a slab
 //!   is taken from `A`, advised and first written (which makes the kernel
-//!   zero a 2 MiB page), and while one is given back.
+//!   zero a 2 MiB page), and while one is given back; so threads that find
+//!   no room at the same moment each take a new slab.
 //! * **Returning memory.** A slab whose last node is freed goes back to `A`
 //!   at once, except that one empty slab is kept as a spare, so that a tree
 //!   hovering at a slab boundary does not fault in and zero 2 MiB for every
