@@ -79,8 +79,6 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 
-use crate::{Internode, Leaf};
-
 /// Bytes of one slab: one huge page on x86-64 and on AArch64 with 4 KiB
 /// base pages. (64 KiB under Miri, which gives no advice and interprets
 /// every slot of a slab the tests fill.)
@@ -89,12 +87,15 @@ pub const SLAB_BYTES: usize = if cfg!(miri) { 64 << 10 } else { 2 << 20 };
 const SLOT_ALIGN: usize = super::NODE_ALIGN;
 /// Bytes of one slot: the larger node, a multiple of the node alignment.
 /// Requests up to this long (and aligned to 64) are served from slabs.
-pub const SLOT_BYTES: usize = {
-    let (l, i) = (size_of::<Leaf>(), size_of::<Internode>());
-    (if l > i { l } else { i }).next_multiple_of(SLOT_ALIGN)
-};
+pub const SLOT_BYTES: usize = super::NODE_SLOT;
 /// Slots per slab, the first of which holds the header.
 const SLOTS: usize = SLAB_BYTES / SLOT_BYTES;
+
+/// The address of the slab that holds address `a` (slabs are aligned to
+/// their size).
+const fn slab_base(a: usize) -> usize {
+    a & !(SLAB_BYTES - 1)
+}
 
 const _: () = assert!(size_of::<SlabHead>() <= SLOT_BYTES && align_of::<SlabHead>() <= SLOT_ALIGN);
 const _: () = assert!(SLOT_BYTES >= size_of::<FreeSlot>() && SLOTS > 2);
@@ -172,7 +173,8 @@ pub struct HugePageStats {
     pub advised: usize,
 }
 
-/// Everything behind the lock.
+/// Everything behind the lock. (`stats.slab_bytes` stays 0 here: `stats`
+/// derives it from `stats.slabs`.)
 struct State {
     /// Slabs with at least one slot to hand out.
     partial: List,
@@ -237,7 +239,11 @@ impl<A: Allocator> HugePageSlabs<A> {
 
     /// Current usage.
     pub fn stats(&self) -> HugePageStats {
-        self.state.lock().stats
+        let stats = self.state.lock().stats;
+        HugePageStats {
+            slab_bytes: stats.slabs * SLAB_BYTES,
+            ..stats
+        }
     }
 
     /// Returns the spare empty slab, if one is kept, to the inner allocator.
@@ -246,7 +252,6 @@ impl<A: Allocator> HugePageSlabs<A> {
         let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
         if !spare.is_null() {
             s.stats.slabs -= 1;
-            s.stats.slab_bytes -= SLAB_BYTES;
             drop(s);
             // SAFETY: the spare was an empty slab we own, on no list; now
             // nothing refers to it.
@@ -288,7 +293,6 @@ impl<A: Allocator> HugePageSlabs<A> {
             unsafe { head.write(SlabHead::empty()) };
             s = self.state.lock();
             s.stats.slabs += 1;
-            s.stats.slab_bytes += SLAB_BYTES;
             s.stats.advised += usize::from(advised);
             head
         } else {
@@ -384,8 +388,7 @@ unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
         // slab size. The caller's pointer may carry provenance for the slot
         // alone (a `Box`'s does), so the header's comes from the slab's
         // address, exposed when the slab was made.
-        let slab =
-            ptr::with_exposed_provenance_mut::<SlabHead>(ptr.as_ptr().addr() & !(SLAB_BYTES - 1));
+        let slab = ptr::with_exposed_provenance_mut::<SlabHead>(slab_base(ptr.as_ptr().addr()));
         let mut s = self.state.lock();
         s.stats.slots_in_use -= 1;
         let mut give_back = ptr::null_mut();
@@ -407,7 +410,6 @@ unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
                     s.spare = slab;
                 } else {
                     s.stats.slabs -= 1;
-                    s.stats.slab_bytes -= SLAB_BYTES;
                     give_back = slab;
                 }
             }
@@ -494,6 +496,7 @@ unsafe fn advise(_: *mut u8, _: usize, _: bool) -> bool {
 #[cfg(all(test, not(masstree_loom)))]
 mod tests {
     use super::*;
+    use crate::{Internode, Leaf};
     use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
     use std::vec::Vec;
 
@@ -527,16 +530,33 @@ mod tests {
     }
 
     fn slab_of(p: NonNull<u8>) -> usize {
-        p.as_ptr().addr() & !(SLAB_BYTES - 1)
+        slab_base(p.as_ptr().addr())
+    }
+
+    /// `n` leaf-sized slots.
+    fn take(slabs: &HugePageSlabs<&Inner>, n: usize) -> Vec<NonNull<u8>> {
+        (0..n)
+            .map(|_| slabs.allocate(leaf()).unwrap().cast())
+            .collect()
+    }
+
+    /// Frees leaf-sized slots.
+    ///
+    /// # Safety
+    /// Each of `ps` is a slot of `slabs`, taken with [`leaf`]'s layout and
+    /// not yet freed.
+    unsafe fn give_back(slabs: &HugePageSlabs<&Inner>, ps: &[NonNull<u8>]) {
+        for &p in ps {
+            // SAFETY: the caller's guarantees.
+            unsafe { slabs.deallocate(p, leaf()) };
+        }
     }
 
     #[test]
     fn nodes_share_a_slab_and_it_goes_back() {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
-        let ps: Vec<NonNull<u8>> = (0..100)
-            .map(|_| slabs.allocate(leaf()).unwrap().cast())
-            .collect();
+        let ps = take(&slabs, 100);
         let internode = slabs
             .allocate(Layout::new::<Internode>())
             .unwrap()
@@ -549,7 +569,7 @@ mod tests {
         }
         for &a in &addrs {
             assert_eq!(a % SLOT_ALIGN, 0);
-            assert_eq!(a & !(SLAB_BYTES - 1), slab_of(ps[0]));
+            assert_eq!(slab_base(a), slab_of(ps[0]));
             assert_ne!(a, slab_of(ps[0]), "the first slot holds the header");
         }
         let st = slabs.stats();
@@ -558,20 +578,15 @@ mod tests {
             (1, SLAB_BYTES, 101)
         );
         assert_eq!(inner.live.load(Ordering::Relaxed), 1);
-        for p in ps {
-            // SAFETY: allocated above with this layout.
-            unsafe { slabs.deallocate(p, leaf()) };
+        // SAFETY: allocated above with these layouts.
+        unsafe {
+            give_back(&slabs, &ps);
+            slabs.deallocate(internode, Layout::new::<Internode>());
         }
-        // SAFETY: as above.
-        unsafe { slabs.deallocate(internode, Layout::new::<Internode>()) };
         // The empty slab stays as the spare until trimmed.
         assert_eq!((slabs.stats().slabs, slabs.stats().slots_in_use), (1, 0));
         let again = slabs.allocate(leaf()).unwrap().cast::<u8>();
-        assert_eq!(
-            slab_of(again),
-            addrs[0] & !(SLAB_BYTES - 1),
-            "the spare is reused"
-        );
+        assert_eq!(slab_of(again), slab_base(addrs[0]), "the spare is reused");
         // SAFETY: as above.
         unsafe { slabs.deallocate(again, leaf()) };
         slabs.trim();
@@ -584,9 +599,7 @@ mod tests {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
         let per = SLOTS - 1;
-        let ps: Vec<NonNull<u8>> = (0..per + 1)
-            .map(|_| slabs.allocate(leaf()).unwrap().cast())
-            .collect();
+        let ps = take(&slabs, per + 1);
         assert_eq!(slabs.stats().slabs, 2);
         assert_eq!(
             slab_of(ps[0]),
@@ -600,10 +613,8 @@ mod tests {
         let p = slabs.allocate(leaf()).unwrap().cast::<u8>();
         assert_eq!(p, ps[7]);
         // Emptying both: one is kept as the spare, the other returned.
-        for &p in &ps {
-            // SAFETY: as above (`ps[7]` was handed out again).
-            unsafe { slabs.deallocate(p, leaf()) };
-        }
+        // SAFETY: as above (`ps[7]` was handed out again).
+        unsafe { give_back(&slabs, &ps) };
         assert_eq!(slabs.stats().slabs, 1);
         assert_eq!(inner.live.load(Ordering::Relaxed), 1);
         drop(slabs);
@@ -661,15 +672,11 @@ mod tests {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
         let per = SLOTS - 1;
-        let ps: Vec<NonNull<u8>> = (0..2 * per + 5)
-            .map(|_| slabs.allocate(leaf()).unwrap().cast())
-            .collect();
+        let ps = take(&slabs, 2 * per + 5);
         // Empty the second slab: it becomes the spare. The first stays full,
         // the third partial.
-        for &p in &ps[per..2 * per] {
-            // SAFETY: allocated above with this layout.
-            unsafe { slabs.deallocate(p, leaf()) };
-        }
+        // SAFETY: allocated above with this layout.
+        unsafe { give_back(&slabs, &ps[per..2 * per]) };
         let st = slabs.stats();
         assert_eq!((st.slabs, st.slots_in_use), (3, per + 5));
         assert_eq!(inner.live.load(Ordering::Relaxed), 3);

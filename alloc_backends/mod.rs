@@ -59,6 +59,14 @@ const NODE_ALIGN: usize = {
     if l > i { l } else { i }
 };
 
+/// The size of a slot that holds a node of either kind: the larger node,
+/// rounded up to [`NODE_ALIGN`] (320 bytes on 64-bit targets).
+#[cfg(any(feature = "pool", feature = "huge-pages"))]
+const NODE_SLOT: usize = {
+    let (l, i) = (size_of::<crate::Leaf>(), size_of::<crate::Internode>());
+    (if l > i { l } else { i }).next_multiple_of(NODE_ALIGN)
+};
+
 /// Deferred records for the backends that reclaim only at a quiescent point
 /// (`reclaim(&mut self)` or drop): each value or suffix record that may be
 /// retired has a [`Header`](limbo::Header) in front of its payload, holding

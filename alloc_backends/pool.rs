@@ -79,8 +79,7 @@ use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 /// Alignment of a slot: the larger node alignment (64).
 const SLOT_ALIGN: usize = super::NODE_ALIGN;
 /// Size of a slot: the larger node, a multiple of [`SLOT_ALIGN`].
-const SLOT_SIZE: usize =
-    larger(size_of::<Leaf>(), size_of::<Internode>()).next_multiple_of(SLOT_ALIGN);
+const SLOT_SIZE: usize = super::NODE_SLOT;
 /// Bytes before the first slot of a slab: the slab header, padded to a slot.
 const SLAB_HEAD: usize = size_of::<Slab>().next_multiple_of(SLOT_ALIGN);
 /// Slots in the first slab grown on demand.
@@ -89,10 +88,6 @@ const MIN_SLAB_SLOTS: usize = 16;
 const MAX_SLAB_SLOTS: usize = 1024;
 
 const _: () = assert!(SLOT_SIZE >= size_of::<FreeSlot>() && SLOT_ALIGN >= align_of::<FreeSlot>());
-
-const fn larger(a: usize, b: usize) -> usize {
-    if a > b { a } else { b }
-}
 
 /// Nodes from slabs of slots reused through a free list; values and suffix
 /// records from the allocator `A` (default: the global allocator); retired

@@ -2,14 +2,16 @@
 //! load and memory figures for this crate's backends.
 //!
 //! ```text
-//! cargo run --release --example compare --features arena,pool   # everything
-//! cargo run --release --example compare                          # no arena/pool rows
+//! cargo run --release --example compare --all-features           # everything
+//! cargo run --release --example compare                          # no arena/pool/huge-pages rows
 //! N=100000 RUNS=1 THREADS=1 ONLY=rand8,scan cargo run --release --example compare   # quick
 //! ```
 //!
 //! Systems in the throughput table, all on the same (system) global allocator:
 //!
-//! * this crate: `masstree::InlineMassTree<u64>` (seize backend);
+//! * this crate: `masstree::InlineMassTree<u64>` (seize backend); with feature
+//!   `huge-pages` also on `SeizeBackend<HugePageSlabs>` ("this crate, huge
+//!   pages"), whose slabs come from the same global allocator;
 //! * the published `masstree` 0.9.5 (dev-dependency `masstree_published`):
 //!   `MassTree15Inline<u64>` with `insert_with_guard` / `get_with_guard` /
 //!   `remove_with_guard` / `range`;
@@ -64,8 +66,9 @@
 //!   and `get hit` on each tree so built.
 //! * memory: bytes per key after loading the `rand8` keys (inline `u64`
 //!   values), counted by an `allocator_api2` allocator that adds up the bytes
-//!   requested and not yet freed, for each backend (seize; pool and arena with
-//!   their features), loaded one by one and by bulk load. `masstree` 0.9.5
+//!   requested and not yet freed, for each backend (seize; seize on
+//!   huge-page slabs, pool and arena with their features), loaded one by one
+//!   and by bulk load. `masstree` 0.9.5
 //!   takes no such allocator (its allocator parameter is its own node-level
 //!   `TreeAllocator` trait), so it has no row.
 //!
@@ -1476,7 +1479,7 @@ fn bench_workload(w: &Workload<'_>, threads: usize, runs: usize, wrong: &mut Fai
                         "{} T={threads}: {}: {}",
                         w.ks.name, systems[i].name, phase.name
                     );
-                    wrong.add(systems[i].column.starts_with(OURS), what, &e);
+                    wrong.add([OURS, OURS_HUGE].contains(&systems[i].column), what, &e);
                     f64::NAN
                 }));
             }

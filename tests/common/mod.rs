@@ -70,16 +70,18 @@ macro_rules! for_each_backend {
     };
 
     // One backend: `feature`, module name, backend type path (generic over the
-    // allocator, constructed with `new_in(allocator)`), the test items.
-    (@one $feature:literal, $name:ident, $($backend:ident)::+, {$($consts:tt)*}, [$($body:tt)*]) => {
+    // allocator, constructed with `new_in(allocator)`), its promises, the test items.
+    (@one $feature:literal, $name:ident, $($backend:ident)::+, $promises:tt, [$($body:tt)*]) => {
         for_each_backend!(@with [feature = $feature], $feature, $name,
-            $($backend)::+<A>, |a| $($backend)::+::new_in(a), {$($consts)*}, [$($body)*]);
+            $($backend)::+<A>, |a| $($backend)::+::new_in(a), $promises, [$($body)*]);
     };
 
     // One backend in general: the `cfg` it needs, its name, module name, its
-    // type in terms of the allocator `A`, a closure making it from an `A`.
+    // type in terms of the allocator `A`, a closure making it from an `A`,
+    // its promises (see the entry arm), the test items.
     (@with [$($cfg:tt)*], $label:literal, $name:ident, $bty:ty, $ctor:expr,
-        {$($consts:tt)*}, [$($body:tt)*]) => {
+        {shared: $shared:expr, reuses: $reuses:expr, frees: $frees:expr, waiting: $waiting:expr},
+        [$($body:tt)*]) => {
         #[cfg($($cfg)*)]
         mod $name {
             #[allow(unused_imports)]
@@ -87,7 +89,14 @@ macro_rules! for_each_backend {
             #[allow(unused_imports)]
             use masstree::{InlineMassTree, MassTree};
 
-            $($consts)*
+            #[allow(dead_code)]
+            pub(crate) const RECLAIMS_WHILE_SHARED: bool = $shared;
+            #[allow(dead_code)]
+            pub(crate) const REUSES_AFTER_RECLAIM: bool = $reuses;
+            #[allow(dead_code)]
+            pub(crate) const FREES_ON_RECLAIM: bool = $frees;
+            #[allow(dead_code)]
+            pub(crate) const WAITING: isize = $waiting;
 
             /// Backend with a custom allocator.
             #[allow(dead_code)]
@@ -118,46 +127,23 @@ macro_rules! for_each_backend {
 
     // Entry point: one line per backend, with what the backend promises about
     // memory (tests check exactly what is promised):
-    // * RECLAIMS_WHILE_SHARED: retired memory is freed while the tree is in
-    //   use (guards come and go), without `reclaim()`;
-    // * REUSES_AFTER_RECLAIM: memory retired before `reclaim()`/`clear()` is
-    //   reused (or returned to the allocator) afterwards;
-    // * FREES_ON_RECLAIM: `reclaim()`/`clear()` give node memory back to the
-    //   allocator (not just to a free list);
-    // * WAITING: how many retired objects a thread may hold back from
-    //   reclamation between `reclaim()` calls (seize: one unfinished batch).
+    // * shared (RECLAIMS_WHILE_SHARED): retired memory is freed while the tree
+    //   is in use (guards come and go), without `reclaim()`;
+    // * reuses (REUSES_AFTER_RECLAIM): memory retired before
+    //   `reclaim()`/`clear()` is reused (or returned to the allocator) afterwards;
+    // * frees (FREES_ON_RECLAIM): `reclaim()`/`clear()` give node memory back
+    //   to the allocator (not just to a free list);
+    // * waiting (WAITING): how many retired objects a thread may hold back
+    //   from reclamation between `reclaim()` calls (seize: one unfinished batch).
     ($($body:tt)*) => {
-        for_each_backend!(@one "seize", seize, masstree::alloc_backends::seize::SeizeBackend, {
-            #[allow(dead_code)]
-            pub(crate) const RECLAIMS_WHILE_SHARED: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const FREES_ON_RECLAIM: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const WAITING: isize =
-                masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize;
-        }, [$($body)*]);
-        for_each_backend!(@one "pool", pool, masstree::alloc_backends::pool::PoolBackend, {
-            #[allow(dead_code)]
-            pub(crate) const RECLAIMS_WHILE_SHARED: bool = false;
-            #[allow(dead_code)]
-            pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const FREES_ON_RECLAIM: bool = false;
-            #[allow(dead_code)]
-            pub(crate) const WAITING: isize = 0;
-        }, [$($body)*]);
-        for_each_backend!(@one "arena", arena, masstree::alloc_backends::arena::ArenaBackend, {
-            #[allow(dead_code)]
-            pub(crate) const RECLAIMS_WHILE_SHARED: bool = false;
-            #[allow(dead_code)]
-            pub(crate) const REUSES_AFTER_RECLAIM: bool = false;
-            #[allow(dead_code)]
-            pub(crate) const FREES_ON_RECLAIM: bool = false;
-            #[allow(dead_code)]
-            pub(crate) const WAITING: isize = 0;
-        }, [$($body)*]);
+        for_each_backend!(@one "seize", seize, masstree::alloc_backends::seize::SeizeBackend,
+            {shared: true, reuses: true, frees: true,
+             waiting: masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize},
+            [$($body)*]);
+        for_each_backend!(@one "pool", pool, masstree::alloc_backends::pool::PoolBackend,
+            {shared: false, reuses: true, frees: false, waiting: 0}, [$($body)*]);
+        for_each_backend!(@one "arena", arena, masstree::alloc_backends::arena::ArenaBackend,
+            {shared: false, reuses: false, frees: false, waiting: 0}, [$($body)*]);
         // The seize backend with its nodes in huge-page slabs: the counting
         // allocators see slabs (and values, suffixes), not single nodes.
         for_each_backend!(@with [all(feature = "seize", feature = "huge-pages")], "seize+huge-pages",
@@ -165,17 +151,10 @@ macro_rules! for_each_backend {
             masstree::alloc_backends::seize::SeizeBackend<
                 masstree::alloc_backends::huge_pages::HugePageSlabs<A>>,
             |a| masstree::alloc_backends::seize::SeizeBackend::new_in(
-                masstree::alloc_backends::huge_pages::HugePageSlabs::new_in(a)), {
-            #[allow(dead_code)]
-            pub(crate) const RECLAIMS_WHILE_SHARED: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const REUSES_AFTER_RECLAIM: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const FREES_ON_RECLAIM: bool = true;
-            #[allow(dead_code)]
-            pub(crate) const WAITING: isize =
-                masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize;
-        }, [$($body)*]);
+                masstree::alloc_backends::huge_pages::HugePageSlabs::new_in(a)),
+            {shared: true, reuses: true, frees: true,
+             waiting: masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize},
+            [$($body)*]);
     };
 }
 
