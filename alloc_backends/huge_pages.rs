@@ -74,85 +74,22 @@
 //! In return no node pays the system allocator's per-chunk header.
 
 use core::alloc::Layout;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
-use spin::mutex::{SpinMutex, SpinMutexGuard};
+
+use super::slabs::Slabs;
 
 /// Bytes of one slab: one huge page on x86-64 and on AArch64 with 4 KiB
 /// base pages. (64 KiB under Miri, which gives no advice and interprets
 /// every slot of a slab the tests fill.)
 pub const SLAB_BYTES: usize = if cfg!(miri) { 64 << 10 } else { 2 << 20 };
-/// The alignment a request needs to be served from a slab.
-const SLOT_ALIGN: usize = super::NODE_ALIGN;
 /// Bytes of one slot: the larger node, a multiple of the node alignment.
 /// Requests up to this long (and aligned to 64) are served from slabs.
 pub const SLOT_BYTES: usize = super::NODE_SLOT;
-/// Slots per slab, the first of which holds the header.
-const SLOTS: usize = SLAB_BYTES / SLOT_BYTES;
 
-/// The address of the slab that holds address `a` (slabs are aligned to
-/// their size).
-const fn slab_base(a: usize) -> usize {
-    a & !(SLAB_BYTES - 1)
-}
-
-const _: () = assert!(size_of::<SlabHead>() <= SLOT_BYTES && align_of::<SlabHead>() <= SLOT_ALIGN);
-const _: () = assert!(SLOT_BYTES >= size_of::<FreeSlot>() && SLOTS > 2);
-
-/// The header of a slab, in its first slot.
-struct SlabHead {
-    /// Neighbours in the list the slab is on (partial or full).
-    prev: *mut SlabHead,
-    next: *mut SlabHead,
-    /// Freed slots, linked through their first word.
-    free: *mut FreeSlot,
-    /// Slots handed out and not freed.
-    live: usize,
-    /// Index of the first never-used slot.
-    fresh: usize,
-}
-
-/// A freed slot's first word.
-struct FreeSlot {
-    next: *mut FreeSlot,
-}
-
-/// A doubly linked list of slabs.
-struct List(*mut SlabHead);
-
-impl List {
-    /// # Safety
-    /// `s` is a live slab head on no list.
-    unsafe fn push(&mut self, s: *mut SlabHead) {
-        // SAFETY: the caller's guarantees; list members are live slab heads.
-        unsafe {
-            (*s).prev = ptr::null_mut();
-            (*s).next = self.0;
-            if !self.0.is_null() {
-                (*self.0).prev = s;
-            }
-        }
-        self.0 = s;
-    }
-
-    /// # Safety
-    /// `s` is a live slab head on this list.
-    unsafe fn unlink(&mut self, s: *mut SlabHead) {
-        // SAFETY: the caller's guarantees; list members are live slab heads.
-        unsafe {
-            let (prev, next) = ((*s).prev, (*s).next);
-            if prev.is_null() {
-                self.0 = next;
-            } else {
-                (*prev).next = next;
-            }
-            if !next.is_null() {
-                (*next).prev = prev;
-            }
-        }
-    }
-}
+/// The slab machinery, with huge-page advice.
+type Core = Slabs<SLAB_BYTES, SLOT_BYTES, true>;
 
 /// Usage figures of a [`HugePageSlabs`], from [`HugePageSlabs::stats`].
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -173,31 +110,13 @@ pub struct HugePageStats {
     pub advised: usize,
 }
 
-/// Everything behind the lock. (`stats.slab_bytes` stays 0 here: `stats`
-/// derives it from `stats.slabs`.)
-struct State {
-    /// Slabs with at least one slot to hand out.
-    partial: List,
-    /// Slabs with none.
-    full: List,
-    /// An empty slab kept for the next one needed (or null).
-    spare: *mut SlabHead,
-    stats: HugePageStats,
-}
-
 /// An [`Allocator`] that serves the tree's nodes from 2 MiB slabs backed by
 /// huge pages where the system allows, and passes every other request to
 /// `A` (default: the global allocator). See the [module docs](self).
 pub struct HugePageSlabs<A: Allocator = Global> {
-    state: SpinMutex<State>,
+    slabs: Core,
     alloc: A,
 }
-
-// SAFETY: the slabs are memory from `A` owned by this value; the raw
-// pointers in `State` point into them and are used only under the lock.
-unsafe impl<A: Allocator + Send> Send for HugePageSlabs<A> {}
-// SAFETY: shared state is behind the lock; `A` is used through `&A`.
-unsafe impl<A: Allocator + Sync> Sync for HugePageSlabs<A> {}
 
 impl HugePageSlabs<Global> {
     /// Slabs from the global allocator.
@@ -217,17 +136,7 @@ impl<A: Allocator> HugePageSlabs<A> {
     /// nothing until the first request.
     pub const fn new_in(alloc: A) -> Self {
         HugePageSlabs {
-            state: SpinMutex::new(State {
-                partial: List(ptr::null_mut()),
-                full: List(ptr::null_mut()),
-                spare: ptr::null_mut(),
-                stats: HugePageStats {
-                    slabs: 0,
-                    slab_bytes: 0,
-                    slots_in_use: 0,
-                    advised: 0,
-                },
-            }),
+            slabs: Core::new(),
             alloc,
         }
     }
@@ -239,105 +148,26 @@ impl<A: Allocator> HugePageSlabs<A> {
 
     /// Current usage.
     pub fn stats(&self) -> HugePageStats {
-        let stats = self.state.lock().stats;
+        let c = self.slabs.counts();
         HugePageStats {
-            slab_bytes: stats.slabs * SLAB_BYTES,
-            ..stats
+            slabs: c.slabs,
+            slab_bytes: c.slabs * SLAB_BYTES,
+            slots_in_use: c.slots_in_use,
+            advised: c.advised,
         }
     }
 
     /// Returns the spare empty slab, if one is kept, to the inner allocator.
     pub fn trim(&self) {
-        let mut s = self.state.lock();
-        let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
-        if !spare.is_null() {
-            s.stats.slabs -= 1;
-            drop(s);
-            // SAFETY: the spare was an empty slab we own, on no list; now
-            // nothing refers to it.
-            unsafe { self.return_slab(spare) };
-        }
-    }
-
-    fn slab_layout() -> Layout {
-        // SLAB_BYTES is a power of two, so a valid alignment.
-        Layout::from_size_align(SLAB_BYTES, SLAB_BYTES).expect("valid slab layout")
+        self.slabs.trim(&self.alloc);
     }
 
     /// Whether `layout` is served from a slab (zero-sized requests are not:
     /// they would cost a slot, or a whole slab).
     fn fits(layout: Layout) -> bool {
-        layout.align() == SLOT_ALIGN && layout.size() <= SLOT_BYTES && layout.size() != 0
-    }
-
-    /// Takes the lock and returns it with a slab that has a free slot, on
-    /// the partial list. Lets go of the lock while `A` makes a new slab and
-    /// the kernel backs it (the first write zeroes 2 MiB).
-    fn lock_slab_with_room(
-        &self,
-    ) -> Result<(SpinMutexGuard<'_, State>, *mut SlabHead), AllocError> {
-        let mut s = self.state.lock();
-        if !s.partial.0.is_null() {
-            let head = s.partial.0;
-            return Ok((s, head));
-        }
-        let head = if s.spare.is_null() {
-            drop(s);
-            let p = self.alloc.allocate(Self::slab_layout())?.cast::<u8>();
-            // Slots find their slab from their address alone (`deallocate`).
-            let head = p.as_ptr().cast::<SlabHead>();
-            let _ = head.expose_provenance();
-            // SAFETY: a fresh slab, aligned to its size, not yet written.
-            let advised = unsafe { advise(p.as_ptr(), SLAB_BYTES, true) };
-            // SAFETY: fresh memory from `A`, large and aligned enough.
-            unsafe { head.write(SlabHead::empty()) };
-            s = self.state.lock();
-            s.stats.slabs += 1;
-            s.stats.advised += usize::from(advised);
-            head
-        } else {
-            let head = core::mem::replace(&mut s.spare, ptr::null_mut());
-            // SAFETY: the spare is an empty slab we own, on no list.
-            unsafe { head.write(SlabHead::empty()) };
-            head
-        };
-        // SAFETY: `head` is an initialized slab head on no list; we hold the lock.
-        unsafe { s.partial.push(head) };
-        Ok((s, head))
-    }
-
-    /// Drops the slab's pages, marks the range `MADV_NOHUGEPAGE` and gives
-    /// the slab back to `A`, whose later blocks in that memory should not
-    /// sit on huge pages their users did not ask for. (The mark stays: with
-    /// transparent huge pages set to `always`, it also keeps that range off
-    /// huge pages for later users of `A`.)
-    ///
-    /// # Safety
-    /// `head` starts a slab from `A` that nothing uses or refers to any more.
-    unsafe fn return_slab(&self, head: *mut SlabHead) {
-        // SAFETY: the caller's guarantees: a slab aligned to its size that
-        // nothing uses.
-        unsafe { advise(head.cast(), SLAB_BYTES, false) };
-        // SAFETY: the caller's guarantees: allocated from `A` with this layout.
-        unsafe {
-            self.alloc.deallocate(
-                NonNull::new_unchecked(head.cast::<u8>()),
-                Self::slab_layout(),
-            )
-        };
-    }
-}
-
-impl SlabHead {
-    /// The header of a slab with no slot handed out.
-    const fn empty() -> Self {
-        SlabHead {
-            prev: ptr::null_mut(),
-            next: ptr::null_mut(),
-            free: ptr::null_mut(),
-            live: 0,
-            fresh: 1,
-        }
+        layout.align() == super::slabs::SLOT_ALIGN
+            && layout.size() <= SLOT_BYTES
+            && layout.size() != 0
     }
 }
 
@@ -352,145 +182,26 @@ unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
         if !Self::fits(layout) {
             return self.alloc.allocate(layout);
         }
-        let (mut s, slab) = self.lock_slab_with_room()?;
-        // SAFETY: `slab` is a live slab head on the partial list, under the
-        // lock; free slots and the fresh tail lie inside the slab.
-        let slot = unsafe {
-            let h = &mut *slab;
-            let slot = if h.free.is_null() {
-                let slot = slab.cast::<u8>().add(h.fresh * SLOT_BYTES);
-                h.fresh += 1;
-                slot
-            } else {
-                let f = h.free;
-                h.free = (*f).next;
-                f.cast::<u8>()
-            };
-            h.live += 1;
-            if h.live == SLOTS - 1 {
-                s.partial.unlink(slab);
-                s.full.push(slab);
-            }
-            slot
-        };
-        s.stats.slots_in_use += 1;
-        // SAFETY: a slot inside a slab is not null.
-        let slot = unsafe { NonNull::new_unchecked(slot) };
+        let slot = self.slabs.take(&self.alloc)?;
         Ok(NonNull::slice_from_raw_parts(slot, SLOT_BYTES))
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        if !Self::fits(layout) {
+        if Self::fits(layout) {
+            // SAFETY: the caller's guarantees; blocks that fit came from a slot.
+            unsafe { self.slabs.give(ptr, &self.alloc) }
+        } else {
             // SAFETY: the caller's guarantees; such blocks came from `A`.
-            return unsafe { self.alloc.deallocate(ptr, layout) };
-        }
-        // A slot's slab starts at the slot's address rounded down to the
-        // slab size. The caller's pointer may carry provenance for the slot
-        // alone (a `Box`'s does), so the header's comes from the slab's
-        // address, exposed when the slab was made.
-        let slab = ptr::with_exposed_provenance_mut::<SlabHead>(slab_base(ptr.as_ptr().addr()));
-        let mut s = self.state.lock();
-        s.stats.slots_in_use -= 1;
-        let mut give_back = ptr::null_mut();
-        // SAFETY: the caller's guarantees: `ptr` is a slot we handed out and
-        // not yet freed, so its slab is live; we hold the lock.
-        unsafe {
-            let h = &mut *slab;
-            let f = ptr.as_ptr().cast::<FreeSlot>();
-            f.write(FreeSlot { next: h.free });
-            h.free = f;
-            if h.live == SLOTS - 1 {
-                s.full.unlink(slab);
-                s.partial.push(slab);
-            }
-            h.live -= 1;
-            if h.live == 0 {
-                s.partial.unlink(slab);
-                if s.spare.is_null() {
-                    s.spare = slab;
-                } else {
-                    s.stats.slabs -= 1;
-                    give_back = slab;
-                }
-            }
-        }
-        drop(s);
-        if !give_back.is_null() {
-            // SAFETY: an empty slab, off every list: nothing refers to it.
-            unsafe { self.return_slab(give_back) };
+            unsafe { self.alloc.deallocate(ptr, layout) }
         }
     }
 }
 
 impl<A: Allocator> Drop for HugePageSlabs<A> {
     fn drop(&mut self) {
-        let s = self.state.get_mut();
-        let mut all = [
-            core::mem::replace(&mut s.partial.0, ptr::null_mut()),
-            core::mem::replace(&mut s.full.0, ptr::null_mut()),
-        ];
-        let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
-        for head in all.iter_mut() {
-            while !head.is_null() {
-                let slab = *head;
-                // SAFETY: list members are live slabs from `A`; no block
-                // may be used after its allocator drops.
-                unsafe {
-                    *head = (*slab).next;
-                    self.return_slab(slab);
-                }
-            }
-        }
-        if !spare.is_null() {
-            // SAFETY: as above.
-            unsafe { self.return_slab(spare) };
-        }
+        // SAFETY: no block may be used after its allocator drops.
+        unsafe { self.slabs.release_all(&self.alloc) };
     }
-}
-
-/// Sets how the kernel backs `[p, p + len)`, memory whose contents do not
-/// matter (a slab being taken or given back): drops the pages that back it
-/// now (`MADV_DONTNEED`: memory the inner allocator used before may sit on
-/// small pages, and memory given back may sit on huge ones), and marks it
-/// for huge pages (`huge`, `MADV_HUGEPAGE`) or not (`MADV_NOHUGEPAGE`), so
-/// that the next touch faults in pages of that kind. Returns true if the
-/// kernel accepted both. Advice only: the memory is usable either way (and,
-/// being private anonymous memory, reads as zeros after it).
-///
-/// # Safety
-/// `[p, p + len)` is page-aligned memory owned by the caller, whose
-/// contents nobody needs.
-#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
-unsafe fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
-    use core::ffi::{c_int, c_void};
-    // SAFETY: madvise(2) as `<sys/mman.h>` declares it, from the C library
-    // that `std` links on Linux.
-    unsafe extern "C" {
-        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
-    }
-    // From `<sys/mman.h>`, the same on every Linux architecture.
-    const MADV_DONTNEED: c_int = 4;
-    const MADV_HUGEPAGE: c_int = 14;
-    const MADV_NOHUGEPAGE: c_int = 15;
-    let kind = if huge { MADV_HUGEPAGE } else { MADV_NOHUGEPAGE };
-    // SAFETY: the caller's guarantees: dropping the contents of memory we
-    // own and nobody reads is allowed; the kind changes only how it is backed.
-    // Both calls are made even if the first fails: a slab going back must
-    // lose its huge-page mark whatever happened to its pages.
-    let (dropped, marked) = unsafe {
-        (
-            madvise(p.cast(), len, MADV_DONTNEED) == 0,
-            madvise(p.cast(), len, kind) == 0,
-        )
-    };
-    dropped && marked
-}
-
-/// # Safety
-/// As for the Linux version.
-#[cfg(not(all(feature = "std", target_os = "linux", not(miri))))]
-unsafe fn advise(_: *mut u8, _: usize, _: bool) -> bool {
-    false
 }
 
 #[cfg(all(test, not(masstree_loom)))]
@@ -530,7 +241,7 @@ mod tests {
     }
 
     fn slab_of(p: NonNull<u8>) -> usize {
-        slab_base(p.as_ptr().addr())
+        Core::slab_base(p.as_ptr().addr())
     }
 
     /// `n` leaf-sized slots.
@@ -568,8 +279,8 @@ mod tests {
             assert!(w[1] - w[0] >= SLOT_BYTES, "slots overlap");
         }
         for &a in &addrs {
-            assert_eq!(a % SLOT_ALIGN, 0);
-            assert_eq!(slab_base(a), slab_of(ps[0]));
+            assert_eq!(a % super::super::slabs::SLOT_ALIGN, 0);
+            assert_eq!(Core::slab_base(a), slab_of(ps[0]));
             assert_ne!(a, slab_of(ps[0]), "the first slot holds the header");
         }
         let st = slabs.stats();
@@ -586,7 +297,11 @@ mod tests {
         // The empty slab stays as the spare until trimmed.
         assert_eq!((slabs.stats().slabs, slabs.stats().slots_in_use), (1, 0));
         let again = slabs.allocate(leaf()).unwrap().cast::<u8>();
-        assert_eq!(slab_of(again), slab_base(addrs[0]), "the spare is reused");
+        assert_eq!(
+            slab_of(again),
+            Core::slab_base(addrs[0]),
+            "the spare is reused"
+        );
         // SAFETY: as above.
         unsafe { slabs.deallocate(again, leaf()) };
         slabs.trim();
@@ -598,7 +313,7 @@ mod tests {
     fn full_slabs_fill_again_and_empty_ones_are_returned() {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
-        let per = SLOTS - 1;
+        let per = Core::SLOTS - 1;
         let ps = take(&slabs, per + 1);
         assert_eq!(slabs.stats().slabs, 2);
         assert_eq!(
@@ -671,7 +386,7 @@ mod tests {
     fn drop_returns_full_partial_and_spare_slabs() {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
-        let per = SLOTS - 1;
+        let per = Core::SLOTS - 1;
         let ps = take(&slabs, 2 * per + 5);
         // Empty the second slab: it becomes the spare. The first stays full,
         // the third partial.

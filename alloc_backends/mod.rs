@@ -36,6 +36,9 @@ pub mod arena;
 #[cfg(feature = "huge-pages")]
 pub mod huge_pages;
 
+#[cfg(any(feature = "seize", feature = "huge-pages"))]
+mod slabs;
+
 /// Allocation with a one-word header in front, holding a pointer back to the
 /// allocator, so that deferred reclaimers (plain `fn`s) can find it.
 #[cfg(feature = "seize")]
@@ -53,7 +56,12 @@ mod header {
 
 /// The larger of the two node alignments (both are 64 today): what a
 /// memory region that holds nodes of either kind must be aligned to.
-#[cfg(any(feature = "pool", feature = "arena", feature = "huge-pages"))]
+#[cfg(any(
+    feature = "pool",
+    feature = "arena",
+    feature = "huge-pages",
+    feature = "seize"
+))]
 const NODE_ALIGN: usize = {
     let (l, i) = (align_of::<crate::Leaf>(), align_of::<crate::Internode>());
     if l > i { l } else { i }

@@ -7,6 +7,16 @@
 //! carries a pointer to the allocator: nodes in their backend word, suffix
 //! records and values in a one-word header. The allocator itself lives in
 //! memory it allocated, so the pointer stays valid when the tree moves.
+//!
+//! Internodes come from one-page slabs of their own (4 KiB, 15 internodes
+//! each; see `slabs.rs`), taken from the allocator; leaves, suffix records
+//! and values come from the allocator one by one. A descent reads one
+//! internode per level: packed together, the internodes of a tree of a
+//! million keys (about 2.5 MiB) sit on about 650 pages, whose translations
+//! stay in the TLB, where scattered among the leaves each would sit on a
+//! page of its own. A lookup then walks the page tables for its leaf only.
+//! In `examples/compare.rs` (`rand8`, 1M keys, one run each) get hit went
+//! from 0.97x to 1.21x of `masstree` 0.9.5 and remove from 0.98x to 1.06x.
 
 use core::alloc::Layout;
 use core::mem::ManuallyDrop;
@@ -16,7 +26,25 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 use seize::{Collector, Guard, LocalGuard};
 
 use super::header::with_header;
+use super::slabs::Slabs;
 use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+
+/// Bytes of one internode slab: a 4 KiB page (the smallest on the targets
+/// this backend runs on), so that each holds internodes only.
+const INTERNODE_SLAB: usize = 4096;
+/// Bytes of one internode slot.
+const INTERNODE_SLOT: usize = size_of::<Internode>().next_multiple_of(super::NODE_ALIGN);
+
+/// The internodes' slabs.
+type InternodeSlabs = Slabs<INTERNODE_SLAB, INTERNODE_SLOT, false>;
+
+/// What the backend keeps in memory from its allocator (so that the
+/// reclaimers' pointers to it stay valid when the tree moves): the
+/// allocator, and the slabs it gives the internodes.
+struct Home<A> {
+    alloc: A,
+    internodes: InternodeSlabs,
+}
 
 /// How many retired objects a thread gathers before handing them to
 /// reclamation, unless [`SeizeBackend::with_batch_size`] says otherwise.
@@ -48,8 +76,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 256;
 pub struct SeizeBackend<A: Allocator = Global> {
     /// Dropped first (see `Drop`), running pending reclaimers while `alloc` lives.
     collector: ManuallyDrop<Collector>,
-    /// The allocator, in memory it allocated itself (stable across moves).
-    alloc: NonNull<A>,
+    /// The allocator and the internode slabs, in memory the allocator
+    /// allocated itself (stable across moves).
+    home: NonNull<Home<A>>,
 }
 
 // SAFETY: the backend owns its allocator; reclaimers use it from any thread
@@ -82,12 +111,17 @@ impl<A: Allocator> SeizeBackend<A> {
 
     /// A backend on `alloc`, or an error if `alloc` cannot hold its own handle.
     pub fn try_new_in(alloc: A) -> Result<Self, AllocError> {
-        let home = alloc.allocate(Layout::new::<A>())?.cast::<A>();
-        // SAFETY: fresh memory with `A`'s layout.
-        unsafe { home.as_ptr().write(alloc) };
+        let home = alloc.allocate(Layout::new::<Home<A>>())?.cast::<Home<A>>();
+        // SAFETY: fresh memory with `Home<A>`'s layout.
+        unsafe {
+            home.as_ptr().write(Home {
+                alloc,
+                internodes: InternodeSlabs::new(),
+            })
+        };
         Ok(SeizeBackend {
             collector: ManuallyDrop::new(Collector::new().batch_size(DEFAULT_BATCH_SIZE)),
-            alloc: home,
+            home,
         })
     }
 
@@ -112,8 +146,17 @@ impl<A: Allocator> SeizeBackend<A> {
 
     /// The allocator.
     pub fn allocator(&self) -> &A {
+        &self.home().alloc
+    }
+
+    fn home(&self) -> &Home<A> {
         // SAFETY: written in `try_new_in`, freed only in `drop`.
-        unsafe { self.alloc.as_ref() }
+        unsafe { self.home.as_ref() }
+    }
+
+    /// Where the allocator lives, for the reclaimers.
+    fn alloc_ptr(&self) -> *const A {
+        &self.home().alloc
     }
 
     /// The collector that reclaims retired memory.
@@ -125,7 +168,7 @@ impl<A: Allocator> SeizeBackend<A> {
         let (layout, off) = with_header::<A>(payload);
         let base = self.allocator().allocate(layout)?.cast::<u8>();
         // SAFETY: the header fits at the start of the allocation.
-        unsafe { base.as_ptr().cast::<*const A>().write(self.alloc.as_ptr()) };
+        unsafe { base.as_ptr().cast::<*const A>().write(self.alloc_ptr()) };
         // SAFETY: `off < layout.size()` or the payload is zero-sized at the end.
         Ok((unsafe { base.add(off) }, off))
     }
@@ -157,11 +200,13 @@ unsafe fn reclaim_leaf<A: Allocator>(p: *mut Leaf, _: &Collector) {
 }
 
 unsafe fn reclaim_internode<A: Allocator>(p: *mut Internode, _: &Collector) {
-    // SAFETY: as in `reclaim_leaf`.
+    // SAFETY: `retire_internode` stored the backend's home in the backend
+    // word; the collector runs this once no guard can see the internode,
+    // and the home lives until every reclaimer has run (see `Drop`).
     unsafe {
         let p = NonNull::new_unchecked(p);
-        let alloc = &*Internode::backend_word(p).cast::<*const A>().read();
-        alloc.deallocate(p.cast(), Layout::new::<Internode>());
+        let home = &*Internode::backend_word(p).cast::<*const Home<A>>().read();
+        home.internodes.give(p.cast(), &home.alloc);
     }
 }
 
@@ -204,10 +249,8 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     fn alloc_internode(&self) -> Result<NonNull<Internode>, AllocError> {
-        Ok(self
-            .allocator()
-            .allocate(Layout::new::<Internode>())?
-            .cast())
+        let home = self.home();
+        Ok(home.internodes.take(&home.alloc)?.cast())
     }
 
     fn alloc_suffix(&self, layout: Layout) -> Result<NonNull<Suffix>, AllocError> {
@@ -235,11 +278,10 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     unsafe fn free_internode(&self, node: NonNull<Internode>) {
-        // SAFETY: as in `free_leaf`.
-        unsafe {
-            self.allocator()
-                .deallocate(node.cast(), Layout::new::<Internode>())
-        }
+        let home = self.home();
+        // SAFETY: the caller guarantees `node` is ours (so from the
+        // internode slabs, with this allocator) and unreachable.
+        unsafe { home.internodes.give(node.cast(), &home.alloc) }
     }
 
     unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
@@ -261,7 +303,7 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         unsafe {
             Leaf::backend_word(leaf)
                 .cast::<*const A>()
-                .write(self.alloc.as_ptr());
+                .write(self.alloc_ptr());
             self.collector.retire(leaf.as_ptr(), reclaim_leaf::<A>);
         }
     }
@@ -270,8 +312,8 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         // SAFETY: as in `retire_leaf`.
         unsafe {
             Internode::backend_word(node)
-                .cast::<*const A>()
-                .write(self.alloc.as_ptr());
+                .cast::<*const Home<A>>()
+                .write(self.home.as_ptr());
             self.collector.retire(node.as_ptr(), reclaim_internode::<A>);
         }
     }
@@ -296,19 +338,27 @@ impl<A: Allocator> SeizeBackend<A> {
     fn reclaim_now(&mut self) {
         // SAFETY: `&mut self`: guards borrow the backend, so none is alive, and
         // no thread can be inside a critical section of this collector.
-        unsafe { self.collector.reclaim_all() }
+        unsafe { self.collector.reclaim_all() };
+        // And the empty internode slab kept as a spare, if any.
+        let home = self.home();
+        home.internodes.trim(&home.alloc);
     }
 }
 
 impl<A: Allocator> Drop for SeizeBackend<A> {
     fn drop(&mut self) {
         // SAFETY: dropping the collector runs every pending reclaimer, which
-        // needs the allocator: it is still alive here. Then the allocator is
-        // moved out of its home and the home freed with it.
+        // needs the home: it is still alive here. Then the home is moved out
+        // of its memory, the internode slabs are given back (the tree freed
+        // its nodes before its backend drops), and the memory is freed.
         unsafe {
             ManuallyDrop::drop(&mut self.collector);
-            let alloc = self.alloc.as_ptr().read();
-            alloc.deallocate(self.alloc.cast(), Layout::new::<A>());
+            let Home {
+                alloc,
+                mut internodes,
+            } = self.home.as_ptr().read();
+            internodes.release_all(&alloc);
+            alloc.deallocate(self.home.cast(), Layout::new::<Home<A>>());
         }
     }
 }
@@ -324,5 +374,144 @@ impl<A: Allocator + Clone> Clone for SeizeBackend<A> {
 impl<A: Allocator> core::fmt::Debug for SeizeBackend<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         f.debug_struct("SeizeBackend").finish_non_exhaustive()
+    }
+}
+
+#[cfg(all(test, not(masstree_loom)))]
+mod tests {
+    use super::*;
+    use crate::InlineMassTree;
+    use std::sync::Mutex;
+    use std::vec::Vec;
+
+    /// The global allocator, keeping the live blocks' addresses and layouts.
+    #[derive(Default)]
+    struct Tracking(Mutex<Vec<(usize, Layout)>>);
+
+    impl Tracking {
+        /// Live blocks with this layout.
+        fn live(&self, l: Layout) -> Vec<usize> {
+            let v = self.0.lock().unwrap();
+            v.iter().filter(|b| b.1 == l).map(|b| b.0).collect()
+        }
+        fn slab() -> Layout {
+            Layout::from_size_align(INTERNODE_SLAB, INTERNODE_SLAB).unwrap()
+        }
+    }
+
+    // SAFETY: forwards to `Global`.
+    unsafe impl Allocator for &Tracking {
+        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+            let p = Global.allocate(layout)?;
+            self.0
+                .lock()
+                .unwrap()
+                .push((p.cast::<u8>().as_ptr().addr(), layout));
+            Ok(p)
+        }
+        unsafe fn deallocate(&self, p: NonNull<u8>, layout: Layout) {
+            let mut v = self.0.lock().unwrap();
+            let i = v
+                .iter()
+                .position(|&b| b == (p.as_ptr().addr(), layout))
+                .expect("freed with the address and layout it was allocated with");
+            v.swap_remove(i);
+            drop(v);
+            // SAFETY: the caller's guarantees; the block came from `Global`.
+            unsafe { Global.deallocate(p, layout) }
+        }
+    }
+
+    /// Internodes fill one-page slabs of their own, which no leaf shares;
+    /// emptied slabs go back (but the spare until `reclaim`), and so do
+    /// slabs emptied by retirement.
+    #[test]
+    fn internodes_fill_pages_of_their_own() {
+        let t = Tracking::default();
+        let mut b = SeizeBackend::new_in(&t);
+        let per = InternodeSlabs::SLOTS - 1;
+        let mut nodes = Vec::new();
+        let mut leaves = Vec::new();
+        for _ in 0..2 * per + 3 {
+            nodes.push(b.alloc_internode().unwrap());
+            leaves.push(b.alloc_leaf().unwrap());
+        }
+        let slabs = t.live(Tracking::slab());
+        assert_eq!(slabs.len(), 3, "{per} internodes to a slab");
+        let c = b.home().internodes.counts();
+        assert_eq!((c.slabs, c.slots_in_use, c.advised), (3, 2 * per + 3, 0));
+        let page = |p: usize| p & !(INTERNODE_SLAB - 1);
+        for (i, n) in nodes.iter().enumerate() {
+            let a = n.as_ptr().addr();
+            assert_eq!(page(a), page(nodes[i / per * per].as_ptr().addr()));
+            assert!(slabs.contains(&page(a)), "internode outside the slabs");
+            assert_ne!(a, page(a), "the first slot holds the slab's header");
+            assert_eq!(a % INTERNODE_SLOT, 0);
+        }
+        for l in &leaves {
+            assert!(
+                !slabs.contains(&page(l.as_ptr().addr())),
+                "a leaf in a slab"
+            );
+        }
+        // SAFETY: allocated above, never published.
+        unsafe {
+            for &l in &leaves {
+                b.free_leaf(l);
+            }
+            // Empty the first slab: it becomes the spare.
+            for &n in &nodes[..per] {
+                b.free_internode(n);
+            }
+        }
+        assert_eq!(t.live(Tracking::slab()).len(), 3);
+        {
+            let g = b.guard();
+            // Empty the second by retirement: it goes back once reclaimed.
+            for &n in &nodes[per..2 * per] {
+                // SAFETY: never published, so unreachable.
+                unsafe { b.retire_internode(n, &g) };
+            }
+        }
+        b.reclaim();
+        // Reclaiming also returns the spare.
+        assert_eq!(t.live(Tracking::slab()).len(), 1);
+        assert_eq!(b.home().internodes.counts().slots_in_use, 3);
+        assert_eq!(t.live(Layout::new::<Leaf>()).len(), 0);
+        // SAFETY: allocated above, never published.
+        unsafe {
+            for &n in &nodes[2 * per..] {
+                b.free_internode(n);
+            }
+        }
+        drop(b);
+        assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
+    }
+
+    /// A tree's internodes come from the slabs, and all of its memory goes
+    /// back when the tree drops (internode slabs included).
+    #[test]
+    fn a_tree_uses_internode_slabs_and_gives_everything_back() {
+        let t = Tracking::default();
+        {
+            let tree: InlineMassTree<u64, SeizeBackend<&Tracking>> =
+                InlineMassTree::new_in(SeizeBackend::new_in(&t));
+            let g = tree.guard();
+            for i in 0..3_000u64 {
+                tree.insert(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes(), i, &g);
+            }
+            let slabs = t.live(Tracking::slab()).len();
+            assert!(slabs >= 1, "internodes came from elsewhere");
+            assert_eq!(
+                t.live(Layout::new::<Internode>()).len(),
+                0,
+                "an internode from the allocator directly"
+            );
+            for i in 0..3_000u64 {
+                let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes();
+                assert_eq!(tree.get(&k, &g), Some(i));
+            }
+        }
+        assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
     }
 }
