@@ -6,10 +6,11 @@
 //! twice per node it visits, and with 4 KiB pages each of those misses
 //! usually misses the TLB as well: the processor walks the page tables
 //! before it can even start the load (under a hypervisor, two sets of page
-//! tables). With the nodes in 2 MiB pages, the 34 MiB of nodes of a
-//! million 8-byte keys with inline values need 17 TLB entries instead of
-//! about 8,700 (values and suffix records stored out of line stay on the
-//! inner allocator's pages). It is an [`Allocator`], not
+//! tables). With the leaves in 2 MiB pages, the 32 MiB of leaves of a
+//! million 8-byte keys with inline values need 16 TLB entries instead of
+//! about 8,000 (values and suffix records stored out of line stay on the
+//! inner allocator's pages; the seize backend keeps its internodes on
+//! pages of their own, see below). It is an [`Allocator`], not
 //! a backend, so it goes under any backend that takes one, most usefully
 //! [`SeizeBackend`](super::seize::SeizeBackend):
 //!
@@ -32,7 +33,11 @@
 //! * **What goes to slabs.** Requests aligned to exactly 64 bytes and at
 //!   most [`SLOT_BYTES`] long: the tree's leaves (320 bytes) and internodes
 //!   (256). Everything else (values, suffix records, the backend's own
-//!   bookkeeping) goes straight to the inner allocator `A`.
+//!   bookkeeping) goes straight to the inner allocator `A`. So do the
+//!   [`SeizeBackend`](super::seize::SeizeBackend)'s internode slabs (one
+//!   page each, aligned to it): under that backend only leaves come from
+//!   here, and the internodes sit on about one small page per 15, which
+//!   the TLB keeps (650 pages at a million keys).
 //! * **Slabs.** [`SLAB_BYTES`] from `A`, aligned to their size, so a slot
 //!   finds its slab by masking its address. The first slot holds the slab's
 //!   header (its free list, live count and list links); the others are
@@ -69,8 +74,8 @@
 //! removals a slab stays as long as any one of its nodes lives, so a tree
 //! that shrank by removing scattered keys can hold much more than its
 //! nodes (at worst a whole 2 MiB slab per remaining node), plus the spare.
-//! Internodes take 320-byte slots (64 bytes more than they need; they are
-//! about a tenth of the nodes, so about 2% of node memory).
+//! Internodes allocated here take 320-byte slots (64 bytes more than they
+//! need; they are about a tenth of the nodes, so about 2% of node memory).
 //! In return no node pays the system allocator's per-chunk header.
 
 use core::alloc::Layout;

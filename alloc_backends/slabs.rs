@@ -1,28 +1,17 @@
-//! Slabs of equal slots: the machinery under [`HugePageSlabs`] (2 MiB slabs
-//! of node-sized slots, on huge pages) and under the seize backend's
-//! internodes (one-page slabs of internode-sized slots, so that the
-//! internodes a descent passes through sit on few pages and stay in the
-//! TLB).
+//! Slabs of equal slots, the machinery under `HugePageSlabs` (2 MiB slabs
+//! of node-sized slots, advised onto huge pages) and under the seize
+//! backend's internodes (one-page slabs of internode-sized slots, so that
+//! the internodes a descent passes through sit on few pages and stay in the
+//! TLB). `HugePageSlabs`' docs describe the design for its users: slabs
+//! from an allocator, aligned to their size so that a slot finds its slab
+//! header (first slot) by masking its address; a free list and live count
+//! per slab; slabs with room and full ones on two lists under one spin lock,
+//! let go while a slab is taken or given back; an empty slab goes back at
+//! once but one, kept as a spare ([`Slabs::trim`] returns it).
 //!
-//! * **Slabs.** `SLAB` bytes from an allocator, aligned to their size, so a
-//!   slot finds its slab by masking its address. The first slot holds the
-//!   slab's header (its free list, live count and list links); the others
-//!   are handed out from the free list, else from the never-used tail.
-//! * **Locking.** One [`SpinMutex`] over the slab lists, held for a few
-//!   instructions per slot taken or given back. It is let go while a slab is
-//!   taken from the allocator, advised and first written, and while one is
-//!   given back; so threads that find no room at the same moment each take a
-//!   new slab.
-//! * **Returning memory.** A slab whose last slot is freed goes back at
-//!   once, except that one empty slab is kept as a spare, so that a tree
-//!   hovering at a slab boundary does not take and return a slab at every
-//!   split. [`Slabs::trim`] returns the spare, [`Slabs::release_all`] every
-//!   slab.
-//! * **The allocator** is passed to every call rather than owned, so that
-//!   its owner can keep it next to the slabs (the seize backend keeps both
-//!   in one block). Every call must pass the same allocator.
-//!
-//! [`HugePageSlabs`]: super::huge_pages::HugePageSlabs
+//! The allocator is passed to every call rather than owned, so that its
+//! owner can keep it next to the slabs (the seize backend keeps both in one
+//! block). Every call on one [`Slabs`] must pass the same allocator.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};

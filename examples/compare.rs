@@ -1885,7 +1885,7 @@ fn bench_memory(ks: &KeySet, wrong: &mut Failures) -> Vec<MemRow> {
             |b| {
                 let s = b.allocator().stats();
                 format!(
-                    "{} nodes in {} slabs of 2 MiB ({} advised MADV_HUGEPAGE)",
+                    "{} leaves in {} slabs of 2 MiB ({} advised MADV_HUGEPAGE); internodes in 4 KiB slabs",
                     s.slots_in_use, s.slabs, s.advised
                 )
             },

@@ -44,7 +44,8 @@ fn huge_page_slabs_keep_every_key_and_give_every_slab_back() {
         assert!(seen == expected, "iteration differs from the sorted keys");
     }
     let st = tree.backend().allocator().stats();
-    // Nodes hold about 5-15 keys. Slabs fill one at a time, except that
+    // Leaves hold about 5-15 keys (the seize backend takes its internodes
+    // from slabs of its own, not from here). Slabs fill one at a time, except that
     // threads that find no room at once each take a new slab (the lock is
     // not held while a slab is made): one partial slab per thread at most.
     let per_slab = SLAB_BYTES / SLOT_BYTES - 1;
@@ -76,8 +77,8 @@ fn huge_page_slabs_keep_every_key_and_give_every_slab_back() {
     assert_eq!(tree.len(), 0);
     tree.reclaim();
     let st = tree.backend().allocator().stats();
-    // Layer 0's leftmost leaf and the internodes above it stay (a few
-    // levels); one empty slab may stay as the spare.
+    // Layer 0's leftmost leaf stays (and the internodes above it, elsewhere);
+    // one empty slab may stay as the spare.
     assert!(st.slots_in_use <= 8, "{st:?}");
     assert!(st.slabs <= 2, "{st:?}");
     drop(tree);
