@@ -1,6 +1,6 @@
-//! Huge-page slabs: an [`Allocator`] that packs the tree's nodes into
-//! 2 MiB slabs and, on Linux with `std`, asks the kernel to back each slab
-//! with one huge page.
+//! Huge-page slabs: an [`Allocator`] that packs node-sized blocks (under the
+//! seize backend, the tree's leaves) into 2 MiB slabs and, on Linux with
+//! `std`, asks the kernel to back each slab with one huge page.
 //!
 //! A lookup in a tree much larger than the cache misses in memory once or
 //! twice per node it visits, and with 4 KiB pages each of those misses
@@ -31,13 +31,17 @@
 //! # Design
 //!
 //! * **What goes to slabs.** Requests aligned to exactly 64 bytes and at
-//!   most [`SLOT_BYTES`] long: the tree's leaves (320 bytes) and internodes
-//!   (256). Everything else (values, suffix records, the backend's own
-//!   bookkeeping) goes straight to the inner allocator `A`. So do the
+//!   most [`SLOT_BYTES`] long: the tree's leaves (320 bytes), and anything
+//!   else that fits (a value of type `T` aligned to 64 bytes, stored out of
+//!   line, whose header and `T` fit in a slot). Everything else (values,
+//!   suffix records, the backend's own bookkeeping) goes straight to the
+//!   inner allocator `A`. So do the
 //!   [`SeizeBackend`](super::seize::SeizeBackend)'s internode slabs (one
-//!   page each, aligned to it): under that backend only leaves come from
-//!   here, and the internodes sit on about one small page per 15, which
-//!   the TLB keeps (650 pages at a million keys).
+//!   page each, aligned to it): under that backend the internodes sit on
+//!   small pages of their own, about one per 15 internodes, which the TLB
+//!   keeps (650 pages at a million keys). The pool and arena backends take
+//!   large blocks, which pass through too: this allocator is for the seize
+//!   backend.
 //! * **Slabs.** [`SLAB_BYTES`] from `A`, aligned to their size, so a slot
 //!   finds its slab by masking its address. The first slot holds the slab's
 //!   header (its free list, live count and list links); the others are
@@ -74,9 +78,8 @@
 //! removals a slab stays as long as any one of its nodes lives, so a tree
 //! that shrank by removing scattered keys can hold much more than its
 //! nodes (at worst a whole 2 MiB slab per remaining node), plus the spare.
-//! Internodes allocated here take 320-byte slots (64 bytes more than they
-//! need; they are about a tenth of the nodes, so about 2% of node memory).
-//! In return no node pays the system allocator's per-chunk header.
+//! A request smaller than a leaf still takes a 320-byte slot. In return no
+//! leaf pays the system allocator's per-chunk header.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -241,6 +244,21 @@ mod tests {
         }
     }
 
+    impl Inner {
+        /// Live blocks from `Global`.
+        fn live(&self) -> isize {
+            // Relaxed: a test counter, read by the thread that made the
+            // calls (or after the threads that did are joined).
+            self.live.load(Ordering::Relaxed)
+        }
+
+        /// Makes the inner allocator refuse (or serve again).
+        fn refuse(&self, refuse: bool) {
+            // Relaxed: read by `allocate` on this same thread.
+            self.refuse.store(refuse, Ordering::Relaxed);
+        }
+    }
+
     fn leaf() -> Layout {
         Layout::new::<Leaf>()
     }
@@ -293,7 +311,7 @@ mod tests {
             (st.slabs, st.slab_bytes, st.slots_in_use),
             (1, SLAB_BYTES, 101)
         );
-        assert_eq!(inner.live.load(Ordering::Relaxed), 1);
+        assert_eq!(inner.live(), 1);
         // SAFETY: allocated above with these layouts.
         unsafe {
             give_back(&slabs, &ps);
@@ -311,7 +329,7 @@ mod tests {
         unsafe { slabs.deallocate(again, leaf()) };
         slabs.trim();
         assert_eq!(slabs.stats().slabs, 0);
-        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+        assert_eq!(inner.live(), 0);
     }
 
     #[test]
@@ -336,9 +354,9 @@ mod tests {
         // SAFETY: as above (`ps[7]` was handed out again).
         unsafe { give_back(&slabs, &ps) };
         assert_eq!(slabs.stats().slabs, 1);
-        assert_eq!(inner.live.load(Ordering::Relaxed), 1);
+        assert_eq!(inner.live(), 1);
         drop(slabs);
-        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+        assert_eq!(inner.live(), 0);
     }
 
     #[test]
@@ -352,10 +370,10 @@ mod tests {
         ] {
             let p = slabs.allocate(l).unwrap();
             assert_eq!(slabs.stats().slabs, 0, "{l:?} went to a slab");
-            assert_eq!(inner.live.load(Ordering::Relaxed), 1);
+            assert_eq!(inner.live(), 1);
             // SAFETY: allocated above with this layout.
             unsafe { slabs.deallocate(p.cast(), l) };
-            assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+            assert_eq!(inner.live(), 0);
         }
     }
 
@@ -399,19 +417,19 @@ mod tests {
         unsafe { give_back(&slabs, &ps[per..2 * per]) };
         let st = slabs.stats();
         assert_eq!((st.slabs, st.slots_in_use), (3, per + 5));
-        assert_eq!(inner.live.load(Ordering::Relaxed), 3);
+        assert_eq!(inner.live(), 3);
         drop(slabs);
-        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+        assert_eq!(inner.live(), 0);
     }
 
     #[test]
     fn a_refused_slab_is_an_error() {
         let inner = Inner::default();
         let slabs = HugePageSlabs::new_in(&inner);
-        inner.refuse.store(true, Ordering::Relaxed);
+        inner.refuse(true);
         assert!(slabs.allocate(leaf()).is_err());
         assert_eq!(slabs.stats(), HugePageStats::default());
-        inner.refuse.store(false, Ordering::Relaxed);
+        inner.refuse(false);
         let p = slabs.allocate(leaf()).unwrap();
         // SAFETY: allocated above with this layout.
         unsafe { slabs.deallocate(p.cast(), leaf()) };
@@ -479,6 +497,6 @@ mod tests {
         assert_eq!(slabs.stats().slots_in_use, 0);
         assert!(slabs.stats().slabs <= 1, "only the spare is left");
         drop(slabs);
-        assert_eq!(inner.live.load(Ordering::Relaxed), 0);
+        assert_eq!(inner.live(), 0);
     }
 }

@@ -21,7 +21,7 @@
 //! [`AllocError`](crate::AllocError).
 #![cfg_attr(
     feature = "huge-pages",
-    doc = "\n[`huge_pages::HugePageSlabs`] (feature `huge-pages`, no_std) is such an allocator: it packs the tree's nodes into 2 MiB slabs, backed by huge pages with `std` on Linux, and passes every other request on."
+    doc = "\n[`huge_pages::HugePageSlabs`] (feature `huge-pages`, no_std) is such an allocator: it packs node-sized blocks (under the seize backend, the leaves) into 2 MiB slabs, backed by huge pages with `std` on Linux, and passes every other request on."
 )]
 
 #[cfg(feature = "seize")]

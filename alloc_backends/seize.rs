@@ -4,9 +4,11 @@
 //! Retired nodes, suffix records and values are freed once every guard that
 //! was active at retirement has been dropped, or at the latest when the tree
 //! is dropped. Deferred reclaimers are plain functions, so each retired object
-//! carries a pointer to the allocator: nodes in their backend word, suffix
-//! records and values in a one-word header. The allocator itself lives in
-//! memory it allocated, so the pointer stays valid when the tree moves.
+//! carries a pointer to where it goes back: a leaf to the allocator and an
+//! internode to the backend's internode slabs, in their backend word; suffix
+//! records and values to the allocator, in a one-word header. The allocator
+//! and the slabs live in memory the allocator allocated, so those pointers
+//! stay valid when the tree moves.
 //!
 //! Internodes come from one-page slabs of their own (4 KiB, 15 internodes
 //! each; see `slabs.rs`), taken from the allocator; leaves, suffix records
@@ -65,6 +67,14 @@ pub const DEFAULT_BATCH_SIZE: usize = 256;
 /// Nodes and values from an allocator `A` (default: the global allocator),
 /// reclaimed through a [`seize::Collector`].
 ///
+/// `A` is asked for blocks of the leaves' layout (320 bytes, aligned to 64),
+/// for suffix records and values (with a one-word header), and for 4 KiB
+/// blocks aligned to 4 KiB: the slabs that hold the internodes (see the
+/// [module docs](self)). With an allocator that refuses the last, a tree
+/// cannot grow beyond one leaf: the split fails as any failed allocation
+/// does (the operations of `tree.fallible()` report it and change nothing;
+/// the others abort).
+///
 /// ```
 /// use masstree::{InlineMassTree, alloc_backends::seize::SeizeBackend};
 /// use masstree::allocator_api2::alloc::Global;
@@ -106,7 +116,7 @@ impl<A: Allocator> SeizeBackend<A> {
     pub fn new_in(alloc: A) -> Self {
         match Self::try_new_in(alloc) {
             Ok(b) => b,
-            Err(_) => alloc::alloc::handle_alloc_error(Layout::new::<A>()),
+            Err(_) => alloc::alloc::handle_alloc_error(Layout::new::<Home<A>>()),
         }
     }
 
@@ -190,6 +200,11 @@ unsafe fn free_with_header<A: Allocator>(payload: *mut u8, layout: Layout) {
     }
 }
 
+/// The deferred free of a retired leaf.
+///
+/// # Safety
+/// `p` was retired by `retire_leaf` of a backend on `A`, whose home is still
+/// alive, and no guard that could see it remains; called once.
 unsafe fn reclaim_leaf<A: Allocator>(p: *mut Leaf, _: &Collector) {
     // SAFETY: `retire_leaf` stored the allocator in the backend word; the
     // collector runs this once no guard can see the leaf.
@@ -200,6 +215,10 @@ unsafe fn reclaim_leaf<A: Allocator>(p: *mut Leaf, _: &Collector) {
     }
 }
 
+/// The deferred free of a retired internode.
+///
+/// # Safety
+/// As for [`reclaim_leaf`], retired by `retire_internode`.
 unsafe fn reclaim_internode<A: Allocator>(p: *mut Internode, _: &Collector) {
     // SAFETY: `retire_internode` stored the backend's home in the backend
     // word; the collector runs this once no guard can see the internode,
@@ -211,11 +230,21 @@ unsafe fn reclaim_internode<A: Allocator>(p: *mut Internode, _: &Collector) {
     }
 }
 
+/// The deferred free of a retired suffix record.
+///
+/// # Safety
+/// As for [`reclaim_leaf`], allocated by `alloc_suffix` and retired by
+/// `retire_suffix`.
 unsafe fn reclaim_suffix<A: Allocator>(p: *mut Suffix, _: &Collector) {
     // SAFETY: allocated by `alloc_suffix` with a header; unreachable now.
     unsafe { free_with_header::<A>(p.cast(), Suffix::layout_of(NonNull::new_unchecked(p))) }
 }
 
+/// The deferred drop and free of a retired value.
+///
+/// # Safety
+/// As for [`reclaim_leaf`], allocated by `alloc_value::<T>` and retired by
+/// `retire_value`.
 unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
     // SAFETY: allocated by `alloc_value::<T>` with a header; unreachable now;
     // the value is dropped exactly once, here.
@@ -225,10 +254,12 @@ unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
     }
 }
 
-// SAFETY: memory comes from `A` with the right layouts (nodes are 64-aligned
-// by their types); retirement goes through the collector, which runs the
-// reclaimer only after every guard active at retirement is gone, and runs all
-// pending ones when the backend drops, before the allocator is freed.
+// SAFETY: leaves, suffix records and values come from `A` with the right
+// layouts (nodes are 64-aligned by their types), internodes from slots of the
+// internode slabs (256 bytes, 64-aligned, each handed out once until given
+// back); retirement goes through the collector, which runs the reclaimer only
+// after every guard active at retirement is gone, and runs all pending ones
+// when the backend drops, before the slabs and the allocator are freed.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     type Guard<'a>
         = LocalGuard<'a>
@@ -440,7 +471,7 @@ mod tests {
         let slabs = t.live(Tracking::slab());
         assert_eq!(slabs.len(), 3, "{per} internodes to a slab");
         let c = b.home().internodes.counts();
-        assert_eq!((c.slabs, c.slots_in_use, c.advised), (3, 2 * per + 3, 0));
+        assert_eq!((c.slabs, c.slots_in_use), (3, 2 * per + 3));
         let page = |p: usize| p & !(INTERNODE_SLAB - 1);
         for (i, n) in nodes.iter().enumerate() {
             let a = n.as_ptr().addr();
@@ -474,6 +505,8 @@ mod tests {
                 unsafe { b.retire_internode(n, &g) };
             }
         }
+        // Retired, not yet freed: the batch waits for more.
+        assert_eq!(b.home().internodes.counts().slots_in_use, per + 3);
         b.reclaim();
         // Reclaiming also returns the spare.
         assert_eq!(t.live(Tracking::slab()).len(), 1);
@@ -489,13 +522,37 @@ mod tests {
         assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
     }
 
-    /// A tree's internodes come from the slabs, and all of its memory goes
-    /// back when the tree drops (internode slabs included).
+    /// Internodes and leaves still waiting in a retirement batch when the
+    /// backend drops go back before their slabs and the allocator do.
+    #[test]
+    fn pending_retirements_are_freed_at_drop() {
+        let t = Tracking::default();
+        let b = SeizeBackend::new_in(&t);
+        let nodes: Vec<_> = (0..20).map(|_| b.alloc_internode().unwrap()).collect();
+        let leaf = b.alloc_leaf().unwrap();
+        {
+            let g = b.guard();
+            // SAFETY: never published, so unreachable.
+            unsafe {
+                b.retire_leaf(leaf, &g);
+                for &n in &nodes {
+                    b.retire_internode(n, &g);
+                }
+            }
+        }
+        assert_eq!(b.home().internodes.counts().slots_in_use, 20);
+        drop(b);
+        assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
+    }
+
+    /// A tree's internodes come from the slabs; removing every key gives
+    /// them back but the one per level left above the leftmost leaf; and
+    /// all of its memory goes back when the tree drops.
     #[test]
     fn a_tree_uses_internode_slabs_and_gives_everything_back() {
         let t = Tracking::default();
         {
-            let tree: InlineMassTree<u64, SeizeBackend<&Tracking>> =
+            let mut tree: InlineMassTree<u64, SeizeBackend<&Tracking>> =
                 InlineMassTree::new_in(SeizeBackend::new_in(&t));
             let g = tree.guard();
             for i in 0..3_000u64 {
@@ -512,6 +569,21 @@ mod tests {
                 let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes();
                 assert_eq!(tree.get(&k, &g), Some(i));
             }
+            let full = tree.backend().home().internodes.counts().slots_in_use;
+            assert!(full > 15, "{full} internodes for 3,000 keys");
+            for i in 0..3_000u64 {
+                let k = i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes();
+                assert_eq!(tree.remove(&k, &g), Some(i));
+            }
+            drop(g);
+            tree.reclaim();
+            let left = tree.backend().home().internodes.counts();
+            assert!(left.slots_in_use <= 3, "{left:?} of {full} internodes left");
+            assert_eq!(t.live(Tracking::slab()).len(), left.slabs);
+            assert!(
+                left.slabs <= left.slots_in_use,
+                "{left:?}: an empty slab kept"
+            );
         }
         assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
     }

@@ -176,20 +176,24 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     pub(crate) fn take<A: Allocator>(&self, alloc: &A) -> Result<NonNull<u8>, AllocError> {
         let (mut s, slab) = self.lock_slab_with_room(alloc)?;
         // SAFETY: `slab` is a live slab head on the partial list, under the
-        // lock; free slots and the fresh tail lie inside the slab.
+        // lock; free slots and the fresh tail lie inside the slab. The header
+        // is reached through raw field accesses only, as the list operations
+        // write it too. A freed slot is reached, and handed out, with the
+        // slab's provenance (the pointer it was freed with may have covered
+        // that slot alone, for some earlier caller).
         let slot = unsafe {
-            let h = &mut *slab;
-            let slot = if h.free.is_null() {
-                let slot = slab.cast::<u8>().add(h.fresh * SLOT);
-                h.fresh += 1;
+            let free = (*slab).free;
+            let slot = if free.is_null() {
+                let slot = slab.cast::<u8>().add((*slab).fresh * SLOT);
+                (*slab).fresh += 1;
                 slot
             } else {
-                let f = h.free;
-                h.free = (*f).next;
+                let f = slab.cast::<FreeSlot>().with_addr(free.addr());
+                (*slab).free = (*f).next;
                 f.cast::<u8>()
             };
-            h.live += 1;
-            if h.live == Self::SLOTS - 1 {
+            (*slab).live += 1;
+            if (*slab).live == Self::SLOTS - 1 {
                 s.partial.unlink(slab);
                 s.full.push(slab);
             }
@@ -215,18 +219,19 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         s.counts.slots_in_use -= 1;
         let mut give_back = ptr::null_mut();
         // SAFETY: the caller's guarantees: `p` is a slot we handed out and
-        // not yet freed, so its slab is live; we hold the lock.
+        // not yet freed, so its slab is live; we hold the lock. The header is
+        // reached through raw field accesses only, as the list operations
+        // write it too.
         unsafe {
-            let h = &mut *slab;
             let f = p.as_ptr().cast::<FreeSlot>();
-            f.write(FreeSlot { next: h.free });
-            h.free = f;
-            if h.live == Self::SLOTS - 1 {
+            f.write(FreeSlot { next: (*slab).free });
+            (*slab).free = f;
+            if (*slab).live == Self::SLOTS - 1 {
                 s.full.unlink(slab);
                 s.partial.push(slab);
             }
-            h.live -= 1;
-            if h.live == 0 {
+            (*slab).live -= 1;
+            if (*slab).live == 0 {
                 s.partial.unlink(slab);
                 if s.spare.is_null() {
                     s.spare = slab;
