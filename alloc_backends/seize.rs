@@ -165,9 +165,12 @@ impl<A: Allocator> SeizeBackend<A> {
         unsafe { self.home.as_ref() }
     }
 
-    /// Where the allocator lives, for the reclaimers.
+    /// Where the allocator lives, for the reclaimers (derived from the
+    /// home's own pointer, not from a reference to it).
     fn alloc_ptr(&self) -> *const A {
-        &self.home().alloc
+        // SAFETY: the home is live (written in `try_new_in`, freed only in
+        // `drop`); this only computes a field's address.
+        unsafe { &raw const (*self.home.as_ptr()).alloc }
     }
 
     /// The collector that reclaims retired memory.
