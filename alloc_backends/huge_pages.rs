@@ -86,7 +86,7 @@ use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 
-use super::slabs::Slabs;
+use super::slabs::{SLOT_ALIGN, Slabs};
 
 /// Bytes of one slab: one huge page on x86-64 and on AArch64 with 4 KiB
 /// base pages. (64 KiB under Miri, which gives no advice and interprets
@@ -173,9 +173,7 @@ impl<A: Allocator> HugePageSlabs<A> {
     /// Whether `layout` is served from a slab (zero-sized requests are not:
     /// they would cost a slot, or a whole slab).
     fn fits(layout: Layout) -> bool {
-        layout.align() == super::slabs::SLOT_ALIGN
-            && layout.size() <= SLOT_BYTES
-            && layout.size() != 0
+        layout.align() == SLOT_ALIGN && layout.size() <= SLOT_BYTES && layout.size() != 0
     }
 }
 
@@ -302,7 +300,7 @@ mod tests {
             assert!(w[1] - w[0] >= SLOT_BYTES, "slots overlap");
         }
         for &a in &addrs {
-            assert_eq!(a % super::super::slabs::SLOT_ALIGN, 0);
+            assert_eq!(a % SLOT_ALIGN, 0);
             assert_eq!(Core::slab_base(a), slab_of(ps[0]));
             assert_ne!(a, slab_of(ps[0]), "the first slot holds the header");
         }

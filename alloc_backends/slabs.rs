@@ -19,6 +19,9 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 
+/// The alignment of every slot: that of the nodes.
+pub(crate) const SLOT_ALIGN: usize = super::NODE_ALIGN;
+
 /// The header of a slab, in its first slot.
 struct SlabHead {
     /// Neighbours in the list the slab is on (partial or full).
@@ -351,9 +354,6 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         };
     }
 }
-
-/// The alignment of every slot: that of the nodes.
-pub(crate) const SLOT_ALIGN: usize = super::NODE_ALIGN;
 
 /// Sets how the kernel backs `[p, p + len)`, memory whose contents do not
 /// matter (a slab being taken or given back): drops the pages that back it
