@@ -53,7 +53,7 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 use spin::mutex::SpinMutex;
 
 use super::limbo::{self, Limbo};
-use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Size of the first chunk (header included) when none is reserved up front.
 pub const DEFAULT_FIRST_CHUNK: usize = 64 << 10;

@@ -213,7 +213,7 @@ impl<A: Allocator> Drop for HugePageSlabs<A> {
 #[cfg(all(test, not(masstree_loom)))]
 mod tests {
     use super::*;
-    use crate::{Internode, Leaf};
+    use crate::backend::{Internode, Leaf};
     use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
     use std::vec::Vec;
 

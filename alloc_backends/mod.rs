@@ -18,7 +18,7 @@
 //! (The table lists the backends of the enabled features.) All take their
 //! memory from an [`allocator_api2::alloc::Allocator`] (default:
 //! [`Global`](allocator_api2::alloc::Global)) and report exhaustion as
-//! [`AllocError`](crate::AllocError).
+//! [`AllocError`](crate::backend::AllocError).
 #![cfg_attr(
     feature = "huge-pages",
     doc = "\n[`huge_pages::HugePageSlabs`] (feature `huge-pages`, no_std) is such an allocator: it packs node-sized blocks (under the seize backend, the leaves) into 2 MiB slabs, backed by huge pages with `std` on Linux, and passes every other request on."
@@ -63,7 +63,7 @@ mod header {
     feature = "seize"
 ))]
 const NODE_ALIGN: usize = {
-    let (l, i) = (align_of::<crate::Leaf>(), align_of::<crate::Internode>());
+    let (l, i) = (align_of::<crate::backend::Leaf>(), align_of::<crate::backend::Internode>());
     if l > i { l } else { i }
 };
 
@@ -71,7 +71,7 @@ const NODE_ALIGN: usize = {
 /// rounded up to [`NODE_ALIGN`] (320 bytes on 64-bit targets).
 #[cfg(any(feature = "pool", feature = "huge-pages"))]
 const NODE_SLOT: usize = {
-    let (l, i) = (size_of::<crate::Leaf>(), size_of::<crate::Internode>());
+    let (l, i) = (size_of::<crate::backend::Leaf>(), size_of::<crate::backend::Internode>());
     (if l > i { l } else { i }).next_multiple_of(NODE_ALIGN)
 };
 
@@ -88,7 +88,7 @@ mod limbo {
     use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
     #[cfg(feature = "pool")]
-    use crate::Suffix;
+    use crate::backend::Suffix;
 
     /// Drops a record's payload (if it has a destructor) and returns the
     /// layout of the whole allocation, header included.

@@ -74,7 +74,7 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 use spin::mutex::SpinMutex;
 
 use super::limbo::{self, Limbo};
-use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Alignment of a slot: the larger node alignment (64).
 const SLOT_ALIGN: usize = super::NODE_ALIGN;

@@ -30,7 +30,7 @@ use seize::{Collector, Guard, LocalGuard};
 
 use super::header::with_header;
 use super::slabs::Slabs;
-use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Bytes of one internode slab: a 4 KiB page (the smallest on the targets
 /// this backend runs on), so that each holds internodes only.

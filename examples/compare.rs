@@ -131,7 +131,8 @@ use masstree::alloc_backends::huge_pages::HugePageSlabs;
 use masstree::alloc_backends::pool::PoolBackend;
 use masstree::alloc_backends::seize::SeizeBackend;
 use masstree::allocator_api2::alloc::{AllocError, Allocator, Global};
-use masstree::{InlineMassTree, NodeAllocatorGeneric, Seek};
+use masstree::backend::NodeAllocatorGeneric;
+use masstree::{InlineMassTree, Seek};
 
 #[path = "common/splitmix.rs"]
 mod splitmix;

@@ -16,7 +16,7 @@ use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::internode::{IWIDTH, Internode};
 use crate::key::{KSUF, LAYER, SLICE, common_prefix, ikey_of};
 use crate::leaf::{Leaf, NodeBase};

@@ -9,7 +9,7 @@
 
 use core::fmt;
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::insert::Inserted;
 use crate::tree::Tree;
 use crate::update::{Change, CompareExchangeError};

@@ -5,7 +5,7 @@
 //! did not change meanwhile. At the leaf they read slots, then validate; a
 //! split since their version sends them right along the leaf links (B-link).
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::internode::Internode;
 use crate::key::{Key, rank};
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};

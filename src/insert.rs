@@ -6,7 +6,7 @@
 //! slot and publishes it with one permutation store. A full leaf splits
 //! (see [`crate::split`]).
 
-use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::get::reach_leaf;
 use crate::key::{KSUF, LAYER, SLICE, ikey_of};
 use crate::leaf::{LAYER_ROOT, Leaf, NodeBase};

@@ -58,7 +58,7 @@ impl Internode {
         unsafe { Self::init_at(p, NodeVersion::new_locked_copy(locked)) }
     }
 
-    /// See [`crate::Leaf::backend_word`].
+    /// See [`crate::backend::Leaf::backend_word`].
     pub fn backend_word(p: NonNull<Internode>) -> *mut usize {
         // SAFETY: a field projection of the allocation, no reference is created.
         unsafe { ptr::addr_of_mut!((*p.as_ptr()).backend) }

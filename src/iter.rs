@@ -5,7 +5,7 @@ use core::fmt;
 use core::iter::FusedIterator;
 use core::ops::{Bound, ControlFlow};
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::scan::{Dir, RawCursor, Start};
 use crate::tree::Tree;
 use crate::value::ValueStorage;

@@ -5,7 +5,7 @@ extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
-mod allocator;
+pub mod backend;
 mod bulk;
 mod counter;
 mod fallible;
@@ -40,14 +40,10 @@ mod tree_tests;
 #[path = "../alloc_backends/mod.rs"]
 pub mod alloc_backends;
 
-pub use allocator::{AllocError, NodeAllocatorGeneric};
 pub use allocator_api2;
 pub use bulk::{BulkLoadError, BulkLoader};
 pub use fallible::{AllocFailed, Fallible};
-pub use internode::Internode;
 pub use iter::{Cursor, Range, Seek};
-pub use leaf::Leaf;
-pub use suffix::Suffix;
 pub use tree::Tree;
 pub use update::{Change, CompareExchangeError};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};

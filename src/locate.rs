@@ -4,7 +4,7 @@
 
 use core::ptr::NonNull;
 
-use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::get::{reach_leaf, search};
 use crate::insert::lock_covering;
 use crate::key::Key;

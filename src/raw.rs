@@ -7,7 +7,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::counter::StripedCounter;
 use crate::internode::Internode;
 use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};

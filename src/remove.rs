@@ -13,7 +13,7 @@
 
 use core::ptr::NonNull;
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::get::search;
 use crate::insert::find_locked;
 use crate::internode::Internode;

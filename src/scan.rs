@@ -26,7 +26,7 @@
 use alloc::vec::Vec;
 use core::cmp::Ordering;
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::get::{reach_leaf, search};
 use crate::internode::IWIDTH;
 use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};

@@ -14,7 +14,7 @@
 
 use core::ptr::NonNull;
 
-use crate::allocator::{AllocError, NodeAllocatorGeneric};
+use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::internode::{IWIDTH, Internode};
 use crate::leaf::{Leaf, NodeBase};
 use crate::leaflink;

@@ -10,7 +10,7 @@ use std::vec::Vec;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 
-use crate::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 type Reclaim = unsafe fn(*mut u8);
 

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::tree::Tree;
 use crate::value::ValueStorage;
 

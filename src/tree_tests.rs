@@ -433,7 +433,7 @@ fn census(t: &Words) -> (usize, usize, usize) {
                 }
             } else {
                 acc.1 += 1;
-                let i = &*n.cast::<crate::Internode>();
+                let i = &*n.cast::<crate::backend::Internode>();
                 for c in 0..=i.nkeys() {
                     walk(i.child(c), acc);
                 }

@@ -6,7 +6,7 @@
 //! a key sharing the slice was moved, intact, into a new trie layer), so the
 //! tree stays consistent and usable.
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 use crate::tree::{Tree, out_of_memory};
 use crate::value::ValueStorage;
 

@@ -8,7 +8,7 @@
 use core::marker::PhantomData;
 use core::ptr::NonNull;
 
-use crate::allocator::NodeAllocatorGeneric;
+use crate::backend::NodeAllocatorGeneric;
 
 /// Converts values to and from the tree's value words.
 ///

@@ -101,7 +101,7 @@ fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
 /// core's `Tree`/`InlineMassTree`, `NodeAllocatorGeneric`, `new_in`, `guard`,
 /// `insert`, `get` and `len`. Generic, so it is type-checked even when no
 /// backend feature is on (nothing is monomorphized then).
-pub fn roundtrip<A: masstree::NodeAllocatorGeneric>(backend: A) -> (Option<u64>, usize) {
+pub fn roundtrip<A: masstree::backend::NodeAllocatorGeneric>(backend: A) -> (Option<u64>, usize) {
     let tree: masstree::InlineMassTree<u64, A> = masstree::Tree::new_in(backend);
     let guard = tree.guard();
     tree.insert(b"key", 7u64, &guard);

@@ -1,13 +1,20 @@
-//! The node allocator contract: how the tree gets, retires and frees memory.
+//! For people who write backends: the node allocator contract, the node
+//! types a backend allocates (opaque: only their layouts and backend words
+//! are visible), and [`AddressGuard`], the guard of backends that free
+//! nothing while the tree is shared.
+//!
+//! Users of the tree need none of this; the backends they pick live in
+//! [`crate::alloc_backends`].
 
 use core::alloc::Layout;
+use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 pub use allocator_api2::alloc::AllocError;
 
-use crate::internode::Internode;
-use crate::leaf::Leaf;
-use crate::suffix::Suffix;
+pub use crate::internode::Internode;
+pub use crate::leaf::Leaf;
+pub use crate::suffix::Suffix;
 
 /// Where the tree's nodes, key suffixes and out-of-line values come from, and
 /// how they are reclaimed once no reader can see them.
@@ -121,4 +128,35 @@ pub unsafe trait NodeAllocatorGeneric {
     /// guard of this backend is alive. The default does nothing (for backends
     /// that free at once or only at drop).
     fn reclaim(&mut self) {}
+}
+
+/// A read-side guard that is only a token naming the backend it borrows: for
+/// backends that free nothing while the tree is shared (retired memory waits
+/// for `reclaim(&mut self)` or drop), so entering a critical section costs
+/// nothing. [`AddressGuard::is_of`] implements
+/// [`NodeAllocatorGeneric::owns_guard`].
+#[derive(Debug)]
+pub struct AddressGuard<'a> {
+    /// The backend's address: unique among live backends, and the borrow
+    /// keeps the backend alive and in place while the guard exists.
+    backend: usize,
+    _borrow: PhantomData<&'a ()>,
+}
+
+impl<'a> AddressGuard<'a> {
+    /// A guard borrowing `backend`.
+    #[inline]
+    pub fn new<B>(backend: &'a B) -> Self {
+        AddressGuard {
+            backend: core::ptr::from_ref(backend).addr(),
+            _borrow: PhantomData,
+        }
+    }
+
+    /// True if this guard was made from `backend` (which is alive, so no
+    /// other live backend has its address).
+    #[inline]
+    pub fn is_of<B>(&self, backend: &B) -> bool {
+        self.backend == core::ptr::from_ref(backend).addr()
+    }
 }
