@@ -34,6 +34,9 @@ mod value;
 mod loom_tests;
 #[cfg(test)]
 mod test_backend;
+#[cfg(test)]
+#[path = "../tests/common/alloc.rs"]
+mod test_alloc;
 #[cfg(all(test, not(masstree_loom)))]
 mod tree_tests;
 
