@@ -6,15 +6,17 @@
 //! slot and publishes it with one permutation store. A full leaf splits
 //! (see [`crate::split`]).
 
+use core::ptr::NonNull;
+
 use crate::backend::{AllocError, NodeAllocatorGeneric};
-use crate::get::reach_leaf;
 use crate::key::{KSUF, LAYER, SLICE, ikey_of};
-use crate::leaf::{LAYER_ROOT, Leaf, NodeBase};
-use crate::leaflink;
-use crate::nodeversion::{LockGuard, Version};
-use crate::raw::{NodeRef, RawTree};
+use crate::leaf::{LAYER_ROOT, Leaf};
+use crate::locate::Located;
+use crate::node::{NodeBase, NodeRef};
+use crate::nodeversion::LockGuard;
+use crate::permuter::WIDTH;
+use crate::raw::RawTree;
 use crate::suffix::Suffix;
-use crate::sync::spin_loop;
 
 /// What an insert found.
 pub(crate) enum Inserted {
@@ -22,65 +24,6 @@ pub(crate) enum Inserted {
     New,
     /// The key existed; this was its value word (now unlinked, to be retired).
     Replaced(*mut ()),
-}
-
-/// Locks the leaf that covers `ikey` in the layer of `root`, or returns
-/// `None` if the leaf found was deleted (removed, or its whole layer was):
-/// the caller starts again from the top of the tree.
-///
-/// # Safety
-/// `root` is a node of a live layer; the caller holds a guard.
-pub(crate) unsafe fn find_locked<'a>(
-    root: *mut NodeBase,
-    ikey: u64,
-) -> Option<(NodeRef<'a, Leaf>, LockGuard<'a>)> {
-    // SAFETY: the caller's guarantees.
-    let (leaf, v) = unsafe { reach_leaf(root, ikey) };
-    // SAFETY: `reach_leaf` returns a leaf that covered `ikey` at `v`.
-    unsafe { lock_covering(leaf, v, ikey) }
-}
-
-/// Locks `leaf`, which covered `ikey` at its stable version `v`, or the right
-/// sibling a split since `v` moved `ikey` to. `None` if `leaf` was deleted:
-/// the caller starts again from the top of the tree.
-///
-/// # Safety
-/// `leaf` covered `ikey` at `v` (as [`reach_leaf`] returns them); the caller
-/// holds a guard.
-pub(crate) unsafe fn lock_covering<'a>(
-    mut leaf: NodeRef<'a, Leaf>,
-    v: Version,
-    ikey: u64,
-) -> Option<(NodeRef<'a, Leaf>, LockGuard<'a>)> {
-    // SAFETY: the leaf lives as long as the guard; the lock borrows its version.
-    let mut lock = unsafe { &*leaf.as_ptr() }.version.lock();
-    if lock.current().is_deleted() {
-        return None;
-    }
-    if v.has_split(lock.current()) {
-        // Keys at or above a right sibling's `low` moved there: follow the
-        // links, locking hand-over-hand, left to right.
-        loop {
-            let next = leaflink::next(&leaf);
-            // SAFETY: linked leaves live while the guard does; `low` is immutable.
-            if next.is_null() || ikey < unsafe { (*next).low } {
-                break;
-            }
-            // SAFETY: as above.
-            let next = unsafe { NodeRef::<'a, Leaf>::new(next) };
-            // SAFETY: as above.
-            let next_lock = unsafe { &*next.as_ptr() }.version.lock();
-            if next_lock.current().is_deleted() {
-                // Its remover unlinked it before unlocking: read our link again.
-                drop(next_lock);
-                spin_loop();
-                continue;
-            }
-            drop(lock);
-            (leaf, lock) = (next, next_lock);
-        }
-    }
-    Some((leaf, lock))
 }
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
@@ -152,5 +95,50 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 .retire_suffix(core::ptr::NonNull::new_unchecked(old.as_ptr()), guard)
         };
         Ok(layer.as_ptr().cast())
+    }
+
+    /// Replaces the value word of a present key; returns the old one (the
+    /// caller retires it).
+    pub(crate) fn replace(&self, at: &Located<'_>, word: *mut ()) -> *mut () {
+        match (at.record, at.slot) {
+            (Some(s), _) => s.replace_value(word),
+            (None, Some(slot)) => at.leaf.replace_value(slot, word),
+            (None, None) => unreachable!("replace of an absent key"),
+        }
+    }
+
+    /// Adds an absent key with value `word`, splitting the leaf if it is full.
+    /// Unlocks the leaf. On `Err` nothing changed and `word` is still the
+    /// caller's.
+    pub(crate) fn add(&self, at: Located<'_>, word: *mut ()) -> Result<(), AllocError> {
+        debug_assert!(at.slot.is_none());
+        let key = at.key;
+        let stored = if key.has_suffix() {
+            self.new_suffix(key.suffix(), word)?.cast()
+        } else {
+            word
+        };
+        if at.perm.len() < WIDTH {
+            let mut p = at.perm;
+            let slot = p.insert_from_back(at.pos);
+            // The slot is free in every permutation a reader can hold
+            // under its version (see ARCHITECTURE.md): no dirty mark needed.
+            at.leaf.set_slot(slot, key.ikey(), key.keylenx(), stored);
+            at.leaf.permutation.publish(p);
+            drop(at.lock);
+        } else if let Err(e) =
+            self.split_insert(at.leaf, at.lock, at.pos, key.ikey(), key.keylenx(), stored)
+        {
+            if key.has_suffix() {
+                // SAFETY: the record was never published.
+                unsafe {
+                    self.alloc
+                        .free_suffix(NonNull::new_unchecked(stored.cast()))
+                };
+            }
+            return Err(e);
+        }
+        self.len.add(1);
+        Ok(())
     }
 }

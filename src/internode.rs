@@ -2,8 +2,7 @@
 
 use core::ptr::{self, NonNull};
 
-use crate::leaf::NodeBase;
-use crate::nodeversion::{NodeVersion, Version};
+use crate::nodeversion::{NodeBase, NodeVersion, Version};
 use crate::sync::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
 /// Keys in an internode; it has one more child than keys.

@@ -3,12 +3,151 @@
 use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
-use core::ops::{Bound, ControlFlow};
+use core::ops::{Bound, ControlFlow, RangeBounds};
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::scan::{Dir, RawCursor, Start};
 use crate::tree::Tree;
 use crate::value::ValueStorage;
+
+impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
+    /// A cursor, before the first entry; see [`Cursor`].
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn cursor<'g>(&self, guard: &'g A::Guard<'_>) -> Cursor<'_, 'g, S, A>
+    where
+        S: 'g,
+    {
+        self.check(guard);
+        Cursor::new(self)
+    }
+
+    /// The entries whose keys fall in `range`, in key order (and reversed with
+    /// `.rev()`), as with `BTreeMap::range`. Any range of byte-string-like
+    /// keys works (`&[u8]`, `&str`, `Vec<u8>`, `[u8; N]`...), and so does a
+    /// pair of `Bound<&[u8]>` (name the key type: `tree.range::<[u8], _>(..)`).
+    /// An empty or inverted range yields nothing (where `BTreeMap` panics).
+    /// See [`Range`] for what a scan guarantees under concurrent writes.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u64>::new();
+    /// let g = tree.guard();
+    /// for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
+    ///     tree.insert(k, i as u64, &g);
+    /// }
+    /// let keys: Vec<Vec<u8>> = tree.range(&b"b"[..]..&b"d"[..], &g).map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [b"b".to_vec(), b"c".to_vec()]);
+    /// let last = tree.range(&b"b"[..].., &g).next_back();
+    /// assert_eq!(last, Some((b"d".to_vec(), 3)));
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn range<'g, K, R>(&self, range: R, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
+    where
+        S: 'g,
+        K: AsRef<[u8]> + ?Sized,
+        R: RangeBounds<K>,
+    {
+        self.check(guard);
+        let start = range.start_bound().map(|k| k.as_ref());
+        let end = range.end_bound().map(|k| k.as_ref());
+        Range::new(self, start, end)
+    }
+
+    /// All entries in key order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn iter<'g>(&self, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
+    where
+        S: 'g,
+    {
+        self.range::<[u8], _>((Bound::Unbounded, Bound::Unbounded), guard)
+    }
+
+    /// All keys in order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn keys<'g>(
+        &self,
+        guard: &'g A::Guard<'_>,
+    ) -> impl DoubleEndedIterator<Item = Vec<u8>> + FusedIterator
+    where
+        S: 'g,
+    {
+        self.iter(guard).map(|(k, _)| k)
+    }
+
+    /// All values in key order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn values<'g>(
+        &self,
+        guard: &'g A::Guard<'_>,
+    ) -> impl DoubleEndedIterator<Item = S::Ref<'g>> + FusedIterator
+    where
+        S: 'g,
+    {
+        self.iter(guard).map(|(_, v)| v)
+    }
+
+    /// The entries whose keys start with `prefix`, in key order. A prefix of 8
+    /// bytes or more goes straight down to the trie layer that holds it.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u64>::new();
+    /// let g = tree.guard();
+    /// for k in ["user/1/name", "user/1/mail", "user/2/name", "users"] {
+    ///     tree.insert(k, 0, &g);
+    /// }
+    /// assert_eq!(tree.prefix(b"user/1/", &g).count(), 2);
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn prefix<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        prefix: &K,
+        guard: &'g A::Guard<'_>,
+    ) -> Range<'_, 'g, S, A>
+    where
+        S: 'g,
+    {
+        let p = prefix.as_ref();
+        match prefix_end(p) {
+            Some(end) => {
+                self.range::<[u8], _>((Bound::Included(p), Bound::Excluded(&end[..])), guard)
+            }
+            None => self.range::<[u8], _>((Bound::Included(p), Bound::Unbounded), guard),
+        }
+    }
+
+    /// The first entry in key order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    where
+        S: 'g,
+    {
+        self.iter(guard).next()
+    }
+
+    /// The last entry in key order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    pub fn last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    where
+        S: 'g,
+    {
+        self.iter(guard).next_back()
+    }
+}
 
 /// Where [`Cursor::seek`] lands, relative to the key it is given.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

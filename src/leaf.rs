@@ -9,13 +9,6 @@ use crate::permuter::{AtomicPermuter, Permuter, WIDTH};
 use crate::suffix::Suffix;
 use crate::sync::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 
-/// The common head of leaves and internodes: a pointer to either can be read
-/// as a `NodeBase` to find out which it is.
-#[repr(C)]
-pub(crate) struct NodeBase {
-    pub(crate) version: NodeVersion,
-}
-
 /// A leaf: up to 15 keys of one trie layer, their values, and links to
 /// its neighbours. Opaque outside the crate: backends only allocate it.
 ///
@@ -92,6 +85,15 @@ impl Leaf {
         unsafe { ptr::addr_of_mut!((*p.as_ptr()).backend) }
     }
 
+    /// The right neighbour (null at the end of the layer), with the link's
+    /// mark ([`NEXT_MARK`]) stripped.
+    #[inline]
+    pub(crate) fn next_leaf(&self) -> *mut Leaf {
+        // Acquire: pairs with the Release stores of `next` in `leaflink`, so
+        // the neighbour (and its immutable `low`) is fully built.
+        unmarked(self.next.load(Ordering::Acquire))
+    }
+
     #[inline]
     pub(crate) fn ikey(&self, slot: usize) -> u64 {
         // Relaxed: published by the permutation's Release store (or under a
@@ -165,6 +167,16 @@ impl Leaf {
     pub(crate) fn copy_slot(&self, from: usize, dst: &Leaf, to: usize) {
         dst.set_slot(to, self.ikey(from), self.keylenx(from), self.value(from));
     }
+}
+
+/// The low bit of a leaf's `next` pointer: the mark of the leaf-link
+/// protocol, a lock on that one link (see [`crate::leaflink`]).
+pub(crate) const NEXT_MARK: usize = 1;
+
+/// `p` without the [`NEXT_MARK`].
+#[inline]
+pub(crate) fn unmarked(p: *mut Leaf) -> *mut Leaf {
+    p.map_addr(|a| a & !NEXT_MARK)
 }
 
 /// The kind of entry a slot holds.

@@ -6,34 +6,19 @@
 //! unlink of leaf `N` marks `N.next` (for good: `N` is deleted) and then swings
 //! `N.prev.next` from `N` to `N.next` with a compare-exchange, which fails, and
 //! is retried, while `N.prev.next` is marked or `N.prev` is being replaced.
-//! Readers strip the mark.
+//! Readers strip the mark ([`Leaf::next_leaf`]).
 //!
 //! Invariants: `prev` is null only for the leftmost leaf of a layer, which is
 //! never unlinked; a leaf's `next` changes only under that leaf's lock (split)
 //! or by the compare-exchange of an unlink of its right neighbour.
 
-use crate::leaf::Leaf;
-use crate::raw::NodeRef;
+use crate::leaf::{Leaf, NEXT_MARK};
+use crate::node::NodeRef;
 use crate::sync::{Ordering, spin_loop};
-
-const MARK: usize = 1;
-
-#[inline]
-pub(crate) fn unmarked(p: *mut Leaf) -> *mut Leaf {
-    p.map_addr(|a| a & !MARK)
-}
 
 #[inline]
 fn is_marked(p: *mut Leaf) -> bool {
-    p.addr() & MARK != 0
-}
-
-/// The right neighbour (null at the end of the layer).
-#[inline]
-pub(crate) fn next(leaf: &Leaf) -> *mut Leaf {
-    // Acquire: pairs with the Release stores in `link_split` and `unlink`, so
-    // the neighbour (and its immutable `low`) is fully built.
-    unmarked(leaf.next.load(Ordering::Acquire))
+    p.addr() & NEXT_MARK != 0
 }
 
 /// Marks `leaf.next`, waiting while someone else holds the mark; returns it unmarked.
@@ -43,7 +28,7 @@ fn lock_next(leaf: &Leaf) -> *mut Leaf {
         let p = leaf.next.load(Ordering::Relaxed);
         if !is_marked(p) {
             // Acquire: the neighbour we will link to is fully built.
-            let marked = p.map_addr(|a| a | MARK);
+            let marked = p.map_addr(|a| a | NEXT_MARK);
             if leaf
                 .next
                 .compare_exchange_weak(p, marked, Ordering::Acquire, Ordering::Relaxed)

@@ -17,6 +17,7 @@ mod key;
 mod leaf;
 mod leaflink;
 mod locate;
+mod node;
 mod nodeversion;
 mod permuter;
 mod raw;

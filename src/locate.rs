@@ -1,17 +1,15 @@
-//! Finding a key's place with its leaf locked (`masstree_tcursor.hh`), and
-//! the three things a writer does there: replace, add, remove. Insert,
-//! remove and the atomic updates are all built from these.
+//! Finding a key's place with its leaf locked (`masstree_tcursor.hh`): the
+//! [`Located`] place that insert ([`RawTree::add`], [`RawTree::replace`]),
+//! remove ([`RawTree::remove_at`]) and the atomic updates work on.
 
-use core::ptr::NonNull;
 
 use crate::backend::{AllocError, NodeAllocatorGeneric};
-use crate::get::{reach_leaf, search};
-use crate::insert::lock_covering;
 use crate::key::Key;
-use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
+use crate::leaf::{Leaf, SlotKind, slot_kind};
+use crate::node::{NodeBase, NodeRef, layer_root, lock_covering, reach_leaf, search};
 use crate::nodeversion::{LockGuard, Version};
-use crate::permuter::{Permuter, WIDTH};
-use crate::raw::{NodeRef, RawTree, layer_root};
+use crate::permuter::Permuter;
+use crate::raw::RawTree;
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
 
@@ -19,14 +17,14 @@ use crate::sync::spin_loop;
 pub(crate) struct Located<'a> {
     pub(crate) leaf: NodeRef<'a, Leaf>,
     pub(crate) lock: LockGuard<'a>,
-    perm: Permuter,
-    pos: usize,
+    pub(crate) perm: Permuter,
+    pub(crate) pos: usize,
     /// The entry's slot, if the key is present.
-    slot: Option<usize>,
+    pub(crate) slot: Option<usize>,
     /// The suffix record of a present suffixed key (it holds the value word).
-    record: Option<NodeRef<'a, Suffix>>,
+    pub(crate) record: Option<NodeRef<'a, Suffix>>,
     /// The key, at the layer of `leaf`.
-    key: Key<'a>,
+    pub(crate) key: Key<'a>,
     /// That layer's depth (0 for the top).
     pub(crate) depth: usize,
 }
@@ -162,85 +160,5 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 depth += 1;
             }
         }
-    }
-
-    /// Replaces the value word of a present key; returns the old one (the
-    /// caller retires it).
-    pub(crate) fn replace(&self, at: &Located<'_>, word: *mut ()) -> *mut () {
-        match (at.record, at.slot) {
-            (Some(s), _) => s.replace_value(word),
-            (None, Some(slot)) => at.leaf.replace_value(slot, word),
-            (None, None) => unreachable!("replace of an absent key"),
-        }
-    }
-
-    /// Adds an absent key with value `word`, splitting the leaf if it is full.
-    /// Unlocks the leaf. On `Err` nothing changed and `word` is still the
-    /// caller's.
-    pub(crate) fn add(&self, at: Located<'_>, word: *mut ()) -> Result<(), AllocError> {
-        debug_assert!(at.slot.is_none());
-        let key = at.key;
-        let stored = if key.has_suffix() {
-            self.new_suffix(key.suffix(), word)?.cast()
-        } else {
-            word
-        };
-        if at.perm.len() < WIDTH {
-            let mut p = at.perm;
-            let slot = p.insert_from_back(at.pos);
-            // The slot is free in every permutation a reader can hold
-            // under its version (see ARCHITECTURE.md): no dirty mark needed.
-            at.leaf.set_slot(slot, key.ikey(), key.keylenx(), stored);
-            at.leaf.permutation.publish(p);
-            drop(at.lock);
-        } else if let Err(e) =
-            self.split_insert(at.leaf, at.lock, at.pos, key.ikey(), key.keylenx(), stored)
-        {
-            if key.has_suffix() {
-                // SAFETY: the record was never published.
-                unsafe {
-                    self.alloc
-                        .free_suffix(NonNull::new_unchecked(stored.cast()))
-                };
-            }
-            return Err(e);
-        }
-        self.len.add(1);
-        Ok(())
-    }
-
-    /// Removes a present key; returns its value word (the caller retires it).
-    /// Unlocks the leaf, and deletes it if it is left empty.
-    ///
-    /// # Safety
-    /// The caller holds `guard`; `full` is the key `at` was located for.
-    pub(crate) unsafe fn remove_at(
-        &self,
-        at: Located<'_>,
-        full: &[u8],
-        guard: &A::Guard<'_>,
-    ) -> *mut () {
-        let value = at.current().expect("remove of an absent key");
-        at.lock.mark_insert();
-        let mut p = at.perm;
-        p.remove_to_back(at.pos);
-        at.leaf.permutation.publish(p);
-        if let Some(s) = at.record {
-            // SAFETY: unlinked from the slot; readers that loaded it hold guards.
-            unsafe {
-                self.alloc
-                    .retire_suffix(NonNull::new_unchecked(s.as_ptr()), guard)
-            };
-        }
-        self.len.sub(1);
-        if p.len() == 0 {
-            // SAFETY: we hold the leaf's lock and a guard.
-            let layer_left_empty = unsafe { self.remove_leaf(at.leaf, at.lock, guard) };
-            if layer_left_empty && at.depth > 0 {
-                // SAFETY: we hold a guard and no lock.
-                unsafe { self.gc_layer(full, at.depth, guard) };
-            }
-        }
-        value
     }
 }

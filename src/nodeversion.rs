@@ -65,6 +65,7 @@ impl Version {
     pub(crate) fn has_split(self, newer: Version) -> bool {
         (self.0 ^ newer.0) >= VSPLIT_LOW
     }
+
     #[cfg(test)]
     pub(crate) fn bits(self) -> u32 {
         self.0
@@ -81,6 +82,13 @@ fn bump(v: u32, low: u32, mask: u32) -> u32 {
 /// The version word of one node. See the module docs for the bit layout.
 #[repr(transparent)]
 pub(crate) struct NodeVersion(AtomicU32);
+
+/// The common head of leaves and internodes: a pointer to either can be read
+/// as a `NodeBase` to find out which it is.
+#[repr(C)]
+pub(crate) struct NodeBase {
+    pub(crate) version: NodeVersion,
+}
 
 impl NodeVersion {
     /// A fresh, unlocked version with the given `LEAF`/`ROOT` flags.

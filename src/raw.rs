@@ -10,8 +10,9 @@ use core::ptr::{self, NonNull};
 use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::counter::StripedCounter;
 use crate::internode::Internode;
-use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
-use crate::nodeversion::{NodeVersion, ROOT};
+use crate::leaf::{Leaf, SlotKind, slot_kind};
+use crate::node::{NodeBase, layer_root, version};
+use crate::nodeversion::ROOT;
 use crate::suffix::Suffix;
 use crate::sync::{AtomicPtr, Ordering};
 
@@ -26,141 +27,6 @@ pub(crate) struct RawTree<A: NodeAllocatorGeneric> {
     pub(crate) alloc: A,
     /// The number of keys.
     pub(crate) len: StripedCounter,
-}
-
-/// A node reached through the tree: derefs for access, and keeps the pointer
-/// as it was stored (with its full provenance), so that it can be stored again
-/// or freed. A pointer rebuilt from a `&Leaf` could do neither.
-pub(crate) struct NodeRef<'a, T> {
-    ptr: NonNull<T>,
-    _life: core::marker::PhantomData<&'a T>,
-}
-
-impl<T> Clone for NodeRef<'_, T> {
-    fn clone(&self) -> Self {
-        *self
-    }
-}
-impl<T> Copy for NodeRef<'_, T> {}
-
-impl<T> NodeRef<'_, T> {
-    /// # Safety
-    /// `ptr` must point to a live node that outlives the chosen lifetime.
-    #[inline]
-    pub(crate) unsafe fn new(ptr: *mut T) -> Self {
-        // SAFETY: the caller guarantees a live, hence non-null, node.
-        NodeRef {
-            ptr: unsafe { NonNull::new_unchecked(ptr) },
-            _life: core::marker::PhantomData,
-        }
-    }
-
-    #[inline]
-    pub(crate) fn as_ptr(self) -> *mut T {
-        self.ptr.as_ptr()
-    }
-}
-
-impl<T> core::ops::Deref for NodeRef<'_, T> {
-    type Target = T;
-    #[inline]
-    fn deref(&self) -> &T {
-        // SAFETY: `new`'s caller guaranteed the node outlives this reference.
-        unsafe { self.ptr.as_ref() }
-    }
-}
-
-/// Asks the CPU to start loading the cache lines of a node we are about to
-/// search, so their misses overlap instead of following one another. Reads
-/// no memory; a no-op where no prefetch instruction is wired up.
-#[inline(always)]
-pub(crate) fn prefetch_node(n: *const NodeBase) {
-    // A leaf is the larger node; an internode is one line shorter, and the
-    // extra prefetch touches nothing.
-    for i in 0..size_of::<Leaf>() / 64 {
-        prefetch_line(n.cast::<u8>().wrapping_add(64 * i));
-    }
-}
-
-/// Starts loading the cache line at `p` (a hint; never faults, reads no
-/// memory; a no-op where no prefetch instruction is wired up).
-#[inline(always)]
-pub(crate) fn prefetch_line(p: *const u8) {
-    #[cfg(all(target_arch = "x86_64", not(miri), not(masstree_loom)))]
-    // SAFETY: prefetching never faults and reads nothing observable.
-    unsafe {
-        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>())
-    };
-    #[cfg(not(all(target_arch = "x86_64", not(miri), not(masstree_loom))))]
-    let _ = p;
-}
-
-/// The version word of a node of either kind.
-///
-/// # Safety
-/// `n` must point to a live leaf or internode that outlives `'a`.
-#[inline]
-pub(crate) unsafe fn version<'a>(n: *mut NodeBase) -> &'a NodeVersion {
-    // SAFETY: both node kinds start with their version (`repr(C)`).
-    unsafe { &(*n).version }
-}
-
-/// The parent link of a node of either kind.
-///
-/// # Safety
-/// As [`version`].
-#[inline]
-pub(crate) unsafe fn parent_link<'a>(n: *mut NodeBase) -> &'a AtomicPtr<Internode> {
-    // SAFETY: the leaf bit never changes, so the node kind read here is right.
-    unsafe {
-        if version(n).load().is_leaf() {
-            &(*n.cast::<Leaf>()).parent
-        } else {
-            &(*n.cast::<Internode>()).parent
-        }
-    }
-}
-
-/// The parent of a node (null for a layer root).
-///
-/// # Safety
-/// As [`version`].
-#[inline]
-pub(crate) unsafe fn parent_of(n: *mut NodeBase) -> *mut Internode {
-    // SAFETY: the caller guarantees a live node.
-    // Acquire: pairs with the Release in `set_parent`: a new parent (created by
-    // a split) is fully built before we follow the link.
-    unsafe { parent_link(n) }.load(Ordering::Acquire)
-}
-
-/// Sets a node's parent. Caller holds the lock of the (new or old) parent.
-///
-/// # Safety
-/// As [`version`].
-#[inline]
-pub(crate) unsafe fn set_parent(n: *mut NodeBase, p: *mut Internode) {
-    // SAFETY: the caller guarantees a live node.
-    // Release: publishes the new parent's contents; pairs with `parent_of`.
-    unsafe { parent_link(n) }.store(p, Ordering::Release);
-}
-
-/// Climbs from a node that may have lost its root bit to the root of its layer.
-///
-/// # Safety
-/// `n` must be a live node of a live layer, under a guard.
-#[inline]
-pub(crate) unsafe fn layer_root(mut n: *mut NodeBase) -> *mut NodeBase {
-    // SAFETY: nodes reachable through parent links live as long as the guard.
-    unsafe {
-        while !version(n).load().is_root() {
-            let p = parent_of(n);
-            if p.is_null() {
-                break;
-            }
-            n = p.cast();
-        }
-    }
-    n
 }
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {

@@ -14,15 +14,14 @@
 use core::ptr::NonNull;
 
 use crate::backend::NodeAllocatorGeneric;
-use crate::get::search;
-use crate::insert::find_locked;
 use crate::internode::Internode;
 use crate::key::Key;
-use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
+use crate::leaf::{Leaf, SlotKind, slot_kind};
 use crate::leaflink;
+use crate::locate::Located;
+use crate::node::{NodeBase, NodeRef, find_locked, layer_root, locked_parent, search, version};
 use crate::nodeversion::LockGuard;
-use crate::raw::{NodeRef, RawTree, layer_root, version};
-use crate::split::locked_parent;
+use crate::raw::RawTree;
 use crate::sync::{Ordering, spin_loop};
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
@@ -36,6 +35,41 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         at.current()?;
         // SAFETY: as above.
         Some(unsafe { self.remove_at(at, full, guard) })
+    }
+
+    /// Removes a present key; returns its value word (the caller retires it).
+    /// Unlocks the leaf, and deletes it if it is left empty.
+    ///
+    /// # Safety
+    /// The caller holds `guard`; `full` is the key `at` was located for.
+    pub(crate) unsafe fn remove_at(
+        &self,
+        at: Located<'_>,
+        full: &[u8],
+        guard: &A::Guard<'_>,
+    ) -> *mut () {
+        let value = at.current().expect("remove of an absent key");
+        at.lock.mark_insert();
+        let mut p = at.perm;
+        p.remove_to_back(at.pos);
+        at.leaf.permutation.publish(p);
+        if let Some(s) = at.record {
+            // SAFETY: unlinked from the slot; readers that loaded it hold guards.
+            unsafe {
+                self.alloc
+                    .retire_suffix(NonNull::new_unchecked(s.as_ptr()), guard)
+            };
+        }
+        self.len.sub(1);
+        if p.len() == 0 {
+            // SAFETY: we hold the leaf's lock and a guard.
+            let layer_left_empty = unsafe { self.remove_leaf(at.leaf, at.lock, guard) };
+            if layer_left_empty && at.depth > 0 {
+                // SAFETY: we hold a guard and no lock.
+                unsafe { self.gc_layer(full, at.depth, guard) };
+            }
+        }
+        value
     }
 
     /// Deletes an empty leaf, unless it is the leftmost of its layer, and
@@ -52,7 +86,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     ) -> bool {
         // Acquire: pairs with the Release stores of `prev` in `leaflink`.
         if leaf.prev.load(Ordering::Acquire).is_null() {
-            return leaflink::next(&leaf).is_null();
+            return leaf.next_leaf().is_null();
         }
         lock.mark_deleted();
         leaflink::unlink(leaf);
@@ -72,12 +106,11 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         // `next` under the same lock, so one of us sees the other's change.
         // SAFETY: leaves live while the guard does; we hold no other lock.
         let prev = unsafe { NodeRef::<Leaf>::new(prev) };
-        // SAFETY: as above; the lock borrows the leaf's version.
-        let plock = unsafe { &*prev.as_ptr() }.version.lock();
+        let plock = prev.get().version.lock();
         // Acquire (prev.prev): as above.
         !plock.current().is_deleted()
             && prev.prev.load(Ordering::Acquire).is_null()
-            && leaflink::next(&prev).is_null()
+            && prev.next_leaf().is_null()
             && prev.permutation.load().len() == 0
     }
 
@@ -176,13 +209,12 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             }
             // SAFETY: as above.
             let leaf = unsafe { NodeRef::<Leaf>::new(n.cast()) };
-            // SAFETY: as above; the lock borrows the leaf's version.
-            let llock = unsafe { &*leaf.as_ptr() }.version.lock();
+            let llock = leaf.get().version.lock();
             // Acquire (prev): pairs with the Release stores in `leaflink`.
             let alone = !llock.current().is_deleted()
                 && leaf.permutation.load().len() == 0
                 && leaf.prev.load(Ordering::Acquire).is_null()
-                && leaflink::next(&leaf).is_null();
+                && leaf.next_leaf().is_null();
             // With the slot's leaf and the layer's only leaf locked, nothing in
             // the layer can change: inserts need the leaf, and so do splits.
             // SAFETY: we hold both locks and a guard.

@@ -27,14 +27,13 @@ use alloc::vec::Vec;
 use core::cmp::Ordering;
 
 use crate::backend::NodeAllocatorGeneric;
-use crate::get::{reach_leaf, search};
 use crate::internode::IWIDTH;
 use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
-use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
-use crate::leaflink;
+use crate::leaf::{Leaf, SlotKind, slot_kind};
+use crate::node::{NodeBase, NodeRef, prefetch_line, prefetch_node, reach_leaf, search};
 use crate::nodeversion::Version;
 use crate::permuter::Permuter;
-use crate::raw::{NodeRef, RawTree, prefetch_line, prefetch_node};
+use crate::raw::RawTree;
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
 
@@ -316,7 +315,7 @@ impl<'g> RawCursor<'g> {
         // only wastes a prefetch.)
         let neighbour = |leaf: &Leaf| match self.dir {
             // Relaxed (both): only hints; the steps validate whatever they read.
-            Dir::Forward => leaflink::unmarked(leaf.next.load(crate::sync::Ordering::Relaxed)),
+            Dir::Forward => crate::leaf::unmarked(leaf.next.load(crate::sync::Ordering::Relaxed)),
             Dir::Backward => leaf.prev.load(crate::sync::Ordering::Relaxed),
         };
         let first = neighbour(&f.leaf);
@@ -550,7 +549,7 @@ impl<'g> RawCursor<'g> {
         // all its keys are beyond the bound: see the module docs).
         let neighbour = match self.dir {
             Dir::Forward => {
-                let next = leaflink::next(&f.leaf);
+                let next = f.leaf.next_leaf();
                 if f.leaf.version.has_changed(f.version) {
                     return Step::Restart;
                 }
@@ -639,7 +638,7 @@ pub(crate) unsafe fn left_neighbour<'g>(
     // linked from it) before it is retired; we hold a guard.
     let left = unsafe { NodeRef::<'g, Leaf>::new(p) };
     let v = left.version.stable();
-    let linked = !v.is_deleted() && leaflink::next(&left) == leaf.as_ptr();
+    let linked = !v.is_deleted() && left.next_leaf() == leaf.as_ptr();
     (linked && !leaf.version.has_changed(version)).then_some((left, v))
 }
 

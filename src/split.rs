@@ -16,11 +16,12 @@ use core::ptr::NonNull;
 
 use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::internode::{IWIDTH, Internode};
-use crate::leaf::{Leaf, NodeBase};
+use crate::leaf::Leaf;
 use crate::leaflink;
+use crate::node::{MAX_LEVELS, NodeBase, NodeRef, locked_parent, parent_of, set_parent, version};
 use crate::nodeversion::{LockGuard, NodeVersion, ROOT};
 use crate::permuter::{Permuter, WIDTH};
-use crate::raw::{NodeRef, RawTree, parent_of, set_parent, version};
+use crate::raw::RawTree;
 use crate::sync::Ordering;
 
 /// Where to cut `WIDTH + 1` sorted entries (the leaf's plus the new one at
@@ -40,35 +41,6 @@ fn split_point(ikey_at: impl Fn(usize) -> u64, pos: usize) -> usize {
         .find(|&m| (1..=WIDTH).contains(&m) && ok(m))
         .expect("16 entries always hold two distinct ikeys")
 }
-
-/// Locks the parent of `n`, re-checking the link after locking (a concurrent
-/// split of the parent may have moved `n` to a new internode).
-///
-/// # Safety
-/// `n` is a live node that the caller has locked; the caller holds a guard.
-pub(crate) unsafe fn locked_parent<'a>(
-    n: *mut NodeBase,
-) -> Option<(NodeRef<'a, Internode>, LockGuard<'a>)> {
-    loop {
-        // SAFETY: parents of live nodes are live while the guard lives.
-        let p = unsafe { parent_of(n) };
-        if p.is_null() {
-            return None;
-        }
-        // SAFETY: as above.
-        let p = unsafe { NodeRef::<'a, Internode>::new(p) };
-        // SAFETY: as above; the lock borrows the parent's version.
-        let lock = unsafe { &*p.as_ptr() }.version.lock();
-        // SAFETY: as above.
-        if unsafe { parent_of(n) } == p.as_ptr() {
-            return Some((p, lock));
-        }
-    }
-}
-
-/// Levels a layer can have: 2^64 ikeys in internodes of at least 8 children
-/// (every split leaves both halves at least half full) need fewer than 24.
-pub(crate) const MAX_LEVELS: usize = 24;
 
 /// The ancestors a split will change, locked before anything changes: every
 /// full ancestor from the leaf's parent up, and the first one that is not

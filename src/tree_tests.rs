@@ -5,6 +5,7 @@ use std::string::String;
 use std::vec::Vec;
 use std::{format, vec};
 
+use crate::node::{NodeBase, layer_root, reach_leaf, version};
 use crate::test_backend::{TestBackend, TestGuard};
 use crate::{Inline, OutOfLine, Tree};
 
@@ -418,8 +419,8 @@ fn concurrent_insert_remove_owned_keys() {
 
 /// (leaves, internodes, layers) reachable from the root.
 fn census(t: &Words) -> (usize, usize, usize) {
-    use crate::leaf::{Leaf, NodeBase, SlotKind, slot_kind};
-    use crate::raw::{layer_root, version};
+    use crate::leaf::{Leaf, SlotKind, slot_kind};
+
     unsafe fn walk(n: *mut NodeBase, acc: &mut (usize, usize, usize)) {
         unsafe {
             if version(n).load().is_leaf() {
@@ -801,7 +802,6 @@ fn scans_while_leaves_are_unlinked() {
 /// left neighbour splits) is refused, a good one accepted.
 #[test]
 fn left_neighbour_checks_the_link() {
-    use crate::get::reach_leaf;
     use crate::scan::left_neighbour;
     use crate::sync::Ordering::Relaxed;
     let t = Words::new_in(TestBackend::new());
