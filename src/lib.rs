@@ -34,10 +34,10 @@ mod value;
 #[cfg(all(test, masstree_loom))]
 mod loom_tests;
 #[cfg(test)]
-mod test_backend;
-#[cfg(test)]
 #[path = "../tests/common/alloc.rs"]
 mod test_alloc;
+#[cfg(test)]
+mod test_backend;
 #[cfg(all(test, not(masstree_loom)))]
 mod tree_tests;
 
