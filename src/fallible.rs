@@ -53,7 +53,7 @@ impl<T> core::error::Error for AllocFailed<T> {}
 type Updated<'g, S> = (Option<<S as ValueStorage>::Ref<'g>>, Option<*mut ()>);
 
 /// The fallible forms of a tree's allocating operations; see [`Tree::fallible`].
-pub struct Fallible<'t, S: ValueStorage, A: NodeAllocatorGeneric> {
+pub struct Fallible<'t, S, A> {
     tree: &'t Tree<S, A>,
 }
 
@@ -152,7 +152,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
             |cur| {
                 let matches = match (&cur, current) {
                     (None, None) => true,
-                    (Some(c), Some(e)) => S::equals(c, e),
+                    (Some(c), Some(e)) => S::borrow(c) == e,
                     _ => false,
                 };
                 if matches {

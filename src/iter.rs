@@ -183,7 +183,7 @@ pub enum Seek {
 /// assert_eq!(c.prev(), Some((&b"cherry"[..], 2)));
 /// assert_eq!(c.prev(), Some((&b"banana"[..], 1)));
 /// ```
-pub struct Cursor<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> {
+pub struct Cursor<'t, 'g, S, A> {
     tree: &'t Tree<S, A>,
     raw: RawCursor<'g>,
     /// The word of the entry the cursor is on, if any.
@@ -378,7 +378,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 /// guard, and start a new range just beyond the last key seen
 /// (`tree.range(&last[..].., &guard)` then skip it, or
 /// `tree.range::<[u8], _>((Bound::Excluded(&last[..]), Bound::Unbounded), &guard)`).
-pub struct Range<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> {
+pub struct Range<'t, 'g, S, A> {
     tree: &'t Tree<S, A>,
     front: RawCursor<'g>,
     back: RawCursor<'g>,

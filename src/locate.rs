@@ -2,7 +2,6 @@
 //! [`Located`] place that insert ([`RawTree::add`], [`RawTree::replace`]),
 //! remove ([`RawTree::remove_at`]) and the atomic updates work on.
 
-
 use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::key::Key;
 use crate::leaf::{Leaf, SlotKind, slot_kind};

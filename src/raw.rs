@@ -15,27 +15,50 @@ use crate::node::{NodeBase, layer_root, version};
 use crate::nodeversion::ROOT;
 use crate::suffix::Suffix;
 use crate::sync::{AtomicPtr, Ordering};
+use crate::value::ValueStorage;
 
 /// Releases a value word at once (from [`crate::ValueStorage::free`]).
 pub(crate) type FreeWord<A> = unsafe fn(&A, *mut ());
 
 /// The raw concurrent tree. See the module docs.
-pub(crate) struct RawTree<A: NodeAllocatorGeneric> {
+pub(crate) struct RawTree<A> {
     /// Root of layer 0; null while the tree has never held a key. May briefly
     /// point at a former root after a root split: readers climb `parent`.
     pub(crate) root: AtomicPtr<NodeBase>,
     pub(crate) alloc: A,
     /// The number of keys.
     pub(crate) len: StripedCounter,
+    /// [`RawTree::free_all`] with the value storage's `free`: chosen where
+    /// the storage is known, so that dropping needs no trait bound (and
+    /// neither do the structs that hold a tree).
+    teardown: unsafe fn(&mut RawTree<A>),
+}
+
+impl<A> RawTree<A> {
+    /// Frees every node, suffix record and value now (and at drop, through
+    /// the tree that owns the values).
+    pub(crate) fn clear(&mut self) {
+        // SAFETY: `&mut self`: no guard or other thread can use the tree.
+        unsafe { (self.teardown)(self) }
+    }
 }
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
-    pub(crate) fn new(alloc: A) -> Self {
+    /// An empty tree whose values are stored as `S` says.
+    pub(crate) fn new<S: ValueStorage>(alloc: A) -> Self {
         RawTree {
             root: AtomicPtr::new(ptr::null_mut()),
             alloc,
             len: StripedCounter::new(),
+            teardown: Self::free_all_of::<S>,
         }
+    }
+
+    /// # Safety
+    /// As [`Self::free_all`], for the tree's own value storage `S`.
+    unsafe fn free_all_of<S: ValueStorage>(&mut self) {
+        // SAFETY: the caller's guarantees; `S` is the tree's storage.
+        unsafe { self.free_all(S::free::<A>) }
     }
 
     /// The root of layer 0 (null while the tree has never held a key).

@@ -52,7 +52,7 @@ where
         {
             let (guard, copy_guard) = (self.guard(), copy.guard());
             for (k, v) in self.iter(&guard) {
-                copy.insert(&k, S::to_owned(&v), &copy_guard);
+                copy.insert(&k, S::borrow(&v).clone(), &copy_guard);
             }
         }
         copy
@@ -71,7 +71,8 @@ where
         loop {
             match (a.next(), b.next()) {
                 (None, None) => return true,
-                (Some((ka, va)), Some((kb, vb))) if ka == kb && S::ref_eq(&va, &vb) => {}
+                (Some((ka, va)), Some((kb, vb)))
+                    if ka == kb && S::borrow(&va) == S::borrow(&vb) => {}
                 _ => return false,
             }
         }
@@ -105,7 +106,7 @@ where
             S::Value: fmt::Debug,
         {
             fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                S::fmt_ref(&self.0, f)
+                fmt::Debug::fmt(S::borrow(&self.0), f)
             }
         }
         let guard = self.guard();

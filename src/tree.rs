@@ -18,9 +18,51 @@ use crate::value::ValueStorage;
 /// (or `Arc`). Reads take a *guard* ([`Tree::guard`]), which keeps everything
 /// they return alive: a value replaced by another thread stays readable until
 /// the guard is dropped.
-pub struct Tree<S: ValueStorage, A: NodeAllocatorGeneric> {
+///
+/// The tree owns its values: a value that borrows must outlive the tree,
+/// since dropping the tree drops the values.
+///
+/// ```
+/// struct Loud<'a>(&'a str);
+/// impl Drop for Loud<'_> {
+///     fn drop(&mut self) {
+///         assert!(!self.0.is_empty());
+///     }
+/// }
+/// let name = String::from("x");
+/// let tree = masstree::MassTree::new();
+/// tree.insert(b"k", Loud(&name), &tree.guard());
+/// // `tree` drops before `name`.
+/// ```
+///
+/// ```compile_fail,E0597
+/// # struct Loud<'a>(&'a str);
+/// # impl Drop for Loud<'_> {
+/// #     fn drop(&mut self) {
+/// #         assert!(!self.0.is_empty());
+/// #     }
+/// # }
+/// let tree = masstree::MassTree::new();
+/// let name = String::from("x");
+/// tree.insert(b"k", Loud(&name), &tree.guard());
+/// // `name` would drop before the tree drops the value that reads it.
+/// ```
+///
+/// Nor can a shorter-lived value be stored through a shared reference:
+///
+/// ```compile_fail,E0597
+/// let tree: masstree::MassTree<&'static str> = masstree::MassTree::new();
+/// {
+///     let short = String::from("x");
+///     let view: &masstree::MassTree<&str> = &tree;
+///     view.insert(b"k", &short[..], &view.guard());
+/// }
+/// ```
+pub struct Tree<S, A> {
     pub(crate) raw: RawTree<A>,
-    _values: PhantomData<fn() -> S>,
+    /// Invariant in `S`: writers take `&self`, so a tree of long-lived values
+    /// must not pass for a tree of short-lived ones (it would store them).
+    _values: PhantomData<fn(S) -> S>,
 }
 
 // SAFETY: moving the tree moves its backend and the values it owns.
@@ -39,7 +81,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// nothing until the first insert.
     pub fn new_in(backend: A) -> Self {
         Tree {
-            raw: RawTree::new(backend),
+            raw: RawTree::new::<S>(backend),
             _values: PhantomData,
         }
     }
@@ -152,8 +194,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 
     /// Removes every key, dropping every value now.
     pub fn clear(&mut self) {
-        // SAFETY: `&mut self`: no guard or other thread can use the tree.
-        unsafe { self.raw.free_all(S::free::<A>) };
+        self.raw.clear();
         self.raw.alloc.reclaim();
     }
 
@@ -183,9 +224,10 @@ pub(crate) fn out_of_memory() -> ! {
     alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<crate::leaf::Leaf>())
 }
 
-impl<S: ValueStorage, A: NodeAllocatorGeneric> Drop for Tree<S, A> {
+/// Drops every value with the tree. Generic over `S` without bounds, so the
+/// drop checker requires the values to outlive the tree.
+impl<S, A> Drop for Tree<S, A> {
     fn drop(&mut self) {
-        // SAFETY: `&mut self`: no guard or other thread can use the tree.
-        unsafe { self.raw.free_all(S::free::<A>) }
+        self.raw.clear();
     }
 }

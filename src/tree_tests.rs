@@ -15,16 +15,9 @@ fn scale(n: usize) -> usize {
     if cfg!(miri) { (n / 200).max(16) } else { n }
 }
 
-/// A deterministic xorshift generator.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use rng::Rng;
 
 fn check_against(tree: &Words, model: &BTreeMap<Vec<u8>, usize>) {
     let g = tree.guard();
@@ -76,7 +69,7 @@ fn random_keys_with_layers_and_suffixes() {
     let t = Words::new_in(TestBackend::new());
     let g = t.guard();
     let mut model = BTreeMap::new();
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+    let mut rng = Rng::new(0x9e37_79b9_7f4a_7c15);
     let prefixes: [&[u8]; 4] = [
         b"",
         b"user/000",
@@ -84,7 +77,7 @@ fn random_keys_with_layers_and_suffixes() {
         b"\0\0\0\0\0\0\0\0\xff",
     ];
     for i in 0..scale(20_000) {
-        let r = rng.next();
+        let r = rng.next_u64();
         let mut k = prefixes[(r % 4) as usize].to_vec();
         let len = (r >> 8) % 24;
         for j in 0..len {
@@ -164,9 +157,9 @@ fn nothing_leaks_at_drop() {
     let t = Words::new_in(TestBackend::new());
     {
         let g = t.guard();
-        let mut rng = Rng(42);
+        let mut rng = Rng::new(42);
         for i in 0..scale(10_000) {
-            let r = rng.next();
+            let r = rng.next_u64();
             let k = format!("{:x}/{:x}", r % 64, r);
             t.insert(&k, i, &g);
         }
@@ -264,14 +257,14 @@ fn remove_matches_model_across_layers() {
     let t = Words::new_in(TestBackend::new());
     let g = t.guard();
     let mut model: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    let mut rng = Rng(7);
+    let mut rng = Rng::new(7);
     let prefixes: [&[u8]; 3] = [
         b"",
         b"0123456789abcdef",
         b"\xff\xff\xff\xff\xff\xff\xff\xffz",
     ];
     for i in 0..scale(40_000) {
-        let r = rng.next();
+        let r = rng.next_u64();
         let mut k = prefixes[(r % 3) as usize].to_vec();
         for j in 0..(r >> 4) % 12 {
             k.push(b"a\0\xff"[((r >> (8 + 2 * j)) % 3) as usize]);
@@ -301,11 +294,11 @@ fn remove_matches_model_across_layers() {
 fn removing_everything_returns_the_memory() {
     let n = scale(30_000);
     let mut t = Words::new_in(TestBackend::new());
-    let mut rng = Rng(99);
+    let mut rng = Rng::new(99);
     let keys: Vec<Vec<u8>> = (0..n)
         .map(|i| match i % 3 {
-            0 => rng.next().to_be_bytes().to_vec(),
-            1 => format!("user/{:016x}/profile", rng.next()).into_bytes(),
+            0 => rng.next_u64().to_be_bytes().to_vec(),
+            1 => format!("user/{:016x}/profile", rng.next_u64()).into_bytes(),
             _ => format!("same-prefix-{}", i).into_bytes(),
         })
         .collect();
@@ -387,10 +380,10 @@ fn concurrent_insert_remove_owned_keys() {
                 let t = &t;
                 s.spawn(move || {
                     let g = t.guard();
-                    let mut rng = Rng(id as u64 + 1);
+                    let mut rng = Rng::new(id as u64 + 1);
                     let mut mine = std::collections::BTreeMap::new();
                     for i in 0..per {
-                        let r = rng.next();
+                        let r = rng.next_u64();
                         let k = format!("{:03}/{id}/{}", r % 300, (r >> 20) % 4);
                         if r % 3 == 0 {
                             assert_eq!(t.remove(&k, &g), mine.remove(&k));
@@ -458,7 +451,7 @@ fn scan_keys(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
     ];
     (0..n)
         .map(|_| {
-            let r = rng.next();
+            let r = rng.next_u64();
             let mut k = prefixes[(r % 4) as usize].to_vec();
             for j in 0..(r >> 3) % 11 {
                 k.push(b"a\0\xffq"[((r >> (10 + 2 * j)) % 4) as usize]);
@@ -470,7 +463,7 @@ fn scan_keys(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
 
 fn bound(rng: &mut Rng, keys: &[Vec<u8>]) -> core::ops::Bound<Vec<u8>> {
     use core::ops::Bound;
-    let r = rng.next();
+    let r = rng.next_u64();
     let k = if r % 2 == 0 && !keys.is_empty() {
         keys[(r >> 8) as usize % keys.len()].clone()
     } else {
@@ -488,7 +481,7 @@ fn ranges_match_btreemap_both_ways() {
     use core::ops::Bound;
     let t = Words::new_in(TestBackend::new());
     let g = t.guard();
-    let mut rng = Rng(2024);
+    let mut rng = Rng::new(2024);
     let mut model = BTreeMap::new();
     let keys = scan_keys(&mut rng, scale(3000));
     for (i, k) in keys.iter().enumerate() {
@@ -563,7 +556,7 @@ fn prefixes_and_cursor_seeks_match_btreemap() {
     use crate::Seek;
     let t = Words::new_in(TestBackend::new());
     let g = t.guard();
-    let mut rng = Rng(77);
+    let mut rng = Rng::new(77);
     let mut model = BTreeMap::new();
     for (i, k) in scan_keys(&mut rng, scale(2000)).into_iter().enumerate() {
         t.insert(&k, i, &g);
@@ -890,9 +883,9 @@ fn update_matches_model() {
     let t = Words::new_in(TestBackend::new());
     let g = t.guard();
     let mut model: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
-    let mut rng = Rng(5);
+    let mut rng = Rng::new(5);
     for _ in 0..scale(20_000) {
-        let r = rng.next();
+        let r = rng.next_u64();
         let k = scan_keys(&mut rng, 1).pop().unwrap();
         let change = match r % 4 {
             0 => Change::Keep,
@@ -983,10 +976,10 @@ fn std_traits() {
 #[test]
 fn failed_allocations_change_nothing() {
     use core::sync::atomic::Ordering::Relaxed;
-    let mut rng = Rng(31);
+    let mut rng = Rng::new(31);
     let ops: Vec<(Vec<u8>, String)> = (0..scale(600))
         .map(|i| {
-            let r = rng.next();
+            let r = rng.next_u64();
             let k = match r % 3 {
                 0 => (r >> 8).to_be_bytes()[..(r as usize >> 40) % 9].to_vec(),
                 1 => format!("shared-prefix/{}", (r >> 8) % 97).into_bytes(),
@@ -1051,7 +1044,7 @@ fn failed_allocations_change_nothing() {
 #[test]
 fn bulk_load_matches_model() {
     use crate::{BulkLoadError, BulkLoader};
-    let mut rng = Rng(404);
+    let mut rng = Rng::new(404);
     for (n, fill) in [
         (0usize, 15usize),
         (1, 15),
@@ -1195,7 +1188,7 @@ fn bulk_load_allocates_only_what_it_keeps() {
 #[test]
 fn bulk_load_failures_leak_nothing() {
     use core::sync::atomic::Ordering::Relaxed;
-    let mut rng = Rng(8);
+    let mut rng = Rng::new(8);
     let model: BTreeMap<Vec<u8>, String> = scan_keys(&mut rng, scale(800))
         .into_iter()
         .enumerate()

@@ -10,12 +10,17 @@ use core::ptr::NonNull;
 
 use crate::backend::NodeAllocatorGeneric;
 
-/// Converts values to and from the tree's value words.
-///
-/// # Safety
-/// `as_ref` must only rely on words produced by `into_word` of the same
-/// storage; `free`/`retire` must release exactly what `into_word` acquired.
-pub unsafe trait ValueStorage {
+mod sealed {
+    /// Only this crate's storages implement [`super::ValueStorage`].
+    pub trait Sealed {}
+}
+
+/// Converts values to and from the tree's value words: [`OutOfLine`] or
+/// [`Inline`]. Sealed: the tree's memory safety rests on its two
+/// implementations (`as_ref` relies only on words from `into_word` of the
+/// same storage, and `take`/`retire` release exactly what `into_word`
+/// acquired). Custom inline types implement [`InlineValue`] instead.
+pub trait ValueStorage: sealed::Sealed {
     /// The value type users insert.
     type Value;
     /// What a lookup returns, borrowing from a guard that lives for `'g`.
@@ -25,6 +30,7 @@ pub unsafe trait ValueStorage {
 
     /// Turns a value into a word, allocating through `alloc` if needed.
     /// Gives the value back if allocation fails.
+    #[doc(hidden)]
     fn into_word<A: NodeAllocatorGeneric>(
         alloc: &A,
         value: Self::Value,
@@ -34,57 +40,51 @@ pub unsafe trait ValueStorage {
     ///
     /// # Safety
     /// `word` came from `into_word` and stays valid for `'g`.
+    #[doc(hidden)]
     unsafe fn as_ref<'g>(word: *mut ()) -> Self::Ref<'g>
     where
         Self: 'g;
 
-    /// True if a looked-up value equals `value`.
-    fn equals(found: &Self::Ref<'_>, value: &Self::Value) -> bool
-    where
-        Self::Value: PartialEq;
+    /// The value a lookup result stands for (to compare, clone or format it).
+    fn borrow<'a>(found: &'a Self::Ref<'_>) -> &'a Self::Value;
 
-    /// True if two looked-up values are equal.
-    fn ref_eq(a: &Self::Ref<'_>, b: &Self::Ref<'_>) -> bool
-    where
-        Self::Value: PartialEq;
-
-    /// An owned copy of a looked-up value.
-    fn to_owned(found: &Self::Ref<'_>) -> Self::Value
-    where
-        Self::Value: Clone;
-
-    /// Formats a looked-up value.
-    fn fmt_ref(found: &Self::Ref<'_>, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
-    where
-        Self::Value: core::fmt::Debug;
-
-    /// Takes a value back out of a word the tree never published (a failed
-    /// insert), releasing what `into_word` acquired.
+    /// Takes the value back out of a word nobody else can read any more (a
+    /// failed insert, or a tree being torn down), releasing what `into_word`
+    /// acquired.
     ///
     /// # Safety
     /// `word` came from `into_word` with this `alloc` and nobody can read it.
+    #[doc(hidden)]
     unsafe fn take<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) -> Self::Value;
-
-    /// Releases a word at once.
-    ///
-    /// # Safety
-    /// `word` came from `into_word` with this `alloc`, and nobody can read it any more.
-    unsafe fn free<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ());
 
     /// Releases a word once no current guard can read it.
     ///
     /// # Safety
     /// `word` came from `into_word` with this `alloc` and is no longer reachable.
+    #[doc(hidden)]
     unsafe fn retire<A: NodeAllocatorGeneric>(alloc: &A, word: *mut (), guard: &A::Guard<'_>);
+
+    /// Releases a word at once: the value's memory is given back before its
+    /// destructor runs.
+    ///
+    /// # Safety
+    /// As [`Self::take`].
+    #[doc(hidden)]
+    unsafe fn free<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) {
+        // SAFETY: the caller's guarantees are `take`'s.
+        drop(unsafe { Self::take(alloc, word) });
+    }
 }
 
 /// Values of any type, stored out of line through the backend; lookups return
 /// `&'g V`, valid while the guard lives, even if the value is replaced meanwhile.
 pub struct OutOfLine<V>(PhantomData<V>);
 
-// SAFETY: words are pointers from `alloc_value::<V>`, released by the matching
-// `free_value`/`retire_value`.
-unsafe impl<V> ValueStorage for OutOfLine<V> {
+impl<V> sealed::Sealed for OutOfLine<V> {}
+
+/// Words are pointers from `alloc_value::<V>`, released by the matching
+/// `free_value`/`retire_value`.
+impl<V> ValueStorage for OutOfLine<V> {
     type Value = V;
     type Ref<'g>
         = &'g V
@@ -105,32 +105,9 @@ unsafe impl<V> ValueStorage for OutOfLine<V> {
         unsafe { &*word.cast::<V>() }
     }
 
-    fn equals(found: &&V, value: &V) -> bool
-    where
-        V: PartialEq,
-    {
-        *found == value
-    }
-
-    fn ref_eq(a: &&V, b: &&V) -> bool
-    where
-        V: PartialEq,
-    {
-        a == b
-    }
-
-    fn to_owned(found: &&V) -> V
-    where
-        V: Clone,
-    {
-        (*found).clone()
-    }
-
-    fn fmt_ref(found: &&V, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
-    where
-        V: core::fmt::Debug,
-    {
-        core::fmt::Debug::fmt(*found, f)
+    #[inline]
+    fn borrow<'a>(found: &'a &V) -> &'a V {
+        found
     }
 
     unsafe fn take<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) -> V {
@@ -145,11 +122,6 @@ unsafe impl<V> ValueStorage for OutOfLine<V> {
             ));
             value
         }
-    }
-
-    unsafe fn free<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) {
-        // SAFETY: the caller guarantees the word is ours and unreachable.
-        unsafe { alloc.free_value(NonNull::new_unchecked(word.cast::<V>())) }
     }
 
     unsafe fn retire<A: NodeAllocatorGeneric>(alloc: &A, word: *mut (), guard: &A::Guard<'_>) {
@@ -224,8 +196,10 @@ unsafe impl<T> InlineValue for *mut T {
     }
 }
 
-// SAFETY: words are plain integers; nothing to release.
-unsafe impl<V: InlineValue> ValueStorage for Inline<V> {
+impl<V: InlineValue> sealed::Sealed for Inline<V> {}
+
+/// Words are the values' own bits; nothing to release.
+impl<V: InlineValue> ValueStorage for Inline<V> {
     type Value = V;
     type Ref<'g>
         = V
@@ -245,39 +219,14 @@ unsafe impl<V: InlineValue> ValueStorage for Inline<V> {
         V::from_word(word.addr())
     }
 
-    fn equals(found: &V, value: &V) -> bool
-    where
-        V: PartialEq,
-    {
-        found == value
-    }
-
-    fn ref_eq(a: &V, b: &V) -> bool
-    where
-        V: PartialEq,
-    {
-        a == b
-    }
-
-    fn to_owned(found: &V) -> V
-    where
-        V: Clone,
-    {
-        *found
-    }
-
-    fn fmt_ref(found: &V, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result
-    where
-        V: core::fmt::Debug,
-    {
-        core::fmt::Debug::fmt(found, f)
+    #[inline]
+    fn borrow<'a>(found: &'a V) -> &'a V {
+        found
     }
 
     unsafe fn take<A: NodeAllocatorGeneric>(_: &A, word: *mut ()) -> V {
         V::from_word(word.addr())
     }
-
-    unsafe fn free<A: NodeAllocatorGeneric>(_: &A, _: *mut ()) {}
 
     unsafe fn retire<A: NodeAllocatorGeneric>(_: &A, _: *mut (), _: &A::Guard<'_>) {}
 }
