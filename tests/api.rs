@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 
 #[allow(unused_imports)]
-use common::Counting;
+use common::TestAlloc;
 
 fn assert_send_sync<T: Send + Sync>() {}
 
@@ -43,8 +43,8 @@ mod seize_defaults {
         assert!(t.is_empty());
         let t: InlineMassTree<u64> = InlineMassTree::default();
         assert!(t.is_empty());
-        let t: InlineMassTree<u64, SeizeBackend<Counting>> =
-            InlineMassTree::new_in(SeizeBackend::new_in(Counting::new()));
+        let t: InlineMassTree<u64, SeizeBackend<TestAlloc>> =
+            InlineMassTree::new_in(SeizeBackend::new_in(TestAlloc::new()));
         let g = t.guard();
         assert_eq!(t.insert(b"k", 1, &g), None);
         assert_eq!(t.get(b"k", &g), Some(1));
@@ -62,10 +62,10 @@ for_each_backend! {
         assert_send_sync::<ITree<usize>>();
         assert_send_sync::<ITree<i64>>();
         assert_send_sync::<ITree<u32>>();
-        assert_send_sync::<TreeIn<String, Counting>>();
-        assert_send_sync::<ITreeIn<u64, Counting>>();
+        assert_send_sync::<TreeIn<String, TestAlloc>>();
+        assert_send_sync::<ITreeIn<u64, TestAlloc>>();
         assert_send_sync::<Backend>();
-        assert_send_sync::<BackendIn<Counting>>();
+        assert_send_sync::<BackendIn<TestAlloc>>();
     }
 
     /// The tree is `Send + Sync` in practice: share it through an `Arc` with

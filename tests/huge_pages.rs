@@ -5,16 +5,16 @@
 
 mod common;
 
-use common::{Counting, scaled, shaped_key};
+use common::{TestAlloc, scaled, shaped_key};
 use masstree::MassTree;
 use masstree::alloc_backends::huge_pages::{HugePageSlabs, SLAB_BYTES, SLOT_BYTES};
 use masstree::alloc_backends::seize::SeizeBackend;
 
-type Slabs = HugePageSlabs<Counting>;
+type Slabs = HugePageSlabs<TestAlloc>;
 
 #[test]
 fn huge_page_slabs_keep_every_key_and_give_every_slab_back() {
-    let counting = Counting::new();
+    let counting = TestAlloc::new();
     let mut tree: MassTree<u64, SeizeBackend<Slabs>> = MassTree::new_in(SeizeBackend::new_in(
         HugePageSlabs::new_in(counting.clone()),
     ));

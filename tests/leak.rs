@@ -11,7 +11,7 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
 
-use common::{Counting, Rng, hex, key_hash, scaled, shaped_key};
+use common::{Rng, TestAlloc, hex, key_hash, scaled, shaped_key};
 
 /// Per-test drop bookkeeping (shared with the values through an `Arc`; tests
 /// run in parallel, so nothing global).
@@ -129,7 +129,7 @@ fn leak_keys(n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn assert_no_live_memory(alloc: &Counting, what: &str) {
+fn assert_no_live_memory(alloc: &TestAlloc, what: &str) {
     assert_eq!(alloc.live_bytes(), 0, "{what}: live bytes after drop");
     assert_eq!(
         alloc.live_allocs(),
@@ -152,7 +152,7 @@ for_each_backend! {
         let n = scaled(100_000);
         let keys = leak_keys(n);
         let ctx = DropCtx::new(n + n / 2);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let t = new_tree_in::<Tracked, _>(alloc.clone());
         // insert, a fresh guard per 1000 keys so reclamation can run meanwhile
         for chunk in keys.chunks(1000) {
@@ -204,7 +204,7 @@ for_each_backend! {
     fn inline_values_freed() {
         let n = scaled(100_000);
         let keys = leak_keys(n);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let t = new_itree_in::<u64, _>(alloc.clone());
         {
             let g = t.guard();
@@ -228,12 +228,12 @@ for_each_backend! {
     /// Empty trees and tiny trees free everything too.
     #[test]
     fn small_trees_freed() {
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         drop(new_itree_in::<u64, _>(alloc.clone()));
         assert_no_live_memory(&alloc, "empty inline");
 
         let ctx = DropCtx::new(4);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         {
             let t = new_tree_in::<Tracked, _>(alloc.clone());
             let g = t.guard();
@@ -257,7 +257,7 @@ for_each_backend! {
         let keys_per_thread = per_thread / 4;
         // each thread: insert its keys, then replace each 3 times
         let ctx = DropCtx::new(threads * keys_per_thread * 4);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let t = new_tree_in::<Tracked, _>(alloc.clone());
         let key = |th: usize, j: usize| shaped_key((j * threads + th) as u64);
         std::thread::scope(|s| {
@@ -291,7 +291,7 @@ for_each_backend! {
         let n = scaled(100_000);
         let keys = leak_keys(n);
         let ctx = DropCtx::new(2 * n);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let mut t = new_tree_in::<Tracked, _>(alloc.clone());
         {
             let g = t.guard();
@@ -353,7 +353,7 @@ for_each_backend! {
         let n = scaled(50_000);
         let keys = leak_keys(n);
         let ctx = DropCtx::new(2 * n + n / 2);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let mut t = new_tree_in::<Tracked, _>(alloc.clone());
         {
             let g = t.guard();
@@ -403,7 +403,7 @@ for_each_backend! {
     fn remove_insert_churn_stays_bounded() {
         let rounds = scaled(20_000);
         let ctx = DropCtx::new(rounds * 8);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let mut t = new_tree_in::<Tracked, _>(alloc.clone());
         let mut high = 0;
         for r in 0..rounds {
@@ -440,7 +440,7 @@ for_each_backend! {
     fn inline_remove_all_freed() {
         let n = scaled(100_000);
         let keys = leak_keys(n);
-        let alloc = Counting::new();
+        let alloc = TestAlloc::new();
         let mut t = new_itree_in::<u64, _>(alloc.clone());
         {
             let g = t.guard();
@@ -478,8 +478,8 @@ mod seize_reclamation {
     fn replaced_values_reclaimed_before_drop() {
         let writes = scaled(100_000);
         let ctx = DropCtx::new(writes + 1);
-        let alloc = Counting::new();
-        let t: MassTree<Tracked, SeizeBackend<Counting>> =
+        let alloc = TestAlloc::new();
+        let t: MassTree<Tracked, SeizeBackend<TestAlloc>> =
             MassTree::new_in(SeizeBackend::new_in(alloc.clone()));
         for _ in 0..writes {
             let g = t.guard();

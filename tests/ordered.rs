@@ -16,15 +16,11 @@
 #[macro_use]
 mod common;
 
-use std::alloc::Layout;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
-use std::ptr::NonNull;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
-use common::{Counting, Rng, hex, key_hash, scaled, shaped_key};
-use masstree::allocator_api2::alloc::{AllocError, Allocator};
+use common::{Rng, TestAlloc, hex, key_hash, scaled, shaped_key};
 use masstree::{BulkLoadError, Change, Seek};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -159,128 +155,6 @@ fn model_seek(ks: &[Vec<u8>], probe: &[u8], to: Seek) -> (isize, bool) {
         Seek::Gt => (le, le < n),
         Seek::Le => (le - 1, le > 0),
         Seek::Lt => (lt - 1, lt > 0),
-    }
-}
-
-// ---------------------------------------------------------------------------
-// A failing allocator
-// ---------------------------------------------------------------------------
-
-#[derive(Debug, Default)]
-struct FailState {
-    /// Allocations since the last `arm`.
-    count: AtomicUsize,
-    /// The allocation (0-based, counted from `arm`) that fails; `usize::MAX`: none.
-    fail_at: AtomicUsize,
-    /// Failures so far.
-    failed: AtomicUsize,
-    /// How many allocations fail from `fail_at` on (1: just that one).
-    burst: AtomicUsize,
-    /// If not 0: besides, every allocation whose number is 1 less than a
-    /// multiple of this fails.
-    every: AtomicUsize,
-}
-
-/// Wraps [`Counting`]; after `arm(k, burst)`, the k-th allocation fails (and
-/// the `burst - 1` after it).
-#[derive(Clone, Debug)]
-struct FailingAt {
-    inner: Counting,
-    state: Arc<FailState>,
-}
-
-impl FailingAt {
-    fn new(inner: Counting) -> Self {
-        let state = FailState::default();
-        state.fail_at.store(usize::MAX, Ordering::SeqCst);
-        FailingAt {
-            inner,
-            state: Arc::new(state),
-        }
-    }
-    fn arm(&self, k: usize, burst: usize) {
-        self.state.count.store(0, Ordering::SeqCst);
-        self.state.burst.store(burst, Ordering::SeqCst);
-        self.state.fail_at.store(k, Ordering::SeqCst);
-    }
-    fn disarm(&self) {
-        self.state.fail_at.store(usize::MAX, Ordering::SeqCst);
-        self.state.every.store(0, Ordering::SeqCst);
-    }
-    fn arm_every(&self, period: usize) {
-        self.state.every.store(period, Ordering::SeqCst);
-    }
-    fn failed(&self) -> usize {
-        self.state.failed.load(Ordering::SeqCst)
-    }
-    fn count(&self) -> usize {
-        self.state.count.load(Ordering::SeqCst)
-    }
-    fn should_fail(&self) -> bool {
-        let n = self.state.count.fetch_add(1, Ordering::SeqCst);
-        let at = self.state.fail_at.load(Ordering::SeqCst);
-        let every = self.state.every.load(Ordering::SeqCst);
-        if (n >= at && n - at < self.state.burst.load(Ordering::SeqCst))
-            || (every > 0 && n % every == every - 1)
-        {
-            self.state.failed.fetch_add(1, Ordering::SeqCst);
-            true
-        } else {
-            false
-        }
-    }
-}
-
-// SAFETY: forwards to `Counting` (which forwards to `Global`) or fails.
-unsafe impl Allocator for FailingAt {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if self.should_fail() {
-            return Err(AllocError);
-        }
-        self.inner.allocate(layout)
-    }
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if self.should_fail() {
-            return Err(AllocError);
-        }
-        self.inner.allocate_zeroed(layout)
-    }
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.deallocate(ptr, layout) }
-    }
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if self.should_fail() {
-            return Err(AllocError);
-        }
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.grow(ptr, old, new) }
-    }
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if self.should_fail() {
-            return Err(AllocError);
-        }
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.grow_zeroed(ptr, old, new) }
-    }
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded contract.
-        unsafe { self.inner.shrink(ptr, old, new) }
     }
 }
 
@@ -533,9 +407,9 @@ for_each_backend! {
             let model: BTreeMap<Vec<u8>, String> =
                 ks.iter().map(|k| (k.clone(), value_for(k, 1))).collect();
             let pairs: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            let c = Counting::new();
+            let c = TestAlloc::new();
             {
-                let t = TreeIn::<String, Counting>::from_sorted_in(backend_in(c.clone()), pairs.clone()).unwrap();
+                let t = TreeIn::<String, TestAlloc>::from_sorted_in(backend_in(c.clone()), pairs.clone()).unwrap();
                 let g = t.guard();
                 prop_assert_eq!(t.len(), model.len());
                 let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
@@ -567,8 +441,8 @@ for_each_backend! {
                 } else {
                     input.swap(p - 1, p);
                 }
-                let c = Counting::new();
-                let r = TreeIn::<String, Counting>::from_sorted_in(backend_in(c.clone()), input);
+                let c = TestAlloc::new();
+                let r = TreeIn::<String, TestAlloc>::from_sorted_in(backend_in(c.clone()), input);
                 prop_assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: p }));
                 prop_assert_eq!(c.live_bytes(), 0);
             }
@@ -579,9 +453,9 @@ for_each_backend! {
     fn bulk_load_shaped_keys_and_errors() {
         let n = scaled(4000) as u64;
         let model: BTreeMap<Vec<u8>, u64> = (0..n).map(|i| (shaped_key(i), i)).collect();
-        let c = Counting::new();
+        let c = TestAlloc::new();
         {
-            let t = ITreeIn::<u64, Counting>::from_sorted_in(
+            let t = ITreeIn::<u64, TestAlloc>::from_sorted_in(
                 backend_in(c.clone()),
                 model.iter().map(|(k, v)| (k.clone(), *v)),
             )
@@ -599,8 +473,8 @@ for_each_backend! {
         let mut input: Vec<(Vec<u8>, u64)> = model.into_iter().collect();
         let p = input.len() - 3;
         input[p].0 = input[p - 1].0.clone();
-        let c = Counting::new();
-        let r = ITreeIn::<u64, Counting>::from_sorted_in(backend_in(c.clone()), input);
+        let c = TestAlloc::new();
+        let r = ITreeIn::<u64, TestAlloc>::from_sorted_in(backend_in(c.clone()), input);
         assert_eq!(r.err(), Some(BulkLoadError::NotIncreasing { position: p }));
         assert_eq!(c.live_bytes(), 0);
     }
@@ -804,11 +678,10 @@ for_each_backend! {
     fn concurrent_allocation_failures_lose_nothing() {
         const THREADS: u64 = 4;
         let per = scaled(20_000) as u64;
-        let counting = Counting::new();
-        let fail = FailingAt::new(counting.clone());
+        let fail = TestAlloc::new();
         {
             let t = new_tree_in::<u64, _>(fail.clone());
-            fail.arm_every(7);
+            fail.fail_every(7);
             let done: Vec<Vec<u64>> = std::thread::scope(|s| {
                 let handles: Vec<_> = (0..THREADS)
                     .map(|th| {
@@ -850,7 +723,7 @@ for_each_backend! {
             assert!(got == want, "the tree differs from the successful inserts");
             assert_eq!(t.len(), want.len());
         }
-        assert_eq!(counting.live_bytes(), 0, "leaked after drop");
+        assert_eq!(fail.live_bytes(), 0, "leaked after drop");
     }
 
     /// Returns how many positions made an operation fail.
@@ -860,8 +733,7 @@ for_each_backend! {
         let mut failures_seen = 0usize;
         let mut k = 0usize;
         loop {
-            let counting = Counting::new();
-            let fail = FailingAt::new(counting.clone());
+            let fail = TestAlloc::new();
             let mut model: BTreeMap<Vec<u8>, String> = BTreeMap::new();
             let mut failed_here = false;
             {
@@ -869,7 +741,7 @@ for_each_backend! {
                 let g = t.guard();
                 // counted from here: construction may allocate (seize's home for
                 // the allocator); the arena's first chunk comes with the first insert
-                fail.arm(k, burst);
+                fail.fail_at(k, burst);
                 // some structure first (plain inserts), then a mix of operations
                 let script = keys[..half]
                     .iter()
@@ -945,11 +817,11 @@ for_each_backend! {
                 assert_eq!(got, want, "k={k}: later operations");
                 drop(g);
             }
-            assert_eq!(counting.live_bytes(), 0, "k={k}: leaked after drop");
-            assert_eq!(counting.live_allocs(), 0, "k={k}: leaked after drop");
+            assert_eq!(fail.live_bytes(), 0, "k={k}: leaked after drop");
+            assert_eq!(fail.live_allocs(), 0, "k={k}: leaked after drop");
             if failed_here {
                 failures_seen += 1;
-            } else if fail.failed() == 0 && fail.count() <= k {
+            } else if fail.failed() == 0 && fail.requests() <= k {
                 // the workload makes fewer than k allocations: done
                 break;
             }

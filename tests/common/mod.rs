@@ -10,18 +10,19 @@
 //!
 //!   Everything at the top level of the including test file is visible through
 //!   `use super::*`.
-//! * [`Counting`]: an `allocator_api2` allocator wrapping `Global` that counts
-//!   live bytes / live allocations.
-//! * [`Rng`]: a tiny deterministic xorshift PRNG (no dev-dependency needed).
+//! * [`TestAlloc`] / [`Ledger`] (`alloc.rs`): the test allocator, counting,
+//!   failing on request and logging addresses (the crate's unit tests use the
+//!   same file).
+//! * [`Rng`] (`rng.rs`): the seeded PRNG (splitmix64), also the unit tests'
+//!   and the benchmark's.
 //! * key generators that stress layering (shared 8/16-byte slices, trailing zeros).
 #![allow(dead_code, unused_macros, unused_imports)]
 
-use std::alloc::Layout;
-use std::ptr::NonNull;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+mod alloc;
+mod rng;
 
-use masstree::allocator_api2::alloc::{AllocError, Allocator, Global};
+pub(crate) use alloc::{Ledger, TestAlloc};
+pub(crate) use rng::Rng;
 
 /// Expand the given items once per enabled backend, each copy in its own module.
 ///
@@ -156,164 +157,6 @@ macro_rules! for_each_backend {
              waiting: masstree::alloc_backends::seize::DEFAULT_BATCH_SIZE as isize},
             [$($body)*]);
     };
-}
-
-// ---------------------------------------------------------------------------
-// Counting allocator
-// ---------------------------------------------------------------------------
-
-/// Counters shared by every clone of a [`Counting`] allocator.
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    /// Bytes currently allocated (may go negative on a bug: signed on purpose).
-    pub(crate) live_bytes: AtomicIsize,
-    /// Allocations currently live.
-    pub(crate) live_allocs: AtomicIsize,
-    /// Total number of successful allocations ever.
-    pub(crate) total_allocs: AtomicUsize,
-    /// Total number of deallocations ever.
-    pub(crate) total_frees: AtomicUsize,
-}
-
-/// An allocator wrapping `Global` that counts live bytes and allocations.
-///
-/// Cloning shares the counters (`Arc`), so a test can keep one handle and
-/// give a clone to the tree.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Counting {
-    pub(crate) counters: Arc<Counters>,
-}
-
-impl Counting {
-    pub(crate) fn new() -> Self {
-        Self::default()
-    }
-    pub(crate) fn live_bytes(&self) -> isize {
-        self.counters.live_bytes.load(Ordering::SeqCst)
-    }
-    pub(crate) fn live_allocs(&self) -> isize {
-        self.counters.live_allocs.load(Ordering::SeqCst)
-    }
-    pub(crate) fn total_allocs(&self) -> usize {
-        self.counters.total_allocs.load(Ordering::SeqCst)
-    }
-    pub(crate) fn total_frees(&self) -> usize {
-        self.counters.total_frees.load(Ordering::SeqCst)
-    }
-
-    fn on_alloc(&self, size: usize) {
-        self.counters
-            .live_bytes
-            .fetch_add(size as isize, Ordering::SeqCst);
-        self.counters.live_allocs.fetch_add(1, Ordering::SeqCst);
-        self.counters.total_allocs.fetch_add(1, Ordering::SeqCst);
-    }
-    fn on_free(&self, size: usize) {
-        self.counters
-            .live_bytes
-            .fetch_sub(size as isize, Ordering::SeqCst);
-        self.counters.live_allocs.fetch_sub(1, Ordering::SeqCst);
-        self.counters.total_frees.fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-// SAFETY: every call is forwarded to `Global`; we only add bookkeeping.
-// Counting is by `layout.size()` (what the caller asked for), so the numbers
-// are independent of `Global`'s rounding.
-unsafe impl Allocator for Counting {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let p = Global.allocate(layout)?;
-        self.on_alloc(layout.size());
-        Ok(p)
-    }
-
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let p = Global.allocate_zeroed(layout)?;
-        self.on_alloc(layout.size());
-        Ok(p)
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        self.on_free(layout.size());
-        // SAFETY: forwarded contract.
-        unsafe { Global.deallocate(ptr, layout) }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded contract.
-        let p = unsafe { Global.grow(ptr, old, new)? };
-        self.counters
-            .live_bytes
-            .fetch_add(new.size() as isize - old.size() as isize, Ordering::SeqCst);
-        Ok(p)
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded contract.
-        let p = unsafe { Global.grow_zeroed(ptr, old, new)? };
-        self.counters
-            .live_bytes
-            .fetch_add(new.size() as isize - old.size() as isize, Ordering::SeqCst);
-        Ok(p)
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: forwarded contract.
-        let p = unsafe { Global.shrink(ptr, old, new)? };
-        self.counters
-            .live_bytes
-            .fetch_add(new.size() as isize - old.size() as isize, Ordering::SeqCst);
-        Ok(p)
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Deterministic PRNG
-// ---------------------------------------------------------------------------
-
-/// xorshift64* — deterministic, seedable, good enough for test data.
-#[derive(Clone, Debug)]
-pub(crate) struct Rng(u64);
-
-impl Rng {
-    pub(crate) fn new(seed: u64) -> Self {
-        // splitmix the seed so that small seeds give unrelated streams
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        Rng(z | 1)
-    }
-    pub(crate) fn next_u64(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    /// Uniform-ish in `0..n` (n > 0).
-    pub(crate) fn below(&mut self, n: u64) -> u64 {
-        ((self.next_u64() as u128 * n as u128) >> 64) as u64
-    }
-    pub(crate) fn bytes(&mut self, len: usize) -> Vec<u8> {
-        (0..len).map(|_| self.next_u64() as u8).collect()
-    }
 }
 
 /// A 64-bit hash of a byte string (FNV-1a followed by a finalizer); used to
