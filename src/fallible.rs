@@ -12,7 +12,7 @@ use core::fmt;
 use crate::backend::NodeAllocatorGeneric;
 use crate::insert::Inserted;
 use crate::tree::Tree;
-use crate::update::{Change, CompareExchangeError};
+use crate::update::{Change, CompareExchangeError, Exchanged};
 use crate::value::ValueStorage;
 
 /// The backend could not allocate; nothing changed. Holds what was not stored.
@@ -131,18 +131,15 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
-    #[allow(clippy::type_complexity)]
-    pub fn compare_exchange<'g, K: AsRef<[u8]> + ?Sized>(
+    pub fn compare_exchange<'g, K>(
         &self,
         key: &K,
         current: Option<&S::Value>,
         new: S::Value,
         guard: &'g A::Guard<'_>,
-    ) -> Result<
-        Result<Option<S::Ref<'g>>, CompareExchangeError<S::Ref<'g>, S::Value>>,
-        AllocFailed<S::Value>,
-    >
+    ) -> Result<Exchanged<'g, S>, AllocFailed<S::Value>>
     where
+        K: AsRef<[u8]> + ?Sized,
         S: 'g,
         S::Value: PartialEq,
     {

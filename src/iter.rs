@@ -380,13 +380,33 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 /// `tree.range::<[u8], _>((Bound::Excluded(&last[..]), Bound::Unbounded), &guard)`).
 pub struct Range<'t, 'g, S, A> {
     tree: &'t Tree<S, A>,
-    front: RawCursor<'g>,
-    back: RawCursor<'g>,
-    start: Bound<Vec<u8>>,
-    end: Bound<Vec<u8>>,
-    front_started: bool,
-    back_started: bool,
+    /// The front end (moving forward, from the start bound) and the back end.
+    ends: [End<'g>; 2],
     done: bool,
+}
+
+/// One end of a [`Range`].
+struct End<'g> {
+    cursor: RawCursor<'g>,
+    /// Where this end starts; the other end stops there.
+    bound: Bound<Vec<u8>>,
+    started: bool,
+}
+
+impl<'g> End<'g> {
+    fn new(dir: Dir, bound: Bound<&[u8]>) -> Self {
+        let mut cursor = RawCursor::new(dir);
+        match bound {
+            Bound::Included(k) => cursor.seek(k, Start::Inclusive),
+            Bound::Excluded(k) => cursor.seek(k, Start::Exclusive),
+            Bound::Unbounded => {}
+        }
+        End {
+            cursor,
+            bound: bound.map(<[u8]>::to_vec),
+            started: false,
+        }
+    }
 }
 
 impl<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> Range<'t, 'g, S, A>
@@ -394,34 +414,45 @@ where
     S: 'g,
 {
     pub(crate) fn new(tree: &'t Tree<S, A>, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Self {
-        let (start, end) = (start.map(<[u8]>::to_vec), end.map(<[u8]>::to_vec));
-        let mut front = RawCursor::new(Dir::Forward);
-        match &start {
-            Bound::Included(k) => front.seek(k, Start::Inclusive),
-            Bound::Excluded(k) => front.seek(k, Start::Exclusive),
-            Bound::Unbounded => {}
-        }
-        let mut back = RawCursor::new(Dir::Backward);
-        match &end {
-            Bound::Included(k) => back.seek(k, Start::Inclusive),
-            Bound::Excluded(k) => back.seek(k, Start::Exclusive),
-            Bound::Unbounded => {}
-        }
         Range {
             tree,
-            front,
-            back,
-            start,
-            end,
-            front_started: false,
-            back_started: false,
+            ends: [End::new(Dir::Forward, start), End::new(Dir::Backward, end)],
             done: false,
         }
     }
 
-    fn finish<T>(&mut self) -> Option<T> {
-        self.done = true;
-        None
+    /// The next entry from end `i` (0: front, 1: back), unless it lies
+    /// beyond the other end's bound or where the other end already was.
+    fn step(&mut self, i: usize) -> Option<(Vec<u8>, S::Ref<'g>)> {
+        if self.done {
+            return None;
+        }
+        // SAFETY: `Tree::range` checked that the guard (held for 'g) is ours.
+        let word = unsafe { self.ends[i].cursor.step(self.tree.raw()) };
+        let (this, other) = (&self.ends[i], &self.ends[1 - i]);
+        let key = this.cursor.key();
+        // Ordered in this end's direction: `Greater` is further along.
+        let along = |b: &[u8]| match this.cursor.dir() {
+            Dir::Forward => key.cmp(b),
+            Dir::Backward => b.cmp(key),
+        };
+        let stop = match &other.bound {
+            Bound::Included(b) => along(b).is_gt(),
+            Bound::Excluded(b) => along(b).is_ge(),
+            Bound::Unbounded => false,
+        } || (other.started && along(other.cursor.key()).is_ge());
+        match word {
+            Some(w) if !stop => {
+                let key = key.to_vec();
+                self.ends[i].started = true;
+                // SAFETY: read under the guard held for 'g.
+                Some((key, unsafe { S::as_ref(w) }))
+            }
+            _ => {
+                self.done = true;
+                None
+            }
+        }
     }
 }
 
@@ -432,25 +463,7 @@ where
     type Item = (Vec<u8>, S::Ref<'g>);
 
     fn next(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        // SAFETY: `Tree::range` checked that the guard (held for 'g) is ours.
-        let Some(word) = (unsafe { self.front.step(self.tree.raw()) }) else {
-            return self.finish();
-        };
-        let key = self.front.key();
-        let in_range = match &self.end {
-            Bound::Included(e) => key <= &e[..],
-            Bound::Excluded(e) => key < &e[..],
-            Bound::Unbounded => true,
-        };
-        if !in_range || (self.back_started && key >= self.back.key()) {
-            return self.finish();
-        }
-        self.front_started = true;
-        // SAFETY: read under the guard held for 'g.
-        Some((key.to_vec(), unsafe { S::as_ref(word) }))
+        self.step(0)
     }
 }
 
@@ -459,25 +472,7 @@ where
     S: 'g,
 {
     fn next_back(&mut self) -> Option<Self::Item> {
-        if self.done {
-            return None;
-        }
-        // SAFETY: as in `next`.
-        let Some(word) = (unsafe { self.back.step(self.tree.raw()) }) else {
-            return self.finish();
-        };
-        let key = self.back.key();
-        let in_range = match &self.start {
-            Bound::Included(s) => key >= &s[..],
-            Bound::Excluded(s) => key > &s[..],
-            Bound::Unbounded => true,
-        };
-        if !in_range || (self.front_started && key <= self.front.key()) {
-            return self.finish();
-        }
-        self.back_started = true;
-        // SAFETY: as in `next`.
-        Some((key.to_vec(), unsafe { S::as_ref(word) }))
+        self.step(1)
     }
 }
 
@@ -486,8 +481,8 @@ impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> FusedIterator for Range<'_, '
 impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Range<'_, '_, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Range")
-            .field("start", &self.start)
-            .field("end", &self.end)
+            .field("start", &self.ends[0].bound)
+            .field("end", &self.ends[1].bound)
             .finish_non_exhaustive()
     }
 }

@@ -49,7 +49,7 @@ pub use bulk::{BulkLoadError, BulkLoader};
 pub use fallible::{AllocFailed, Fallible};
 pub use iter::{Cursor, Range, Seek};
 pub use tree::Tree;
-pub use update::{Change, CompareExchangeError};
+pub use update::{Change, CompareExchangeError, Exchanged};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};
 
 /// A Masstree whose values (of any type) are stored out of line; lookups

@@ -176,11 +176,10 @@ pub(crate) struct Position {
 /// Binary search of a leaf by `(ikey, rank)`. Reads may be torn when the
 /// caller does not hold the lock; the caller validates.
 ///
-/// It branches, unlike the internode search: a version in four fixed steps
-/// of conditional moves was faster with random 8-byte keys in a cached tree,
-/// but slower on the real `/usr` paths (get hit 1.31x -> 1.10x of 0.9.5,
-/// medians of four runs each), whose gets cross many small leaves where
-/// this loop ends after a step or two.
+/// It branches, unlike the internode search: on real path-like keys a get
+/// crosses many small leaves where this loop ends after a step or two,
+/// which a fixed number of conditional-move steps would not (see
+/// ARCHITECTURE.md, "Performance").
 #[inline]
 pub(crate) fn search(leaf: &Leaf, perm: Permuter, key: &Key<'_>) -> Position {
     let ikey = key.ikey();

@@ -21,6 +21,13 @@ pub enum Change<V> {
     Remove,
 }
 
+/// What [`Tree::compare_exchange`] returns: the previous value, or the value
+/// found and the new value handed back.
+pub type Exchanged<'g, S> = Result<
+    Option<<S as ValueStorage>::Ref<'g>>,
+    CompareExchangeError<<S as ValueStorage>::Ref<'g>, <S as ValueStorage>::Value>,
+>;
+
 /// The error of [`Tree::compare_exchange`]: the value found, and the new
 /// value handed back.
 #[derive(Debug, PartialEq, Eq)]
@@ -83,14 +90,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
-    #[allow(clippy::type_complexity)]
     pub fn compare_exchange<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
         current: Option<&S::Value>,
         new: S::Value,
         guard: &'g A::Guard<'_>,
-    ) -> Result<Option<S::Ref<'g>>, CompareExchangeError<S::Ref<'g>, S::Value>>
+    ) -> Exchanged<'g, S>
     where
         S: 'g,
         S::Value: PartialEq,

@@ -220,7 +220,7 @@ impl<V: InlineValue> ValueStorage for Inline<V> {
     }
 
     #[inline]
-    fn borrow<'a>(found: &'a V) -> &'a V {
+    fn borrow(found: &V) -> &V {
         found
     }
 
