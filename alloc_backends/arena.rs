@@ -45,15 +45,15 @@
 //! ```
 
 use core::alloc::Layout;
-use core::marker::PhantomData;
 use core::mem::needs_drop;
 use core::ptr::{self, NonNull};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use spin::mutex::SpinMutex;
 
-use super::limbo::{self, Limbo};
-use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+use super::header;
+use super::limbo::{self, Limbo, Record};
+use crate::backend::{AddressGuard, Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Size of the first chunk (header included) when none is reserved up front.
 pub const DEFAULT_FIRST_CHUNK: usize = 64 << 10;
@@ -94,16 +94,6 @@ pub struct ArenaStats {
     pub bytes_used: usize,
     /// Retired values whose destructors wait for `reclaim` or drop.
     pub pending_drops: usize,
-}
-
-/// A read-side guard of an [`ArenaBackend`]: a token naming the backend it
-/// borrows. Reads need no work: nothing is freed while the backend is shared.
-#[derive(Debug)]
-pub struct ArenaGuard<'a> {
-    /// The backend's address: unique among live backends, and the borrow
-    /// keeps the backend alive and in place while the guard exists.
-    backend: usize,
-    _borrow: PhantomData<&'a ()>,
 }
 
 /// The head of a chunk, at its start.
@@ -313,20 +303,13 @@ impl<A: Allocator> ArenaBackend<A> {
         b.try_bump(layout).ok_or(AllocError)
     }
 
-    /// The layout of a `T` record and the value's offset in it: behind a
-    /// limbo header if `T` needs dropping (so it can wait for `reclaim`).
-    fn value_layout<T>() -> Option<(Layout, usize)> {
-        if needs_drop::<T>() {
-            limbo::with_header(Layout::new::<T>())
-        } else {
-            Some((Layout::new::<T>(), 0))
-        }
-    }
-
     /// Runs the destructors of every retired value.
     fn run_pending(&mut self) {
-        // Memory stays in the chunks.
-        self.pending.drain(|_, _| {});
+        // SAFETY: `&mut self`: no guard is alive, so no reader sees a retired
+        // value; each was parked once. Its memory stays in the chunks.
+        self.pending.drain(|h| unsafe {
+            Record::release(h);
+        });
     }
 }
 
@@ -339,24 +322,21 @@ impl<A: Allocator> ArenaBackend<A> {
 // 3. `free_value` drops at once; `retire_value` parks values that need
 //    dropping, writing only their header, and `reclaim(&mut self)` or drop
 //    runs the destructors once, when no guard is alive.
-// 4. `owns_guard` compares addresses of live backends (see `ArenaGuard`).
+// 4. `owns_guard` compares addresses of live backends (see `AddressGuard`).
 unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
     type Guard<'a>
-        = ArenaGuard<'a>
+        = AddressGuard<'a>
     where
         Self: 'a;
 
     #[inline]
-    fn guard(&self) -> ArenaGuard<'_> {
-        ArenaGuard {
-            backend: ptr::from_ref(self).addr(),
-            _borrow: PhantomData,
-        }
+    fn guard(&self) -> AddressGuard<'_> {
+        AddressGuard::new(self)
     }
 
     #[inline]
-    fn owns_guard(&self, guard: &ArenaGuard<'_>) -> bool {
-        guard.backend == ptr::from_ref(self).addr()
+    fn owns_guard(&self, guard: &AddressGuard<'_>) -> bool {
+        guard.is_of(self)
     }
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
@@ -372,18 +352,18 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
     }
 
     fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T> {
-        let Some((layout, off)) = Self::value_layout::<T>() else {
-            return Err(value);
+        // Behind a header if `T` needs dropping, so that it can wait for `reclaim`.
+        let room = if needs_drop::<T>() {
+            header::alloc::<Record>(Layout::new::<T>(), |l| self.bump(l))
+        } else {
+            self.bump(Layout::new::<T>())
         };
-        match self.bump(layout) {
-            Ok(base) => {
-                // SAFETY: `off` is inside the allocation (or at its end for a
-                // zero-sized `T`); fresh memory with `T`'s layout there.
-                unsafe {
-                    let p = base.add(off).cast::<T>();
-                    p.as_ptr().write(value);
-                    Ok(p)
-                }
+        match room {
+            Ok(p) => {
+                let p = p.cast::<T>();
+                // SAFETY: fresh memory with `T`'s layout.
+                unsafe { p.as_ptr().write(value) };
+                Ok(p)
             }
             Err(_) => Err(value),
         }
@@ -401,20 +381,20 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
         unsafe { ptr::drop_in_place(value.as_ptr()) }
     }
 
-    unsafe fn retire_leaf(&self, _: NonNull<Leaf>, _: &ArenaGuard<'_>) {}
+    unsafe fn retire_leaf(&self, _: NonNull<Leaf>, _: &AddressGuard<'_>) {}
 
-    unsafe fn retire_internode(&self, _: NonNull<Internode>, _: &ArenaGuard<'_>) {}
+    unsafe fn retire_internode(&self, _: NonNull<Internode>, _: &AddressGuard<'_>) {}
 
-    unsafe fn retire_suffix(&self, _: NonNull<Suffix>, _: &ArenaGuard<'_>) {}
+    unsafe fn retire_suffix(&self, _: NonNull<Suffix>, _: &AddressGuard<'_>) {}
 
-    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &ArenaGuard<'_>) {
+    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &AddressGuard<'_>) {
         if needs_drop::<T>() {
             // SAFETY: the caller guarantees a live `T` from `alloc_value::<T>`,
             // which put it behind a header since `T` needs dropping; it is
             // unlinked and retired once; only the header is written.
             unsafe {
-                let h = limbo::header_of(value.cast(), align_of::<T>());
-                self.pending.push(h, limbo::release_value::<T>);
+                let h = header::of::<Record>(value.cast(), align_of::<T>());
+                self.pending.park(h, limbo::release_value::<T>);
             }
         }
     }
@@ -566,7 +546,7 @@ mod tests {
         // A header in front of a value that needs dropping.
         let before = b.stats().bytes_used;
         let s = b.alloc_value(String::from("x")).unwrap();
-        let header = limbo::payload_offset(align_of::<String>());
+        let header = header::offset::<Record>(align_of::<String>());
         assert_eq!(b.stats().bytes_used - before, header + size_of::<String>());
         // SAFETY: ours, never published.
         unsafe { b.free_value(s) };

@@ -86,7 +86,8 @@ use core::ptr::NonNull;
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 
-use super::slabs::{SLOT_ALIGN, Slabs};
+use super::NODE_ALIGN;
+use super::slabs::Slabs;
 
 /// Bytes of one slab: one huge page on x86-64 and on AArch64 with 4 KiB
 /// base pages. (64 KiB under Miri, which gives no advice and interprets
@@ -150,7 +151,7 @@ impl<A: Allocator> HugePageSlabs<A> {
     }
 
     /// The inner allocator.
-    pub fn inner(&self) -> &A {
+    pub fn allocator(&self) -> &A {
         &self.alloc
     }
 
@@ -173,7 +174,7 @@ impl<A: Allocator> HugePageSlabs<A> {
     /// Whether `layout` is served from a slab (zero-sized requests are not:
     /// they would cost a slot, or a whole slab).
     fn fits(layout: Layout) -> bool {
-        layout.align() == SLOT_ALIGN && layout.size() <= SLOT_BYTES && layout.size() != 0
+        layout.align() == NODE_ALIGN && layout.size() <= SLOT_BYTES && layout.size() != 0
     }
 }
 
@@ -300,7 +301,7 @@ mod tests {
             assert!(w[1] - w[0] >= SLOT_BYTES, "slots overlap");
         }
         for &a in &addrs {
-            assert_eq!(a % SLOT_ALIGN, 0);
+            assert_eq!(a % NODE_ALIGN, 0);
             assert_eq!(Core::slab_base(a), slab_of(ps[0]));
             assert_ne!(a, slab_of(ps[0]), "the first slot holds the header");
         }

@@ -2,27 +2,20 @@
 //!
 //! | backend | feature | memory | reclamation |
 //! |---------|---------|--------|-------------|
-#![cfg_attr(
-    feature = "seize",
-    doc = "| [`seize::SeizeBackend`] | `seize` (std) | one allocation per node, value and suffix | epoch-style, through a [`::seize::Collector`] owned by the tree |"
-)]
-#![cfg_attr(
-    feature = "pool",
-    doc = "| [`pool::PoolBackend`] | `pool` (no_std) | nodes in slabs of slots, reused through a free list; values and suffixes one allocation each | none while shared: retired memory waits in a limbo list until [`Tree::reclaim`](crate::Tree::reclaim) (`&mut`) or drop |"
-)]
-#![cfg_attr(
-    feature = "arena",
-    doc = "| [`arena::ArenaBackend`] | `arena` (no_std) | everything bump-allocated from growing chunks, never reused | none: chunks are freed at drop; retired values are dropped at [`Tree::reclaim`](crate::Tree::reclaim) or drop |"
-)]
+//! | `seize::SeizeBackend` | `seize` (std) | leaves, values and suffixes one allocation each; internodes in one-page slabs | epoch-style, through a `seize::Collector` owned by the tree |
+//! | `pool::PoolBackend` | `pool` (no_std) | nodes in slabs of slots, reused; values and suffixes one allocation each | none while shared: retired memory waits until [`Tree::reclaim`](crate::Tree::reclaim) (`&mut`) or drop, which also return empty slabs |
+//! | `arena::ArenaBackend` | `arena` (no_std) | everything bump-allocated from growing chunks, never reused | none: chunks are freed at drop; retired values are dropped at [`Tree::reclaim`](crate::Tree::reclaim) or drop |
 //!
-//! (The table lists the backends of the enabled features.) All take their
-//! memory from an [`allocator_api2::alloc::Allocator`] (default:
-//! [`Global`](allocator_api2::alloc::Global)) and report exhaustion as
-//! [`AllocError`](crate::backend::AllocError).
-#![cfg_attr(
-    feature = "huge-pages",
-    doc = "\n[`huge_pages::HugePageSlabs`] (feature `huge-pages`, no_std) is such an allocator: it packs node-sized blocks (under the seize backend, the leaves) into 2 MiB slabs, backed by huge pages with `std` on Linux, and passes every other request on."
-)]
+//! All take their memory from an [`allocator_api2::alloc::Allocator`]
+//! (default: [`Global`](allocator_api2::alloc::Global)) and report
+//! exhaustion as [`AllocError`](crate::backend::AllocError).
+//! `huge_pages::HugePageSlabs` (feature `huge-pages`, no_std) is such an
+//! allocator: it packs node-sized blocks (under the seize backend, the
+//! leaves) into 2 MiB slabs, backed by huge pages with `std` on Linux, and
+//! passes every other request on.
+//!
+//! The pool and the arena free nothing while the tree is shared, so their
+//! guard is [`AddressGuard`](crate::backend::AddressGuard), a token.
 
 #[cfg(feature = "seize")]
 pub mod seize;
@@ -36,26 +29,11 @@ pub mod arena;
 #[cfg(feature = "huge-pages")]
 pub mod huge_pages;
 
-#[cfg(any(feature = "seize", feature = "huge-pages"))]
+#[cfg(any(feature = "seize", feature = "huge-pages", feature = "pool"))]
 mod slabs;
 
-/// Allocation with a one-word header in front, holding a pointer back to the
-/// allocator, so that deferred reclaimers (plain `fn`s) can find it.
-#[cfg(feature = "seize")]
-mod header {
-    use core::alloc::Layout;
-
-    /// The full layout and the offset of the payload.
-    pub(crate) fn with_header<A>(payload: Layout) -> (Layout, usize) {
-        let (l, off) = Layout::new::<*const A>()
-            .extend(payload)
-            .expect("layout overflow");
-        (l.pad_to_align(), off)
-    }
-}
-
-/// The larger of the two node alignments (both are 64 today): what a
-/// memory region that holds nodes of either kind must be aligned to.
+/// The larger of the two node alignments (both are 64): what a memory
+/// region that holds nodes of either kind must be aligned to.
 #[cfg(any(
     feature = "pool",
     feature = "arena",
@@ -63,7 +41,10 @@ mod header {
     feature = "seize"
 ))]
 const NODE_ALIGN: usize = {
-    let (l, i) = (align_of::<crate::backend::Leaf>(), align_of::<crate::backend::Internode>());
+    let (l, i) = (
+        align_of::<crate::backend::Leaf>(),
+        align_of::<crate::backend::Internode>(),
+    );
     if l > i { l } else { i }
 };
 
@@ -71,139 +52,192 @@ const NODE_ALIGN: usize = {
 /// rounded up to [`NODE_ALIGN`] (320 bytes on 64-bit targets).
 #[cfg(any(feature = "pool", feature = "huge-pages"))]
 const NODE_SLOT: usize = {
-    let (l, i) = (size_of::<crate::backend::Leaf>(), size_of::<crate::backend::Internode>());
+    let (l, i) = (
+        size_of::<crate::backend::Leaf>(),
+        size_of::<crate::backend::Internode>(),
+    );
     (if l > i { l } else { i }).next_multiple_of(NODE_ALIGN)
 };
 
+/// Allocations with a header of type `H` in front of the payload, at a
+/// distance that depends only on the payload's alignment, so that the
+/// header is found from the payload's address. The seize backend's header
+/// points to the allocator (its deferred reclaimers are plain `fn`s); the
+/// pool's and the arena's is a [`limbo::Record`].
+#[cfg(any(feature = "seize", feature = "pool", feature = "arena"))]
+mod header {
+    use core::alloc::Layout;
+    use core::ptr::NonNull;
+
+    use allocator_api2::alloc::AllocError;
+
+    /// Where the payload starts, for a payload of alignment `align`.
+    #[inline]
+    pub(crate) const fn offset<H>(align: usize) -> usize {
+        size_of::<H>().next_multiple_of(align)
+    }
+
+    /// The layout of an `H` followed by `payload`; `None` on overflow.
+    #[inline]
+    pub(crate) fn layout<H>(payload: Layout) -> Option<Layout> {
+        let size = offset::<H>(payload.align()).checked_add(payload.size())?;
+        let align = payload.align().max(align_of::<H>());
+        Some(Layout::from_size_align(size, align).ok()?.pad_to_align())
+    }
+
+    /// Room for `payload` behind an `H` (not written), from `allocate`:
+    /// returns the payload's address.
+    #[inline]
+    pub(crate) fn alloc<H>(
+        payload: Layout,
+        allocate: impl FnOnce(Layout) -> Result<NonNull<u8>, AllocError>,
+    ) -> Result<NonNull<u8>, AllocError> {
+        let base = allocate(layout::<H>(payload).ok_or(AllocError)?)?;
+        // SAFETY: the payload starts at `offset`, inside the block of
+        // `layout::<H>(payload)` (or at its end for a zero-sized payload).
+        Ok(unsafe { base.add(offset::<H>(payload.align())) })
+    }
+
+    /// The header in front of `payload`.
+    ///
+    /// # Safety
+    /// `payload` came from [`alloc::<H>`](alloc) for a payload of alignment
+    /// `align`.
+    #[inline]
+    pub(crate) unsafe fn of<H>(payload: NonNull<u8>, align: usize) -> NonNull<H> {
+        // SAFETY: the caller guarantees the header sits `offset` bytes
+        // before the payload, in the same allocation.
+        unsafe { payload.sub(offset::<H>(align)).cast() }
+    }
+}
+
 /// Deferred records for the backends that reclaim only at a quiescent point
-/// (`reclaim(&mut self)` or drop): each value or suffix record that may be
-/// retired has a [`Header`](limbo::Header) in front of its payload, holding
-/// the link of an intrusive [`Limbo`](limbo::Limbo) list and a type-erased
-/// release function. Retiring writes only the header, never the payload,
-/// which readers may still be reading. The list allocates nothing.
+/// (`reclaim(&mut self)` or drop): intrusive push-only [`Stack`]s, linked
+/// through one word of each entry, so parking writes only that word, never
+/// what readers may still read, and allocates nothing.
 #[cfg(any(feature = "pool", feature = "arena"))]
 mod limbo {
     use core::alloc::Layout;
     use core::ptr::{self, NonNull};
     use core::sync::atomic::{AtomicPtr, AtomicUsize, Ordering};
 
-    #[cfg(feature = "pool")]
-    use crate::backend::Suffix;
+    use super::header;
 
     /// Drops a record's payload (if it has a destructor) and returns the
     /// layout of the whole allocation, header included.
-    pub(crate) type Release = unsafe fn(NonNull<Header>) -> Layout;
+    pub(crate) type Release = unsafe fn(NonNull<Record>) -> Layout;
 
-    /// The header in front of a deferred record's payload.
-    pub(crate) struct Header {
-        next: *mut Header,
+    /// The [`header`] in front of each value or suffix record that may be
+    /// retired, written when it is: a [`Limbo`] link, and how to release the
+    /// record (for the type it was retired as).
+    pub(crate) struct Record {
+        next: *mut Record,
         release: Release,
     }
 
-    /// Where the payload starts after a header, for a payload of alignment `align`.
-    #[inline]
-    pub(crate) const fn payload_offset(align: usize) -> usize {
-        size_of::<Header>().next_multiple_of(align)
+    impl Record {
+        /// Drops the payload and returns the allocation's layout.
+        ///
+        /// # Safety
+        /// `h` heads a record parked in a [`Limbo`], released once.
+        pub(crate) unsafe fn release(h: NonNull<Record>) -> Layout {
+            // SAFETY: the caller's guarantees; `park` wrote `release`.
+            unsafe { ((*h.as_ptr()).release)(h) }
+        }
     }
 
-    /// The layout of a header followed by `payload`, and the payload's offset;
-    /// `None` on overflow.
-    #[inline]
-    pub(crate) fn with_header(payload: Layout) -> Option<(Layout, usize)> {
-        let off = payload_offset(payload.align());
-        let size = off.checked_add(payload.size())?;
-        let align = payload.align().max(align_of::<Header>());
-        let layout = Layout::from_size_align(size, align).ok()?;
-        Some((layout.pad_to_align(), off))
-    }
-
-    /// The header of a payload allocated behind one.
-    ///
-    /// # Safety
-    /// `payload` was allocated by the layout of [`with_header`] for a payload
-    /// of alignment `align`, at its offset.
-    #[inline]
-    pub(crate) unsafe fn header_of(payload: NonNull<u8>, align: usize) -> NonNull<Header> {
-        // SAFETY: the caller guarantees the header sits `payload_offset(align)`
-        // bytes before the payload, in the same allocation.
-        unsafe { payload.sub(payload_offset(align)).cast() }
-    }
-
-    /// The payload behind a header, for a payload of alignment `align`.
-    ///
-    /// # Safety
-    /// As [`header_of`], the other way.
-    #[inline]
-    pub(crate) unsafe fn payload_of(h: NonNull<Header>, align: usize) -> NonNull<u8> {
-        // SAFETY: as in `header_of`.
-        unsafe { h.cast::<u8>().add(payload_offset(align)) }
+    impl Limbo {
+        /// Parks a record, to be released by `release` after [`Stack::drain`].
+        ///
+        /// # Safety
+        /// As [`Stack::push`]; `h` heads a payload allocated with
+        /// [`header::alloc::<Record>`](header::alloc) that `release` accepts.
+        pub(crate) unsafe fn park(&self, h: NonNull<Record>, release: Release) {
+            // SAFETY: the caller's guarantees: the header is ours to write.
+            unsafe {
+                (&raw mut (*h.as_ptr()).release).write(release);
+                self.push(h);
+            }
+        }
     }
 
     /// Releases a `T` record: drops the `T`, returns the allocation's layout.
     ///
     /// # Safety
-    /// `h` heads a live `T` allocated behind a header; the `T` is not used again.
-    pub(crate) unsafe fn release_value<T>(h: NonNull<Header>) -> Layout {
-        // SAFETY: the caller guarantees a live `T` at the payload, dropped once, here.
-        unsafe { ptr::drop_in_place(payload_of(h, align_of::<T>()).cast::<T>().as_ptr()) };
-        // SAFETY: the layout did not overflow when the record was allocated.
-        unsafe { with_header(Layout::new::<T>()).unwrap_unchecked().0 }
+    /// `h` heads a live `T` allocated behind a [`Record`]; the `T` is not used again.
+    pub(crate) unsafe fn release_value<T>(h: NonNull<Record>) -> Layout {
+        // SAFETY: the caller guarantees a live `T` at the payload, dropped
+        // once, here; its layout did not overflow when it was allocated.
+        unsafe {
+            let payload = h
+                .cast::<u8>()
+                .add(header::offset::<Record>(align_of::<T>()));
+            ptr::drop_in_place(payload.cast::<T>().as_ptr());
+            header::layout::<Record>(Layout::new::<T>()).unwrap_unchecked()
+        }
     }
 
-    #[cfg(feature = "pool")]
-    /// Releases a suffix record (no destructor): returns the allocation's layout.
-    ///
-    /// # Safety
-    /// `h` heads an initialized [`Suffix`] allocated behind a header.
-    pub(crate) unsafe fn release_suffix(h: NonNull<Header>) -> Layout {
-        // SAFETY: the caller guarantees an initialized record at the payload.
-        let payload = unsafe { Suffix::layout_of(payload_of(h, align_of::<Suffix>()).cast()) };
-        // SAFETY: the layout did not overflow when the record was allocated.
-        unsafe { with_header(payload).unwrap_unchecked().0 }
+    /// Something a [`Stack`] links through one word of its own.
+    pub(crate) trait Linked {
+        /// The link word of `this`.
+        ///
+        /// # Safety
+        /// `this` points to a live `Self`.
+        unsafe fn link(this: NonNull<Self>) -> *mut *mut Self;
     }
 
-    /// A push-only intrusive stack of retired records, emptied only through
-    /// `&mut self`. Nothing pops concurrently, so a compare-exchange push has
-    /// no ABA problem.
-    pub(crate) struct Limbo {
-        head: AtomicPtr<Header>,
+    impl Linked for Record {
+        unsafe fn link(this: NonNull<Self>) -> *mut *mut Self {
+            // SAFETY: the caller guarantees a live record; a field projection.
+            unsafe { &raw mut (*this.as_ptr()).next }
+        }
+    }
+
+    /// A push-only intrusive stack, emptied only through `&mut self`.
+    /// Nothing pops concurrently, so a compare-exchange push has no ABA
+    /// problem.
+    pub(crate) struct Stack<T> {
+        head: AtomicPtr<T>,
         len: AtomicUsize,
     }
 
-    impl Limbo {
+    /// Retired records.
+    pub(crate) type Limbo = Stack<Record>;
+
+    impl<T: Linked> Stack<T> {
         pub(crate) const fn new() -> Self {
-            Limbo {
+            Stack {
                 head: AtomicPtr::new(ptr::null_mut()),
                 len: AtomicUsize::new(0),
             }
         }
 
-        /// Records waiting (exact when no push is in flight).
+        /// Entries (exact when no push is in flight).
         pub(crate) fn len(&self) -> usize {
             // Relaxed: a statistic.
             self.len.load(Ordering::Relaxed)
         }
 
-        /// Parks a record until [`Self::drain`].
+        /// Parks `e` until [`Self::drain`].
         ///
         /// # Safety
-        /// `h` heads an allocation made with [`with_header`] whose payload
-        /// `release` accepts; it is on no list, and nobody frees it but the drain.
-        pub(crate) unsafe fn push(&self, h: NonNull<Header>, release: Release) {
-            let h = h.as_ptr();
-            // SAFETY: the header is ours to write: readers only read the payload.
-            unsafe { ptr::addr_of_mut!((*h).release).write(release) };
-            // Relaxed: the list is read only through `&mut self` (drain), which
-            // is ordered after every push by whatever handed out the `&mut`.
+        /// `e` is live, on no stack, and nobody but the drain uses its link
+        /// word or frees it from now on.
+        pub(crate) unsafe fn push(&self, e: NonNull<T>) {
+            // Relaxed: the stack is read only through `&mut self` (drain),
+            // which is ordered after every push by whatever handed out the `&mut`.
             let mut head = self.head.load(Ordering::Relaxed);
             loop {
-                // SAFETY: as above; the record is not published yet.
-                unsafe { ptr::addr_of_mut!((*h).next).write(head) };
+                // SAFETY: the caller's guarantees: the link word is ours to
+                // write; `e` is not published yet.
+                unsafe { T::link(e).write(head) };
                 // Relaxed (both): as for the load above; no pops, so no ABA.
-                match self
-                    .head
-                    .compare_exchange_weak(head, h, Ordering::Relaxed, Ordering::Relaxed)
-                {
+                match self.head.compare_exchange_weak(
+                    head,
+                    e.as_ptr(),
+                    Ordering::Relaxed,
+                    Ordering::Relaxed,
+                ) {
                     Ok(_) => break,
                     Err(now) => head = now,
                 }
@@ -212,21 +246,17 @@ mod limbo {
             self.len.fetch_add(1, Ordering::Relaxed);
         }
 
-        /// Releases every parked record (dropping values), handing each
-        /// allocation's start and layout to `free`.
-        pub(crate) fn drain(&mut self, mut free: impl FnMut(NonNull<u8>, Layout)) {
-            // The list is detached first: a panicking destructor leaks the
-            // rest rather than releasing anything twice.
+        /// Takes every entry off and hands each to `f`, which may free it.
+        /// The stack is detached first: if `f` panics, the rest leak rather
+        /// than being handed out twice.
+        pub(crate) fn drain(&mut self, mut f: impl FnMut(NonNull<T>)) {
             let mut p = core::mem::replace(self.head.get_mut(), ptr::null_mut());
             *self.len.get_mut() = 0;
-            while let Some(h) = NonNull::new(p) {
-                // SAFETY: `push`'s contract: a live record, on this list only,
-                // released once; `&mut self` proves no reader is left.
-                unsafe {
-                    p = (*h.as_ptr()).next;
-                    let layout = ((*h.as_ptr()).release)(h);
-                    free(h.cast(), layout);
-                }
+            while let Some(e) = NonNull::new(p) {
+                // SAFETY: `push`'s contract: a live entry, on this stack only,
+                // its link written by `push`; read before `f` frees it.
+                p = unsafe { T::link(e).read() };
+                f(e);
             }
         }
     }

@@ -1,47 +1,42 @@
-//! The pool backend: nodes in slabs of fixed-size slots, reused through a
-//! free list; retired memory waits in a limbo list until an explicit
-//! quiescent point. No `std`, no global allocator: every byte comes from an
-//! `allocator_api2` allocator `A`.
+//! The pool backend: nodes in slabs of equal slots, reused; retired memory
+//! waits until an explicit quiescent point. No `std`, no global allocator:
+//! every byte comes from an `allocator_api2` allocator `A`.
 //!
 //! # Design
 //!
-//! * **Slots.** Leaves and internodes share *one* size class: a slot is as
-//!   large and as aligned as the larger node (a 320-byte leaf on 64-bit
-//!   targets; internodes are 256 bytes). Internodes are about a tenth of the
-//!   nodes, so the bytes lost in them are about 2% of node memory, and in
-//!   return any free slot serves either kind: a workload that frees leaves
-//!   and then needs internodes (or the other way round) never strands memory
-//!   in the wrong class, and there is one free list, one lock and one set of
-//!   counters. Slabs come from `A`, each a 64-byte header followed by the
-//!   slots; a new slab doubles the pool's slot count, from 16 slots up to
-//!   slabs of 1024 slots (320 KiB), clamped to the cap.
-//! * **Locking.** The free list, the never-used tail of the newest slab, the
-//!   slab list, the retired nodes and the counters sit behind one
-//!   [`spin::mutex::SpinMutex`], held for a few instructions per node
-//!   allocation, free or retirement (and across the call to `A` when a new
-//!   slab is needed, once per 16 or more nodes). A lock-free Treiber stack
-//!   would need ABA protection (tagged pointers or hazard pointers) for its
-//!   concurrent pops. Nodes are allocated once per split, not once per key,
-//!   and values never take the lock, so it is short and rarely contended.
+//! * **Slots.** Leaves and internodes share *one* slot size: the larger
+//!   node, aligned as the nodes are (320 bytes on 64-bit targets;
+//!   internodes are 256). Internodes are about a tenth of the nodes, so the
+//!   bytes lost in them are about 2% of node memory, and in return any free
+//!   slot serves either kind: a workload that frees leaves and then needs
+//!   internodes (or the other way round) never strands memory in the wrong
+//!   size.
+//! * **Slabs** of [`SLAB_BYTES`] from `A`, aligned to their size: 50 slots
+//!   and a header's slot each. A free list and a live count per slab and one
+//!   spin lock, held for a few instructions per node allocated or freed
+//!   (nodes are allocated once per split, not once per key, and values never
+//!   take it). A slab whose last node is freed goes back to `A` at once,
+//!   except one kept empty for the next split; [`NodeAllocatorGeneric::reclaim`]
+//!   returns that one too. So a tree emptied by removes holds, after
+//!   [`Tree::reclaim`](crate::Tree::reclaim), only the slabs of the nodes that
+//!   stay (the leftmost leaf and the key-less internodes above it).
 //! * **Reclamation.** Without `std` there are no thread-local epochs, so
 //!   nothing retired is reused while the tree is shared. Retired nodes go on
-//!   a limbo list linked through their backend word
-//!   ([`Leaf::backend_word`]); retired values and suffix records go on a
-//!   lock-free push-only list linked through a 16-byte header in front of
-//!   each (link + type-erased release function). Both lists are emptied only
-//!   by [`NodeAllocatorGeneric::reclaim`] (`&mut self`: guards borrow the
-//!   backend, so none is alive, and no reader can hold retired memory) and at
-//!   drop: retired slots join the free list, values are dropped, values and
-//!   suffix records go back to `A`. Until then retired memory is written
-//!   only in the backend word or the header, never where readers look.
-//! * **Values and suffix records** are variable-sized and come from `A`
-//!   directly, each with the header above.
+//!   push-only lists linked through their backend word
+//!   ([`Leaf::backend_word`]); retired values and suffix records on one
+//!   linked through a 16-byte header in front of each (link + type-erased
+//!   release function). The lists are emptied only by
+//!   [`NodeAllocatorGeneric::reclaim`] (`&mut self`: guards borrow the
+//!   backend, so none is alive, and no reader can hold retired memory) and
+//!   at drop: retired slots are freed, values are dropped, values and suffix
+//!   records go back to `A`. Until then retired memory is written only in
+//!   the backend word or the header, never where readers look.
 //! * **Cap.** [`PoolBackend::with_max_slab_bytes`] bounds the slab memory:
 //!   once no free slot is left and no slab fits under the cap,
 //!   `alloc_leaf`/`alloc_internode` return [`AllocError`]. Values and suffix
 //!   records are not counted (bound `A` itself for a hard total). Note that
 //!   [`Tree::insert`](crate::Tree::insert) treats a failed allocation as
-//!   fatal, like `Vec::push`.
+//!   fatal, like `Vec::push`; `tree.fallible()` reports it.
 //!
 //! # Cost
 //!
@@ -49,62 +44,65 @@
 //! reused only after [`Tree::reclaim`](crate::Tree::reclaim) (or
 //! [`Tree::clear`](crate::Tree::clear)), which need `&mut` and so a quiescent
 //! point, or when the tree is dropped. A tree that churns while it is always
-//! shared grows until it is reclaimed. Each out-of-line value and suffix
-//! record carries a 16-byte header.
+//! shared grows until it is reclaimed. After scattered removals a slab stays
+//! while any of its nodes lives. `A` must serve blocks of [`SLAB_BYTES`]
+//! aligned to their size. Each out-of-line value and suffix record carries
+//! a 16-byte header.
 //!
 //! ```
 //! use masstree::{InlineMassTree, alloc_backends::pool::PoolBackend};
 //!
 //! let backend = PoolBackend::with_capacity(64, 8).unwrap();
+//! assert_eq!(backend.stats().slabs, 2);
 //! let mut tree: InlineMassTree<u64, PoolBackend> = InlineMassTree::new_in(backend);
 //! {
 //!     let g = tree.guard();
 //!     tree.insert(b"x", 1, &g);
 //!     assert_eq!(tree.remove(b"x", &g), Some(1));
 //! }
-//! tree.reclaim(); // no guard alive: retired memory becomes reusable
+//! tree.reclaim(); // no guard alive: retired memory is reusable, empty slabs go back
 //! assert_eq!(tree.backend().stats().slabs, 1);
 //! ```
 
 use core::alloc::Layout;
-use core::marker::PhantomData;
-use core::ptr::{self, NonNull};
+use core::ptr::NonNull;
+use core::sync::atomic::{AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
-use spin::mutex::SpinMutex;
 
-use super::limbo::{self, Limbo};
-use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
+use super::limbo::{Limbo, Linked, Record, Release, Stack, release_value};
+use super::slabs::Slabs;
+use super::{NODE_SLOT, header};
+use crate::backend::{AddressGuard, Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
-/// Alignment of a slot: the larger node alignment (64).
-const SLOT_ALIGN: usize = super::NODE_ALIGN;
-/// Size of a slot: the larger node, a multiple of [`SLOT_ALIGN`].
-const SLOT_SIZE: usize = super::NODE_SLOT;
-/// Bytes before the first slot of a slab: the slab header, padded to a slot.
-const SLAB_HEAD: usize = size_of::<Slab>().next_multiple_of(SLOT_ALIGN);
-/// Slots in the first slab grown on demand.
-const MIN_SLAB_SLOTS: usize = 16;
-/// Slots in the largest slab grown on demand.
-const MAX_SLAB_SLOTS: usize = 1024;
+/// Bytes of one slab: 50 node slots and the header's slot (a header takes a
+/// slot of its own, 2% of the slab).
+pub const SLAB_BYTES: usize = 16 << 10;
 
-const _: () = assert!(SLOT_SIZE >= size_of::<FreeSlot>() && SLOT_ALIGN >= align_of::<FreeSlot>());
+/// The node slabs.
+type NodeSlabs = Slabs<SLAB_BYTES, NODE_SLOT, false>;
 
-/// Nodes from slabs of slots reused through a free list; values and suffix
+/// Nodes from slabs of slots reused through free lists; values and suffix
 /// records from the allocator `A` (default: the global allocator); retired
 /// memory reclaimed at [`Tree::reclaim`](crate::Tree::reclaim) or drop. See
 /// the [module docs](self).
 pub struct PoolBackend<A: Allocator = Global> {
-    slots: SpinMutex<Slots>,
+    slabs: NodeSlabs,
+    /// Live leaves and internodes: statistics.
+    leaves: AtomicUsize,
+    internodes: AtomicUsize,
+    retired_leaves: Stack<Leaf>,
+    retired_internodes: Stack<Internode>,
     /// Retired values and suffix records.
-    limbo: Limbo,
+    records: Limbo,
     alloc: A,
 }
 
 // SAFETY: the backend owns its slabs and records (raw pointers into memory
 // from `A`) and frees them through `A` on whichever thread drops it.
 unsafe impl<A: Allocator + Send + Sync> Send for PoolBackend<A> {}
-// SAFETY: shared state is behind the spin lock or atomic (the limbo list);
-// every thread uses the allocator through `&A`.
+// SAFETY: shared state is behind the slabs' spin lock or atomic (the
+// counters and retirement lists); every thread uses the allocator through `&A`.
 unsafe impl<A: Allocator + Send + Sync> Sync for PoolBackend<A> {}
 
 /// Usage figures of a [`PoolBackend`], from [`PoolBackend::stats`]. Exact
@@ -113,7 +111,7 @@ unsafe impl<A: Allocator + Send + Sync> Sync for PoolBackend<A> {}
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct PoolStats {
-    /// Slabs obtained from the allocator.
+    /// Slabs obtained from the allocator and held.
     pub slabs: usize,
     /// Bytes of those slabs: the memory the pool holds for nodes.
     pub slab_bytes: usize,
@@ -140,222 +138,15 @@ impl PoolStats {
     }
 }
 
-/// A read-side guard of a [`PoolBackend`]: a token naming the backend it
-/// borrows (reads need no work: nothing is freed while the backend is shared).
-#[derive(Debug)]
-pub struct PoolGuard<'a> {
-    /// The backend's address: unique among live backends, and the borrow
-    /// keeps the backend alive and in place while the guard exists.
-    backend: usize,
-    _borrow: PhantomData<&'a ()>,
+impl Linked for Leaf {
+    unsafe fn link(this: NonNull<Self>) -> *mut *mut Self {
+        Leaf::backend_word(this).cast()
+    }
 }
 
-/// The head of a slab, at its start; the slots follow at [`SLAB_HEAD`].
-struct Slab {
-    next: *mut Slab,
-    slots: usize,
-}
-
-/// A free slot's first word.
-struct FreeSlot {
-    next: *mut FreeSlot,
-}
-
-/// Everything behind the lock.
-struct Slots {
-    /// Free slots, linked through their first word.
-    free: *mut FreeSlot,
-    /// The never-used tail of the newest slab: `fresh_left` slots from `fresh`.
-    fresh: *mut u8,
-    fresh_left: usize,
-    /// All slabs, newest first.
-    slabs: *mut Slab,
-    /// Retired leaves, linked through their backend word.
-    retired_leaves: *mut Leaf,
-    /// Retired internodes, linked through their backend word.
-    retired_internodes: *mut Internode,
-    stats: PoolStats,
-}
-
-/// Which counter a slot moves.
-#[derive(Clone, Copy)]
-enum Kind {
-    Leaf,
-    Internode,
-}
-
-impl Slots {
-    const fn new() -> Self {
-        Slots {
-            free: ptr::null_mut(),
-            fresh: ptr::null_mut(),
-            fresh_left: 0,
-            slabs: ptr::null_mut(),
-            retired_leaves: ptr::null_mut(),
-            retired_internodes: ptr::null_mut(),
-            stats: PoolStats {
-                slabs: 0,
-                slab_bytes: 0,
-                slots: 0,
-                leaves: 0,
-                internodes: 0,
-                retired_nodes: 0,
-                free_slots: 0,
-                retired_records: 0,
-                max_slab_bytes: usize::MAX,
-            },
-        }
-    }
-
-    fn count(&mut self, kind: Kind) -> &mut usize {
-        match kind {
-            Kind::Leaf => &mut self.stats.leaves,
-            Kind::Internode => &mut self.stats.internodes,
-        }
-    }
-
-    /// A free slot, if there is one.
-    #[inline]
-    fn pop(&mut self) -> Option<NonNull<u8>> {
-        if let Some(slot) = NonNull::new(self.free) {
-            // SAFETY: slots on the free list are ours and hold a `FreeSlot`.
-            self.free = unsafe { slot.as_ref().next };
-            self.stats.free_slots -= 1;
-            return Some(slot.cast());
-        }
-        self.take_fresh()
-    }
-
-    /// The next never-used slot of the newest slab, if any is left.
-    #[inline]
-    fn take_fresh(&mut self) -> Option<NonNull<u8>> {
-        if self.fresh_left == 0 {
-            return None;
-        }
-        let slot = self.fresh;
-        self.fresh_left -= 1;
-        // SAFETY: `fresh` has `fresh_left` slots after it in its slab (or
-        // is one past the end when none is left, never dereferenced).
-        self.fresh = unsafe { slot.add(SLOT_SIZE) };
-        self.stats.free_slots -= 1;
-        // SAFETY: inside a slab.
-        Some(unsafe { NonNull::new_unchecked(slot) })
-    }
-
-    /// Puts a slot on the free list.
-    ///
-    /// # Safety
-    /// `slot` is a slot of one of our slabs that nobody can reach any more.
-    #[inline]
-    unsafe fn push(&mut self, slot: NonNull<u8>) {
-        let slot = slot.cast::<FreeSlot>();
-        // SAFETY: the caller guarantees the slot is ours and unreachable.
-        unsafe { slot.as_ptr().write(FreeSlot { next: self.free }) };
-        self.free = slot.as_ptr();
-        self.stats.free_slots += 1;
-    }
-
-    /// The layout of a slab of `n` slots.
-    fn slab_layout(n: usize) -> Option<Layout> {
-        let size = n.checked_mul(SLOT_SIZE)?.checked_add(SLAB_HEAD)?;
-        Layout::from_size_align(size, SLOT_ALIGN).ok()
-    }
-
-    /// Adds a slab of `n` slots, if it fits under the cap and `A` gives it.
-    /// The unused tail of the previous slab goes to the free list first.
-    fn add_slab<A: Allocator>(&mut self, alloc: &A, n: usize) -> Result<(), AllocError> {
-        let layout = Self::slab_layout(n).ok_or(AllocError)?;
-        let budget = self
-            .stats
-            .max_slab_bytes
-            .saturating_sub(self.stats.slab_bytes);
-        if layout.size() > budget {
-            return Err(AllocError);
-        }
-        let base = alloc.allocate(layout)?.cast::<u8>();
-        while let Some(slot) = self.take_fresh() {
-            // SAFETY: a never-used slot of ours.
-            unsafe { self.push(slot) };
-        }
-        // SAFETY: fresh memory of `layout`, which starts with the header and
-        // has `n` slots from `SLAB_HEAD`.
-        unsafe {
-            base.cast::<Slab>().write(Slab {
-                next: self.slabs,
-                slots: n,
-            });
-            self.fresh = base.as_ptr().add(SLAB_HEAD);
-        }
-        self.slabs = base.as_ptr().cast();
-        self.fresh_left = n;
-        self.stats.slabs += 1;
-        self.stats.slab_bytes += layout.size();
-        self.stats.slots += n;
-        self.stats.free_slots += n;
-        Ok(())
-    }
-
-    /// Grows by a slab that doubles the slot count (16 to 1024 slots),
-    /// clamped to the cap; halves the request while `A` refuses it.
-    #[cold]
-    fn grow<A: Allocator>(&mut self, alloc: &A) -> Result<(), AllocError> {
-        let budget = self
-            .stats
-            .max_slab_bytes
-            .saturating_sub(self.stats.slab_bytes);
-        let fits = budget.saturating_sub(SLAB_HEAD) / SLOT_SIZE;
-        let mut n = self
-            .stats
-            .slots
-            .clamp(MIN_SLAB_SLOTS, MAX_SLAB_SLOTS)
-            .min(fits);
-        while n > 0 {
-            match self.add_slab(alloc, n) {
-                Ok(()) => return Ok(()),
-                Err(_) => n /= 2,
-            }
-        }
-        Err(AllocError)
-    }
-
-    /// A slot for a node of `kind`, growing if needed.
-    #[inline]
-    fn alloc<A: Allocator>(&mut self, alloc: &A, kind: Kind) -> Result<NonNull<u8>, AllocError> {
-        let slot = match self.pop() {
-            Some(slot) => slot,
-            None => {
-                self.grow(alloc)?;
-                self.pop().ok_or(AllocError)?
-            }
-        };
-        *self.count(kind) += 1;
-        Ok(slot)
-    }
-
-    /// Moves every retired node to the free list.
-    ///
-    /// # Safety
-    /// No reader can still see a retired node.
-    unsafe fn reclaim_nodes(&mut self) {
-        while let Some(leaf) = NonNull::new(self.retired_leaves) {
-            // SAFETY: `retire_leaf` linked the list through the backend
-            // words; the caller guarantees nobody reads the nodes any more.
-            unsafe {
-                self.retired_leaves = Leaf::backend_word(leaf).cast::<*mut Leaf>().read();
-                self.push(leaf.cast());
-            }
-            self.stats.retired_nodes -= 1;
-        }
-        while let Some(node) = NonNull::new(self.retired_internodes) {
-            // SAFETY: as above, for `retire_internode`.
-            unsafe {
-                self.retired_internodes = Internode::backend_word(node)
-                    .cast::<*mut Internode>()
-                    .read();
-                self.push(node.cast());
-            }
-            self.stats.retired_nodes -= 1;
-        }
+impl Linked for Internode {
+    unsafe fn link(this: NonNull<Self>) -> *mut *mut Self {
+        Internode::backend_word(this).cast()
     }
 }
 
@@ -366,7 +157,7 @@ impl PoolBackend<Global> {
     }
 
     /// A pool on the global allocator with room for `leaves` leaves and
-    /// `internodes` internodes (one slab), or an error if it cannot get it.
+    /// `internodes` internodes, or an error if it cannot get it.
     pub fn with_capacity(leaves: usize, internodes: usize) -> Result<Self, AllocError> {
         Self::with_capacity_in(leaves, internodes, Global)
     }
@@ -382,14 +173,18 @@ impl<A: Allocator> PoolBackend<A> {
     /// An empty pool on `alloc`; allocates nothing yet.
     pub const fn new_in(alloc: A) -> Self {
         PoolBackend {
-            slots: SpinMutex::new(Slots::new()),
-            limbo: Limbo::new(),
+            slabs: NodeSlabs::new(),
+            leaves: AtomicUsize::new(0),
+            internodes: AtomicUsize::new(0),
+            retired_leaves: Stack::new(),
+            retired_internodes: Stack::new(),
+            records: Limbo::new(),
             alloc,
         }
     }
 
     /// A pool on `alloc` with room for `leaves` leaves and `internodes`
-    /// internodes (one slab), or an error if `alloc` cannot give it.
+    /// internodes, or an error if `alloc` cannot give it.
     pub fn with_capacity_in(
         leaves: usize,
         internodes: usize,
@@ -400,34 +195,39 @@ impl<A: Allocator> PoolBackend<A> {
         Ok(pool)
     }
 
-    /// Caps the slab memory at `max_slab_bytes` (slab headers included):
-    /// once no free slot is left and no slab fits under the cap, node
-    /// allocation fails with [`AllocError`]. Growth clamps the last slab to
-    /// the cap, so the whole budget is usable. Memory already reserved is
-    /// kept even if it exceeds the cap. Values and suffix records are not
-    /// counted.
+    /// Caps the slab memory at `max_slab_bytes`: once no free slot is left
+    /// and one more slab would pass the cap, node allocation fails with
+    /// [`AllocError`]. Slabs already held are kept even if they pass it.
+    /// Values and suffix records are not counted.
     pub fn with_max_slab_bytes(mut self, max_slab_bytes: usize) -> Self {
-        self.slots.get_mut().stats.max_slab_bytes = max_slab_bytes;
+        self.slabs.set_max_bytes(max_slab_bytes);
         self
     }
 
-    /// Makes sure at least `leaves + internodes` slots are free, adding one
-    /// slab of exactly the missing number if needed.
+    /// Makes sure at least `leaves + internodes` slots are free, adding
+    /// empty slabs if needed. They stay until used, or until `reclaim`
+    /// returns the empty slabs.
     pub fn reserve(&self, leaves: usize, internodes: usize) -> Result<(), AllocError> {
         let want = leaves.checked_add(internodes).ok_or(AllocError)?;
-        let mut s = self.slots.lock();
-        let missing = want.saturating_sub(s.stats.free_slots);
-        if missing == 0 {
-            return Ok(());
-        }
-        s.add_slab(&self.alloc, missing)
+        self.slabs.reserve(want, &self.alloc)
     }
 
     /// Current usage; see [`PoolStats`].
     pub fn stats(&self) -> PoolStats {
-        let mut stats = self.slots.lock().stats;
-        stats.retired_records = self.limbo.len();
-        stats
+        let c = self.slabs.counts();
+        let slots = c.slabs * (NodeSlabs::SLOTS - 1);
+        PoolStats {
+            slabs: c.slabs,
+            slab_bytes: c.slabs * SLAB_BYTES,
+            slots,
+            // Relaxed (both): statistics.
+            leaves: self.leaves.load(Ordering::Relaxed),
+            internodes: self.internodes.load(Ordering::Relaxed),
+            retired_nodes: self.retired_leaves.len() + self.retired_internodes.len(),
+            free_slots: slots - c.slots_in_use,
+            retired_records: self.records.len(),
+            max_slab_bytes: c.max_bytes,
+        }
     }
 
     /// The allocator.
@@ -435,87 +235,109 @@ impl<A: Allocator> PoolBackend<A> {
         &self.alloc
     }
 
+    /// A slot for a node, counted in `live`.
     #[inline]
-    fn alloc_slot(&self, kind: Kind) -> Result<NonNull<u8>, AllocError> {
-        self.slots.lock().alloc(&self.alloc, kind)
+    fn take_slot(&self, live: &AtomicUsize) -> Result<NonNull<u8>, AllocError> {
+        let slot = self.slabs.take(&self.alloc)?;
+        // Relaxed: a statistic.
+        live.fetch_add(1, Ordering::Relaxed);
+        Ok(slot)
     }
 
-    /// Gives a slot back to the free list.
+    /// Frees a node's slot, counted in `live`.
     ///
     /// # Safety
-    /// `slot` came from `alloc_slot(kind)` and nobody can reach it.
+    /// `slot` came from `take_slot(live)` and nobody can reach it.
     #[inline]
-    unsafe fn free_slot(&self, slot: NonNull<u8>, kind: Kind) {
-        let mut s = self.slots.lock();
-        *s.count(kind) -= 1;
+    unsafe fn free_slot(&self, slot: NonNull<u8>, live: &AtomicUsize) {
+        // Relaxed: a statistic.
+        live.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the caller guarantees the slot is ours and unreachable.
-        unsafe { s.push(slot) };
+        unsafe { self.slabs.give(slot, &self.alloc) }
     }
 
-    /// `payload` in memory from `A` behind a limbo header.
+    /// `payload` in memory from `A`, behind room for a [`Record`].
     fn alloc_record(&self, payload: Layout) -> Result<NonNull<u8>, AllocError> {
-        let (layout, off) = limbo::with_header(payload).ok_or(AllocError)?;
-        let base = self.alloc.allocate(layout)?.cast::<u8>();
-        // SAFETY: `off` is inside the allocation (or at its end for a
-        // zero-sized payload).
-        Ok(unsafe { base.add(off) })
-    }
-
-    /// Frees a record whose header is at `h`, with full layout `layout`.
-    ///
-    /// # Safety
-    /// `h` heads a record from `alloc_record` of this layout, no longer used.
-    unsafe fn free_record(&self, h: NonNull<limbo::Header>, layout: Layout) {
-        // SAFETY: the caller guarantees the allocation and its layout.
-        unsafe { self.alloc.deallocate(h.cast(), layout) }
+        header::alloc::<Record>(payload, |l| Ok(self.alloc.allocate(l)?.cast()))
     }
 
     /// Releases every retired value and suffix record.
-    fn reclaim_records(&mut self) {
+    fn release_records(&mut self) {
         let alloc = &self.alloc;
-        // SAFETY: each record came from `alloc_record` with the layout its
-        // release function returns.
-        self.limbo
-            .drain(|base, layout| unsafe { alloc.deallocate(base, layout) });
+        // SAFETY: `&mut self`: no guard is alive, so no reader sees a
+        // retired record; each came from `alloc_record` and was parked once.
+        self.records
+            .drain(|h| unsafe { alloc.deallocate(h.cast(), Record::release(h)) });
+    }
+
+    /// Releases a record by `release` and gives its memory back.
+    ///
+    /// # Safety
+    /// `h` heads a live record from `alloc_record` that `release` accepts,
+    /// released once.
+    unsafe fn free_record(&self, h: NonNull<Record>, release: Release) {
+        // SAFETY: the caller's guarantees; `release` returns the layout the
+        // record was allocated with.
+        unsafe { self.alloc.deallocate(h.cast(), release(h)) }
     }
 }
 
+/// Releases a suffix record (no destructor): returns the allocation's layout.
+///
+/// # Safety
+/// `h` heads an initialized [`Suffix`] allocated behind a [`Record`].
+unsafe fn release_suffix(h: NonNull<Record>) -> Layout {
+    // SAFETY: the caller guarantees an initialized record at the payload;
+    // its layout did not overflow when it was allocated.
+    unsafe {
+        let off = header::offset::<Record>(align_of::<Suffix>());
+        let payload = Suffix::layout_of(h.cast::<u8>().add(off).cast());
+        header::layout::<Record>(payload).unwrap_unchecked()
+    }
+}
+
+/// The record header of a suffix record or a `T` from this backend.
+///
+/// # Safety
+/// `p` came from `alloc_suffix` (`T` = [`Suffix`]) or `alloc_value::<T>`.
+unsafe fn record_of<T>(p: NonNull<T>) -> NonNull<Record> {
+    // SAFETY: the caller's guarantees: allocated behind a record header.
+    unsafe { header::of::<Record>(p.cast(), align_of::<T>()) }
+}
+
 // SAFETY:
-// 1. Nodes are slots of slabs from `A`, `SLOT_SIZE` bytes, aligned to
-//    `SLOT_ALIGN` (a multiple of every node's size and alignment); a slot is
-//    on the free list or handed out, never both.
-// 2. Freed slots return to the free list at once (the tree frees only
-//    unreachable memory); retired ones only in `reclaim(&mut self)` or at
-//    drop, when no guard is alive (guards borrow the backend), so retired
-//    memory stays valid for every guard.
+// 1. Nodes are slots of the node slabs, `NODE_SLOT` bytes, aligned to 64 (a
+//    multiple of every node's size and alignment), each handed out once
+//    until given back.
+// 2. Freed slots go back at once (the tree frees only unreachable memory);
+//    retired ones only in `reclaim(&mut self)` or at drop, when no guard is
+//    alive (guards borrow the backend), so retired memory stays valid for
+//    every guard.
 // 3. Retirement writes only the backend word or the record header.
 // 4. Values are dropped exactly once: by `free_value` or by the limbo drain.
-// 5. `owns_guard` compares addresses of live backends (see `PoolGuard`).
+// 5. `owns_guard` compares addresses of live backends (see `AddressGuard`).
 unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     type Guard<'a>
-        = PoolGuard<'a>
+        = AddressGuard<'a>
     where
         Self: 'a;
 
     #[inline]
-    fn guard(&self) -> PoolGuard<'_> {
-        PoolGuard {
-            backend: ptr::from_ref(self).addr(),
-            _borrow: PhantomData,
-        }
+    fn guard(&self) -> AddressGuard<'_> {
+        AddressGuard::new(self)
     }
 
     #[inline]
-    fn owns_guard(&self, guard: &PoolGuard<'_>) -> bool {
-        guard.backend == ptr::from_ref(self).addr()
+    fn owns_guard(&self, guard: &AddressGuard<'_>) -> bool {
+        guard.is_of(self)
     }
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
-        Ok(self.alloc_slot(Kind::Leaf)?.cast())
+        Ok(self.take_slot(&self.leaves)?.cast())
     }
 
     fn alloc_internode(&self) -> Result<NonNull<Internode>, AllocError> {
-        Ok(self.alloc_slot(Kind::Internode)?.cast())
+        Ok(self.take_slot(&self.internodes)?.cast())
     }
 
     fn alloc_suffix(&self, layout: Layout) -> Result<NonNull<Suffix>, AllocError> {
@@ -536,85 +358,68 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
 
     unsafe fn free_leaf(&self, leaf: NonNull<Leaf>) {
         // SAFETY: the caller guarantees `leaf` is ours and unreachable.
-        unsafe { self.free_slot(leaf.cast(), Kind::Leaf) }
+        unsafe { self.free_slot(leaf.cast(), &self.leaves) }
     }
 
     unsafe fn free_internode(&self, node: NonNull<Internode>) {
         // SAFETY: as in `free_leaf`.
-        unsafe { self.free_slot(node.cast(), Kind::Internode) }
+        unsafe { self.free_slot(node.cast(), &self.internodes) }
     }
 
     unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
         // SAFETY: the caller guarantees an initialized record of ours that
         // nobody can reach; it was allocated behind a header.
-        unsafe {
-            let h = limbo::header_of(suffix.cast(), align_of::<Suffix>());
-            self.free_record(h, limbo::release_suffix(h));
-        }
+        unsafe { self.free_record(record_of(suffix), release_suffix) }
     }
 
     unsafe fn free_value<T>(&self, value: NonNull<T>) {
         // SAFETY: as in `free_suffix`; the value is dropped exactly once, here.
-        unsafe {
-            let h = limbo::header_of(value.cast(), align_of::<T>());
-            self.free_record(h, limbo::release_value::<T>(h));
-        }
+        unsafe { self.free_record(record_of(value), release_value::<T>) }
     }
 
-    unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &PoolGuard<'_>) {
-        let mut s = self.slots.lock();
+    unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &AddressGuard<'_>) {
+        // Relaxed: a statistic.
+        self.leaves.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: the backend word is ours from retirement on; the caller
         // guarantees the leaf is ours, unlinked and retired once.
-        unsafe {
-            Leaf::backend_word(leaf)
-                .cast::<*mut Leaf>()
-                .write(s.retired_leaves)
-        };
-        s.retired_leaves = leaf.as_ptr();
-        s.stats.leaves -= 1;
-        s.stats.retired_nodes += 1;
+        unsafe { self.retired_leaves.push(leaf) };
     }
 
-    unsafe fn retire_internode(&self, node: NonNull<Internode>, _: &PoolGuard<'_>) {
-        let mut s = self.slots.lock();
+    unsafe fn retire_internode(&self, node: NonNull<Internode>, _: &AddressGuard<'_>) {
+        // Relaxed: a statistic.
+        self.internodes.fetch_sub(1, Ordering::Relaxed);
         // SAFETY: as in `retire_leaf`.
-        unsafe {
-            Internode::backend_word(node)
-                .cast::<*mut Internode>()
-                .write(s.retired_internodes)
-        };
-        s.retired_internodes = node.as_ptr();
-        s.stats.internodes -= 1;
-        s.stats.retired_nodes += 1;
+        unsafe { self.retired_internodes.push(node) };
     }
 
-    unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, _: &PoolGuard<'_>) {
+    unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, _: &AddressGuard<'_>) {
         // SAFETY: the caller guarantees an initialized record of ours,
-        // unlinked and retired once; it has a header, which only we use.
-        unsafe {
-            let h = limbo::header_of(suffix.cast(), align_of::<Suffix>());
-            self.limbo.push(h, limbo::release_suffix);
-        }
+        // unlinked and retired once; its header is ours to write.
+        unsafe { self.records.park(record_of(suffix), release_suffix) };
     }
 
-    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &PoolGuard<'_>) {
+    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &AddressGuard<'_>) {
         // SAFETY: as in `retire_suffix`, for a `T` from `alloc_value::<T>`.
-        unsafe {
-            let h = limbo::header_of(value.cast(), align_of::<T>());
-            self.limbo.push(h, limbo::release_value::<T>);
-        }
+        unsafe { self.records.park(record_of(value), release_value::<T>) };
     }
 
     fn reserve_nodes(&self, leaves: usize, internodes: usize) {
         // A hint: the allocations themselves report a failure (and the cap
-        // of `with_max_slab_bytes` is honoured by `add_slab`).
+        // of `with_max_slab_bytes` is honoured).
         let _ = self.reserve(leaves, internodes);
     }
 
     fn reclaim(&mut self) {
-        self.reclaim_records();
-        // SAFETY: `&mut self`: no guard is alive, so no reader sees a retired node.
-        unsafe { self.slots.get_mut().reclaim_nodes() };
+        self.release_records();
+        let (slabs, alloc) = (&self.slabs, &self.alloc);
+        // SAFETY: `&mut self`: no guard is alive, so no reader sees a
+        // retired node; each was taken from the slabs and parked once.
+        self.retired_leaves
+            .drain(|n| unsafe { slabs.give(n.cast(), alloc) });
+        // SAFETY: as above.
+        self.retired_internodes
+            .drain(|n| unsafe { slabs.give(n.cast(), alloc) });
+        slabs.trim(alloc);
     }
 }
 
@@ -622,18 +427,9 @@ impl<A: Allocator> Drop for PoolBackend<A> {
     fn drop(&mut self) {
         // Values first (their destructors run), then every slab, which holds
         // every node, live or retired.
-        self.reclaim_records();
-        let mut slab = self.slots.get_mut().slabs;
-        while let Some(s) = NonNull::new(slab) {
-            // SAFETY: every slab was allocated by `add_slab` with the layout
-            // of its slot count, and is freed once, here.
-            unsafe {
-                let Slab { next, slots } = s.as_ptr().read();
-                slab = next;
-                let layout = Slots::slab_layout(slots).unwrap_unchecked();
-                self.alloc.deallocate(s.cast(), layout);
-            }
-        }
+        self.release_records();
+        // SAFETY: the tree is gone: no node is used again.
+        unsafe { self.slabs.release_all(&self.alloc) };
     }
 }
 
@@ -671,12 +467,15 @@ mod tests {
         d.load(Ordering::SeqCst)
     }
 
+    /// Node slots in a slab.
+    const PER_SLAB: usize = NodeSlabs::SLOTS - 1;
+
     #[test]
     fn slots_fit_nodes() {
-        assert!(SLOT_SIZE >= size_of::<Leaf>() && SLOT_SIZE >= size_of::<Internode>());
-        assert_eq!(SLOT_SIZE % align_of::<Leaf>(), 0);
-        assert_eq!(SLOT_SIZE % align_of::<Internode>(), 0);
-        assert_eq!(SLAB_HEAD % SLOT_ALIGN, 0);
+        assert!(NODE_SLOT >= size_of::<Leaf>() && NODE_SLOT >= size_of::<Internode>());
+        assert_eq!(NODE_SLOT % align_of::<Leaf>(), 0);
+        assert_eq!(NODE_SLOT % align_of::<Internode>(), 0);
+        assert_eq!(PER_SLAB, 50);
     }
 
     /// Everything retired is held until `reclaim`, which returns every value
@@ -710,11 +509,12 @@ mod tests {
         let s = stats(&t);
         assert_eq!(drops(&d) as u64, n + n.div_ceil(2));
         assert_eq!((s.retired_records, s.retired_nodes), (0, 0));
-        // What is left: the slabs, holding the empty root leaf and a chain of
-        // key-less internodes.
+        // What is left: the slabs holding the empty root leaf and a chain of
+        // key-less internodes; no empty slab.
         assert_eq!(c.allocs() as usize, s.slabs);
         assert_eq!(c.bytes() as usize, s.slab_bytes);
         assert!(s.slots_in_use() < 8, "{s:?}");
+        assert!(s.slabs <= s.slots_in_use(), "an empty slab kept: {s:?}");
         drop(t);
         c.assert_empty();
     }
@@ -802,22 +602,19 @@ mod tests {
     #[test]
     fn cap_fails_allocation() {
         let c = Counting::new();
-        let cap = SLAB_HEAD + 40 * SLOT_SIZE;
+        let cap = 2 * SLAB_BYTES + SLAB_BYTES / 2;
         let b = PoolBackend::new_in(&c).with_max_slab_bytes(cap);
         let mut leaves = Vec::new();
         while let Ok(p) = b.alloc_leaf() {
             assert_eq!(p.as_ptr().addr() % 64, 0);
             leaves.push(p);
-            assert!(leaves.len() <= 40);
+            assert!(leaves.len() <= 2 * PER_SLAB);
         }
         let s = b.stats();
         assert_eq!(s.leaves, leaves.len());
         assert_eq!((s.free_slots, s.max_slab_bytes), (0, cap));
         assert!(s.slab_bytes <= cap, "{s:?}");
-        assert!(
-            cap - s.slab_bytes < SLAB_HEAD + SLOT_SIZE,
-            "budget left unused: {s:?}"
-        );
+        assert!(cap - s.slab_bytes < SLAB_BYTES, "budget left unused: {s:?}");
         assert!(b.alloc_internode().is_err());
         assert!(b.reserve(1, 0).is_err());
         // SAFETY: from `alloc_leaf`, never published.
@@ -840,22 +637,46 @@ mod tests {
         c.assert_empty();
     }
 
-    /// Capacity reserved up front is one slab; a cap below it keeps it.
+    /// Capacity reserved up front is empty slabs, kept until used or
+    /// reclaimed; a cap below it keeps it.
     #[test]
     fn with_capacity_and_reserve() {
         let c = Counting::new();
-        let b = PoolBackend::with_capacity_in(100, 10, &c).unwrap();
+        let mut b = PoolBackend::with_capacity_in(100, 10, &c).unwrap();
         let s = b.stats();
-        assert_eq!((s.slabs, s.slots, s.free_slots), (1, 110, 110));
-        assert_eq!(s.slab_bytes, SLAB_HEAD + 110 * SLOT_SIZE);
+        assert_eq!((s.slabs, s.slots, s.free_slots), (3, 150, 150));
+        assert_eq!(s.slab_bytes, 3 * SLAB_BYTES);
         b.reserve(50, 50).unwrap();
-        assert_eq!(b.stats().slabs, 1);
+        assert_eq!(b.stats().slabs, 3);
         b.reserve(150, 50).unwrap();
         let s = b.stats();
-        assert_eq!((s.slabs, s.slots, s.free_slots), (2, 200, 200));
-        let b = b.with_max_slab_bytes(1);
+        assert_eq!((s.slabs, s.slots, s.free_slots), (4, 200, 200));
+        b = b.with_max_slab_bytes(1);
         let got: Vec<_> = (0..200).map(|_| b.alloc_leaf().unwrap()).collect();
         assert!(b.alloc_leaf().is_err());
+        for p in got {
+            // SAFETY: from `alloc_leaf`, never published.
+            unsafe { b.free_leaf(p) };
+        }
+        assert_eq!(b.stats().slabs, 1, "one empty slab kept");
+        b.reclaim();
+        assert_eq!(b.stats().slabs, 0);
+        c.assert_empty();
+    }
+
+    /// A slab the allocator refuses is an error; the pool stays usable.
+    #[test]
+    fn a_refused_slab_is_an_error() {
+        let c = Counting::new();
+        let b = PoolBackend::new_in(&c);
+        let mut got: Vec<_> = (0..PER_SLAB).map(|_| b.alloc_leaf().unwrap()).collect();
+        c.fail_above.store(0, Ordering::SeqCst);
+        assert!(b.alloc_leaf().is_err());
+        assert!(b.alloc_value(1u8).is_err());
+        assert_eq!((b.stats().slabs, b.stats().leaves), (1, PER_SLAB));
+        c.fail_above.store(usize::MAX, Ordering::SeqCst);
+        got.push(b.alloc_leaf().unwrap());
+        assert_eq!(b.stats().slabs, 2);
         for p in got {
             // SAFETY: from `alloc_leaf`, never published.
             unsafe { b.free_leaf(p) };
@@ -864,24 +685,67 @@ mod tests {
         c.assert_empty();
     }
 
-    /// When the allocator refuses a large slab, smaller ones are tried.
+    /// Slabs emptied by retired nodes go back to the allocator at
+    /// `reclaim`, every one of them: none is kept empty.
     #[test]
-    fn smaller_slabs_when_allocator_refuses() {
+    fn reclaim_returns_empty_slabs() {
         let c = Counting::new();
-        c.fail_above
-            .store(SLAB_HEAD + 5 * SLOT_SIZE, Ordering::SeqCst);
-        let b = PoolBackend::new_in(&c);
-        let got: Vec<_> = (0..40).map(|_| b.alloc_leaf().unwrap()).collect();
-        let s = b.stats();
-        assert!(s.slabs >= 8, "{s:?}");
-        c.fail_above.store(0, Ordering::SeqCst);
-        while b.alloc_leaf().is_ok() {}
-        assert!(b.alloc_value(1u8).is_err());
-        for p in got {
-            // SAFETY: from `alloc_leaf`, never published.
-            unsafe { b.free_leaf(p) };
+        let mut b = PoolBackend::new_in(&c);
+        let leaves: Vec<_> = (0..2 * PER_SLAB).map(|_| b.alloc_leaf().unwrap()).collect();
+        let nodes: Vec<_> = (0..PER_SLAB)
+            .map(|_| b.alloc_internode().unwrap())
+            .collect();
+        assert_eq!(c.allocs(), 3);
+        {
+            let g = b.guard();
+            // SAFETY: never published, so unreachable; each retired once.
+            unsafe {
+                leaves.iter().for_each(|&p| b.retire_leaf(p, &g));
+                nodes.iter().for_each(|&p| b.retire_internode(p, &g));
+            }
         }
-        drop(b);
+        let s = b.stats();
+        assert_eq!(
+            (s.slabs, s.retired_nodes, s.free_slots),
+            (3, 3 * PER_SLAB, 0)
+        );
+        b.reclaim();
+        assert_eq!(
+            b.stats(),
+            PoolStats {
+                max_slab_bytes: usize::MAX,
+                ..PoolStats::default()
+            }
+        );
+        c.assert_empty();
+    }
+
+    /// A tree emptied by removes holds, after `reclaim`, only the slabs of
+    /// the nodes that stay: a few slabs, not the slabs of the full tree.
+    #[test]
+    fn remove_all_and_reclaim_gives_slabs_back() {
+        let c = Counting::new();
+        let n = scale(100_000) as u64;
+        let mut t = Words::new_in(PoolBackend::new_in(&c));
+        {
+            let g = t.guard();
+            for i in 0..n {
+                t.insert(&key(i), i, &g);
+            }
+        }
+        let full = stats(&t);
+        assert!(full.slabs > 10 || cfg!(miri), "{full:?}");
+        {
+            let g = t.guard();
+            for i in 0..n {
+                assert_eq!(t.remove(&key(i), &g), Some(i));
+            }
+        }
+        t.reclaim();
+        let s = stats(&t);
+        assert_eq!(c.bytes() as usize, s.slab_bytes, "only slabs are held");
+        assert!(s.slabs <= s.slots_in_use() && s.slots_in_use() < 8, "{s:?}");
+        drop(t);
         c.assert_empty();
     }
 

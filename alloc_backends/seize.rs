@@ -17,9 +17,6 @@
 //! million keys (about 2.5 MiB) sit on about 650 pages, whose translations
 //! stay in the TLB, where scattered among the leaves each would sit on a
 //! page of its own. A lookup then walks the page tables for its leaf only.
-//! Measured (1M random 8-byte keys, one thread, one tree per process, six
-//! interleaved pairs of processes): gets 1.94 -> 2.08 M/s, faster in five
-//! pairs of six; removes 1.47 -> 1.58 M/s, faster in four.
 
 use core::alloc::Layout;
 use core::mem::ManuallyDrop;
@@ -28,7 +25,7 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use seize::{Collector, Guard, LocalGuard};
 
-use super::header::with_header;
+use super::header;
 use super::slabs::Slabs;
 use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
@@ -54,14 +51,9 @@ struct Home<A> {
 ///
 /// Each hand-off is a process-wide memory barrier (on Linux a `membarrier`
 /// call, an interrupt to every core running the process), so small batches
-/// tax writers whenever threads run side by side; large ones keep more
-/// retired memory waiting: at most 255 objects per thread here (255 leaves
-/// are 80 KiB). Measured with 2 threads, seize's own default
-/// of 32 against 256: inserts of 1M path-like keys (which retire suffix
-/// records when they make layers) 0.68-0.86 -> 1.09-1.39 M/s over six runs
-/// of a harness; in `examples/compare.rs`, one run each, `paths` insert
-/// 0.88 -> 1.07, `usr` insert 1.20 -> 1.70, `paths` remove 0.56 -> 0.73 M/s.
-/// `masstree` 0.9.5 uses 256 as well.
+/// (seize's own default is 32) tax writers whenever threads run side by
+/// side; large ones keep more retired memory waiting: at most 255 objects
+/// per thread here (255 leaves are 80 KiB).
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 
 /// Nodes and values from an allocator `A` (default: the global allocator),
@@ -178,13 +170,12 @@ impl<A: Allocator> SeizeBackend<A> {
         &self.collector
     }
 
-    fn alloc_with_header(&self, payload: Layout) -> Result<(NonNull<u8>, usize), AllocError> {
-        let (layout, off) = with_header::<A>(payload);
-        let base = self.allocator().allocate(layout)?.cast::<u8>();
-        // SAFETY: the header fits at the start of the allocation.
-        unsafe { base.as_ptr().cast::<*const A>().write(self.alloc_ptr()) };
-        // SAFETY: `off < layout.size()` or the payload is zero-sized at the end.
-        Ok((unsafe { base.add(off) }, off))
+    /// `payload` in memory from the allocator, behind a header pointing to it.
+    fn alloc_with_header(&self, payload: Layout) -> Result<NonNull<u8>, AllocError> {
+        let p = header::alloc::<*const A>(payload, |l| Ok(self.allocator().allocate(l)?.cast()))?;
+        // SAFETY: `p` has room for the header in front.
+        unsafe { header::of::<*const A>(p, payload.align()).write(self.alloc_ptr()) };
+        Ok(p)
     }
 }
 
@@ -193,13 +184,14 @@ impl<A: Allocator> SeizeBackend<A> {
 /// # Safety
 /// `payload` came from `alloc_with_header` with `layout`, and is not used again.
 unsafe fn free_with_header<A: Allocator>(payload: *mut u8, layout: Layout) {
-    let (full, off) = with_header::<A>(layout);
-    // SAFETY: the caller guarantees the allocation shape; the header holds the
-    // allocator, which outlives all allocations (see `Drop`).
+    // SAFETY: the caller guarantees the allocation shape (so the layout did
+    // not overflow); the header holds the allocator, which outlives all
+    // allocations (see `Drop`).
     unsafe {
-        let base = payload.sub(off);
-        let alloc = &*base.cast::<*const A>().read();
-        alloc.deallocate(NonNull::new_unchecked(base), full);
+        let h = header::of::<*const A>(NonNull::new_unchecked(payload), layout.align());
+        let full = header::layout::<*const A>(layout).unwrap_unchecked();
+        let alloc = &*h.read();
+        alloc.deallocate(h.cast(), full);
     }
 }
 
@@ -289,12 +281,12 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     fn alloc_suffix(&self, layout: Layout) -> Result<NonNull<Suffix>, AllocError> {
-        Ok(self.alloc_with_header(layout)?.0.cast())
+        Ok(self.alloc_with_header(layout)?.cast())
     }
 
     fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T> {
         match self.alloc_with_header(Layout::new::<T>()) {
-            Ok((p, _)) => {
+            Ok(p) => {
                 let p = p.cast::<T>();
                 // SAFETY: fresh memory with `T`'s layout.
                 unsafe { p.as_ptr().write(value) };

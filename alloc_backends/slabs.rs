@@ -1,13 +1,26 @@
-//! Slabs of equal slots, the machinery under `HugePageSlabs` (2 MiB slabs
-//! of node-sized slots, advised onto huge pages) and under the seize
-//! backend's internodes (one-page slabs of internode-sized slots, so that
-//! the internodes a descent passes through sit on few pages and stay in the
-//! TLB). `HugePageSlabs`' docs describe the design for its users: slabs
-//! from an allocator, aligned to their size so that a slot finds its slab
-//! header (first slot) by masking its address; a free list and live count
-//! per slab; slabs with room and full ones on two lists under one spin lock,
-//! let go while a slab is taken or given back; an empty slab goes back at
-//! once but one, kept as a spare ([`Slabs::trim`] returns it).
+//! Slabs of equal slots: the one slab allocator under the pool backend's
+//! nodes, under `HugePageSlabs` (2 MiB slabs advised onto huge pages) and
+//! under the seize backend's internodes (one-page slabs, so that the
+//! internodes a descent passes through sit on few pages, which stay in the
+//! TLB).
+//!
+//! * A slab is `SLAB` bytes from an allocator, aligned to its size, so that a
+//!   slot finds its slab by masking its address. The first slot holds the
+//!   slab's header: its list links, its free list, its live count and the
+//!   index of its first never-used slot. Slots are handed out from the free
+//!   list, else from the never-used tail.
+//! * Slabs with room, full slabs and empty slabs are on three lists under one
+//!   spin lock, held for a few instructions per slot taken or given back. It
+//!   is let go while a slab is taken from the allocator (and advised onto a
+//!   huge page and first written, which makes the kernel zero it) and while
+//!   one is given back; so threads that find no room at the same moment each
+//!   take a slab.
+//! * A slab whose last slot is given back returns to the allocator at once,
+//!   unless it is the only empty slab: that one is kept, so that a user
+//!   hovering at a slab boundary does not take and return a slab per slot.
+//!   [`Slabs::reserve`] adds empty slabs, [`Slabs::trim`] returns them all.
+//! * An optional cap on the slabs' bytes ([`Slabs::set_max_bytes`]): once
+//!   no slot is free and one more slab would pass the cap, taking fails.
 //!
 //! The allocator is passed to every call rather than owned, so that its
 //! owner can keep it next to the slabs (the seize backend keeps both in one
@@ -19,12 +32,11 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator};
 use spin::mutex::{SpinMutex, SpinMutexGuard};
 
-/// The alignment of every slot: that of the nodes.
-pub(crate) const SLOT_ALIGN: usize = super::NODE_ALIGN;
+use super::NODE_ALIGN;
 
 /// The header of a slab, in its first slot.
 struct SlabHead {
-    /// Neighbours in the list the slab is on (partial or full).
+    /// Neighbours in the list the slab is on.
     prev: *mut SlabHead,
     next: *mut SlabHead,
     /// Freed slots, linked through their first word.
@@ -33,19 +45,6 @@ struct SlabHead {
     live: usize,
     /// Index of the first never-used slot.
     fresh: usize,
-}
-
-impl SlabHead {
-    /// The header of a slab with no slot handed out.
-    const fn empty() -> Self {
-        SlabHead {
-            prev: ptr::null_mut(),
-            next: ptr::null_mut(),
-            free: ptr::null_mut(),
-            live: 0,
-            fresh: 1,
-        }
-    }
 }
 
 /// A freed slot's first word.
@@ -87,32 +86,39 @@ impl List {
             }
         }
     }
+
+    /// Takes the whole list (its members keep stale links).
+    fn take(&mut self) -> *mut SlabHead {
+        core::mem::replace(&mut self.0, ptr::null_mut())
+    }
 }
 
-/// Running counts of a [`Slabs`].
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+/// Figures of a [`Slabs`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Counts {
-    /// Slabs held, the spare included.
+    /// Slabs held (and being taken), empty ones included.
     pub(crate) slabs: usize,
     /// Slots handed out and not freed.
     pub(crate) slots_in_use: usize,
     /// Slabs taken so far for which the kernel accepted the huge-page advice.
     pub(crate) advised: usize,
+    /// The cap on the slabs' bytes (`usize::MAX` if none).
+    pub(crate) max_bytes: usize,
 }
 
 /// Everything behind the lock.
 struct State {
-    /// Slabs with at least one slot to hand out.
+    /// Slabs with at least one slot handed out and one to hand out.
     partial: List,
-    /// Slabs with none.
+    /// Slabs with no slot to hand out.
     full: List,
-    /// An empty slab kept for the next one needed (or null).
-    spare: *mut SlabHead,
+    /// Slabs with no slot handed out.
+    empty: List,
     counts: Counts,
 }
 
 /// Slabs of `SLAB` bytes cut into slots of `SLOT` bytes, each slot aligned
-/// to `SLOT_ALIGN`; with `HUGE`, each slab is advised onto one huge page
+/// to [`NODE_ALIGN`]; with `HUGE`, each slab is advised onto one huge page
 /// (see [`advise`]). See the [module docs](self).
 pub(crate) struct Slabs<const SLAB: usize, const SLOT: usize, const HUGE: bool> {
     state: SpinMutex<State>,
@@ -134,26 +140,34 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// Slots per slab, the first of which holds the header.
     pub(crate) const SLOTS: usize = {
         assert!(SLAB.is_power_of_two());
-        assert!(SLOT % SLOT_ALIGN == 0 && SLOT >= size_of::<SlabHead>());
-        assert!(SLOT >= size_of::<FreeSlot>() && align_of::<SlabHead>() <= SLOT_ALIGN);
+        assert!(SLOT % NODE_ALIGN == 0 && SLOT >= size_of::<SlabHead>());
+        assert!(SLOT >= size_of::<FreeSlot>() && align_of::<SlabHead>() <= NODE_ALIGN);
         assert!(SLAB / SLOT > 2);
         SLAB / SLOT
     };
 
-    /// No slabs yet.
+    /// No slabs yet, no cap.
     pub(crate) const fn new() -> Self {
         Slabs {
             state: SpinMutex::new(State {
                 partial: List(ptr::null_mut()),
                 full: List(ptr::null_mut()),
-                spare: ptr::null_mut(),
+                empty: List(ptr::null_mut()),
                 counts: Counts {
                     slabs: 0,
                     slots_in_use: 0,
                     advised: 0,
+                    max_bytes: usize::MAX,
                 },
             }),
         }
+    }
+
+    /// Caps the slabs' bytes: no slab is taken that would pass `max_bytes`.
+    /// Slabs already held stay.
+    #[cfg_attr(not(feature = "pool"), expect(dead_code, reason = "the pool's cap"))]
+    pub(crate) fn set_max_bytes(&mut self, max_bytes: usize) {
+        self.state.get_mut().counts.max_bytes = max_bytes;
     }
 
     /// The address of the slab that holds address `a`.
@@ -161,10 +175,17 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         a & !(SLAB - 1)
     }
 
-    /// Current counts.
+    /// Current figures.
     #[cfg_attr(
-        not(any(feature = "huge-pages", all(test, not(masstree_loom)))),
-        expect(dead_code, reason = "only `HugePageSlabs::stats` and tests read them")
+        not(any(
+            feature = "huge-pages",
+            feature = "pool",
+            all(test, not(masstree_loom))
+        )),
+        expect(
+            dead_code,
+            reason = "only the pool's and `HugePageSlabs`' stats and tests read them"
+        )
     )]
     pub(crate) fn counts(&self) -> Counts {
         self.state.lock().counts
@@ -175,7 +196,7 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         Layout::from_size_align(SLAB, SLAB).expect("valid slab layout")
     }
 
-    /// A free slot of `SLOT` bytes, aligned to `SLOT_ALIGN`.
+    /// A free slot of `SLOT` bytes, aligned to [`NODE_ALIGN`].
     pub(crate) fn take<A: Allocator>(&self, alloc: &A) -> Result<NonNull<u8>, AllocError> {
         let (mut s, slab) = self.lock_slab_with_room(alloc)?;
         // SAFETY: `slab` is a live slab head on the partial list, under the
@@ -236,8 +257,8 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             (*slab).live -= 1;
             if (*slab).live == 0 {
                 s.partial.unlink(slab);
-                if s.spare.is_null() {
-                    s.spare = slab;
+                if s.empty.0.is_null() {
+                    s.empty.push(slab);
                 } else {
                     s.counts.slabs -= 1;
                     give_back = slab;
@@ -251,52 +272,62 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         }
     }
 
-    /// Returns the spare empty slab, if one is kept.
-    pub(crate) fn trim<A: Allocator>(&self, alloc: &A) {
+    /// Adds empty slabs until at least `slots` slots are free.
+    #[cfg_attr(
+        not(feature = "pool"),
+        expect(dead_code, reason = "the pool's reserve")
+    )]
+    pub(crate) fn reserve<A: Allocator>(&self, slots: usize, alloc: &A) -> Result<(), AllocError> {
         let mut s = self.state.lock();
-        let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
-        if !spare.is_null() {
+        while s.counts.slabs * (Self::SLOTS - 1) - s.counts.slots_in_use < slots {
+            let (again, head) = self.add_slab(s, alloc)?;
+            s = again;
+            // SAFETY: a new slab, on no list; we hold the lock.
+            unsafe { s.empty.push(head) };
+        }
+        Ok(())
+    }
+
+    /// Returns every empty slab to `alloc`.
+    pub(crate) fn trim<A: Allocator>(&self, alloc: &A) {
+        loop {
+            let mut s = self.state.lock();
+            let slab = s.empty.0;
+            if slab.is_null() {
+                return;
+            }
+            // SAFETY: a member of the empty list; we hold the lock.
+            unsafe { s.empty.unlink(slab) };
             s.counts.slabs -= 1;
             drop(s);
-            // SAFETY: the spare was an empty slab we own, on no list; now
-            // nothing refers to it.
-            unsafe { Self::return_slab(spare, alloc) };
+            // SAFETY: an empty slab we own, now on no list: nothing refers to it.
+            unsafe { Self::return_slab(slab, alloc) };
         }
     }
 
-    /// Returns every slab, full, partial and spare.
+    /// Returns every slab: full, partial and empty.
     ///
     /// # Safety
     /// No slot handed out is used again (or given back).
     pub(crate) unsafe fn release_all<A: Allocator>(&mut self, alloc: &A) {
         let s = self.state.get_mut();
-        let mut all = [
-            core::mem::replace(&mut s.partial.0, ptr::null_mut()),
-            core::mem::replace(&mut s.full.0, ptr::null_mut()),
-        ];
-        // Off every list (its links are stale): returned on its own.
-        let spare = core::mem::replace(&mut s.spare, ptr::null_mut());
-        s.counts = Counts::default();
-        for head in all.iter_mut() {
-            while !head.is_null() {
-                let slab = *head;
+        s.counts.slabs = 0;
+        s.counts.slots_in_use = 0;
+        for mut slab in [s.partial.take(), s.full.take(), s.empty.take()] {
+            while !slab.is_null() {
                 // SAFETY: list members are live slabs from `alloc`; the
                 // caller guarantees no slot is used again.
                 unsafe {
-                    *head = (*slab).next;
+                    let next = (*slab).next;
                     Self::return_slab(slab, alloc);
+                    slab = next;
                 }
             }
-        }
-        if !spare.is_null() {
-            // SAFETY: as above.
-            unsafe { Self::return_slab(spare, alloc) };
         }
     }
 
     /// Takes the lock and returns it with a slab that has a free slot, on
-    /// the partial list. Lets go of the lock while `alloc` makes a new slab
-    /// and the kernel backs it.
+    /// the partial list: one with room, else an empty one, else a new one.
     fn lock_slab_with_room<A: Allocator>(
         &self,
         alloc: &A,
@@ -306,29 +337,61 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             let head = s.partial.0;
             return Ok((s, head));
         }
-        let head = if s.spare.is_null() {
-            drop(s);
-            let p = alloc.allocate(Self::slab_layout())?.cast::<u8>();
-            // Slots find their slab from their address alone (`give`).
-            let head = p.as_ptr().cast::<SlabHead>();
-            let _ = head.expose_provenance();
-            // SAFETY: a fresh slab, aligned to its size, not yet written.
-            let advised = HUGE && unsafe { advise(p.as_ptr(), SLAB, true) };
-            // SAFETY: fresh memory from `alloc`, large and aligned enough.
-            unsafe { head.write(SlabHead::empty()) };
-            s = self.state.lock();
-            s.counts.slabs += 1;
-            s.counts.advised += usize::from(advised);
-            head
+        let mut head = s.empty.0;
+        if head.is_null() {
+            (s, head) = self.add_slab(s, alloc)?;
         } else {
-            let head = core::mem::replace(&mut s.spare, ptr::null_mut());
-            // SAFETY: the spare is an empty slab we own, on no list.
-            unsafe { head.write(SlabHead::empty()) };
-            head
-        };
+            // SAFETY: a member of the empty list; we hold the lock.
+            unsafe { s.empty.unlink(head) };
+        }
         // SAFETY: `head` is an initialized slab head on no list; we hold the lock.
         unsafe { s.partial.push(head) };
         Ok((s, head))
+    }
+
+    /// Makes a new empty slab, on no list, if the cap allows and `alloc`
+    /// gives it; lets go of the lock meanwhile and returns it taken again.
+    #[cold]
+    fn add_slab<'s, A: Allocator>(
+        &'s self,
+        mut s: SpinMutexGuard<'s, State>,
+        alloc: &A,
+    ) -> Result<(SpinMutexGuard<'s, State>, *mut SlabHead), AllocError> {
+        if s.counts.slabs >= s.counts.max_bytes / SLAB {
+            return Err(AllocError);
+        }
+        // Counted before the lock is let go, so that threads adding slabs at
+        // the same time stay under the cap together.
+        s.counts.slabs += 1;
+        drop(s);
+        let made = alloc.allocate(Self::slab_layout()).map(|p| {
+            let head = p.as_ptr().cast::<SlabHead>();
+            // Slots find their slab from their address alone (`give`).
+            let _ = head.expose_provenance();
+            // SAFETY: a fresh slab, aligned to its size, not yet written.
+            let advised = HUGE && unsafe { advise(head.cast(), SLAB, true) };
+            let empty = SlabHead {
+                prev: ptr::null_mut(),
+                next: ptr::null_mut(),
+                free: ptr::null_mut(),
+                live: 0,
+                fresh: 1,
+            };
+            // SAFETY: fresh memory from `alloc`, large and aligned enough.
+            unsafe { head.write(empty) };
+            (head, advised)
+        });
+        let mut s = self.state.lock();
+        match made {
+            Ok((head, advised)) => {
+                s.counts.advised += usize::from(advised);
+                Ok((s, head))
+            }
+            Err(e) => {
+                s.counts.slabs -= 1;
+                Err(e)
+            }
+        }
     }
 
     /// Gives a slab back to `alloc`. With `HUGE`, first drops its pages and
