@@ -2,7 +2,8 @@
 //! after dropping the map: what `remove` gives back, and when.
 //!
 //! ```text
-//! cargo run --release --example memory_after_remove [N]
+//! cargo bench --bench memory_after_remove            # N = 1,000,000 (the README's table)
+//! N=100000 cargo bench --bench memory_after_remove
 //! ```
 //!
 //! A counting global allocator (requested sizes, so allocator overhead is
@@ -11,51 +12,27 @@
 //! random 8-byte keys with `u64` values, inserted in random order and
 //! removed in another; one guard per 1000 operations, dropped before each
 //! reading. Every remove must return the value inserted, and the program
-//! panics otherwise. This is a separate program from `compare.rs` because
-//! a counting global allocator would slow every allocation there.
-
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicUsize, Ordering};
+//! panics otherwise. This is a separate program from `benches/compare`
+//! because a counting global allocator would slow every allocation there.
 
 use masstree::InlineMassTree;
 use masstree::alloc_backends::seize::SeizeBackend;
 
-#[path = "common/splitmix.rs"]
-mod splitmix;
-use splitmix::SplitMix64;
+#[path = "../tests/common/alloc.rs"]
+mod alloc;
+#[path = "../tests/common/rng.rs"]
+mod rng;
+use alloc::Ledger;
+use rng::Rng;
 
-/// The system allocator, counting the bytes requested and not yet freed.
-struct Counting;
-
-static LIVE: AtomicUsize = AtomicUsize::new(0);
-
-// SAFETY: every call is forwarded to `System` unchanged; the counter is only
-// a statistic.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's guarantees, forwarded.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            // Relaxed: a statistic, read after the threads that changed it
-            // are joined (or on the same thread).
-            LIVE.fetch_add(layout.size(), Ordering::Relaxed);
-        }
-        p
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // Relaxed: as in `alloc`.
-        LIVE.fetch_sub(layout.size(), Ordering::Relaxed);
-        // SAFETY: the caller's guarantees, forwarded.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// The system allocator, counting the bytes requested and not yet freed
+/// (the tests' allocator, as a global one).
 #[global_allocator]
-static GLOBAL: Counting = Counting;
+static GLOBAL: Ledger = Ledger::new();
 
+/// Bytes requested and not yet freed by the whole program.
 fn live() -> usize {
-    // Relaxed: as in `alloc`.
-    LIVE.load(Ordering::Relaxed)
+    GLOBAL.live_bytes() as usize
 }
 
 /// The operations measured, for one map type.
@@ -211,15 +188,14 @@ fn measure<M: Map>(keys: &[[u8; 8]], load_order: &[usize], remove_order: &[usize
 }
 
 fn main() {
-    let n: usize = std::env::args()
-        .nth(1)
-        .map(|s| s.parse().expect("N: a number of keys"))
-        .unwrap_or(1_000_000);
-    let mut rng = SplitMix64(0x6d65_6d6f_7279);
+    let n: usize = std::env::var("N").map_or(1_000_000, |s| {
+        s.replace('_', "").parse().expect("N: a number of keys")
+    });
+    let mut rng = Rng::new(0x6d65_6d6f_7279);
     let mut seen = std::collections::HashSet::with_capacity(n);
     let mut keys = Vec::with_capacity(n);
     while keys.len() < n {
-        let k = rng.next();
+        let k = rng.next_u64();
         if seen.insert(k) {
             keys.push(k.to_be_bytes());
         }
