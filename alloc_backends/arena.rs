@@ -444,11 +444,12 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::alloc_backends::testing::{Counting, Tracked, key, scale};
+    use crate::alloc_backends::testing::{Tracked, key, scale};
+    use crate::test_alloc::Ledger;
     use crate::{Inline, OutOfLine, Tree};
 
-    type Values<'c, 'd> = Tree<OutOfLine<Tracked<'d>>, ArenaBackend<&'c Counting>>;
-    type Words<'c> = Tree<Inline<u64>, ArenaBackend<&'c Counting>>;
+    type Values<'c, 'd> = Tree<OutOfLine<Tracked<'d>>, ArenaBackend<&'c Ledger>>;
+    type Words<'c> = Tree<Inline<u64>, ArenaBackend<&'c Ledger>>;
 
     fn drops(d: &AtomicUsize) -> usize {
         d.load(Ordering::SeqCst)
@@ -457,7 +458,7 @@ mod tests {
     /// All the allocator's memory is chunks, and dropping returns it all.
     #[test]
     fn drop_returns_every_chunk() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let d = AtomicUsize::new(0);
         let n = scale(3000) as u64;
         {
@@ -473,8 +474,8 @@ mod tests {
             }
             let s = t.backend().stats();
             assert!(s.chunks > 1, "{s:?}");
-            assert_eq!(c.allocs() as usize, s.chunks);
-            assert_eq!(c.bytes() as usize, s.bytes_reserved);
+            assert_eq!(c.live_allocs() as usize, s.chunks);
+            assert_eq!(c.live_bytes() as usize, s.bytes_reserved);
             assert!(s.bytes_used <= s.bytes_reserved);
             t.clear();
             {
@@ -492,7 +493,7 @@ mod tests {
     /// value stays readable until then) or drop; each value drops once.
     #[test]
     fn values_dropped_exactly_once() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let d = AtomicUsize::new(0);
         let n = scale(1000) as u64;
         let mut t = Values::new_in(ArenaBackend::new_in(&c));
@@ -535,7 +536,7 @@ mod tests {
     /// Values without a destructor get no header and never wait.
     #[test]
     fn plain_values_need_no_header() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let b = ArenaBackend::new_in(&c);
         let before = b.stats().bytes_used;
         let p = b.alloc_value(7u64).unwrap();
@@ -561,7 +562,7 @@ mod tests {
         #[derive(Debug)]
         #[repr(align(256))]
         struct Wide(u8);
-        let c = Counting::new();
+        let c = Ledger::new();
         let b = ArenaBackend::with_capacity_in(1000, &c).unwrap();
         let s = b.stats();
         assert_eq!((s.chunks, s.bytes_reserved, s.bytes_used), (1, 1016, 0));
@@ -585,7 +586,7 @@ mod tests {
         assert_eq!(w.as_ptr().addr() % 256, 0);
         // SAFETY: a live value of ours.
         assert_eq!(unsafe { w.as_ref() }.0, 1);
-        assert_eq!(c.allocs() as usize, b.stats().chunks);
+        assert_eq!(c.live_allocs() as usize, b.stats().chunks);
         drop(b);
         c.assert_empty();
     }
@@ -594,14 +595,14 @@ mod tests {
     /// refuses everything, allocation fails cleanly.
     #[test]
     fn smaller_chunks_when_allocator_refuses() {
-        let c = Counting::new();
-        c.fail_above.store(5000, Ordering::SeqCst);
+        let c = Ledger::new();
+        c.fail_above(5000);
         let b = ArenaBackend::new_in(&c);
         let got: Vec<_> = (0..40).map(|_| b.alloc_leaf().unwrap()).collect();
         let s = b.stats();
         assert!(s.chunks >= 3, "{s:?}");
         assert!(s.bytes_reserved >= got.len() * size_of::<Leaf>());
-        c.fail_above.store(0, Ordering::SeqCst);
+        c.fail_above(0);
         while b.alloc_leaf().is_ok() {}
         // Larger than what is left of the last chunk.
         assert!(b.alloc_value([0u8; 1000]).is_err());
@@ -614,7 +615,7 @@ mod tests {
     /// size (through `reserve_nodes`): no chunk tail is wasted.
     #[test]
     fn bulk_load_fills_one_chunk() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let n = scale(100_000) as u64;
         let t: Words<'_> = Tree::from_sorted_in(
             ArenaBackend::new_in(&c),
@@ -646,7 +647,7 @@ mod tests {
     #[test]
     fn concurrent_inserts_and_gets() {
         const THREADS: u64 = 4;
-        let c = Counting::new();
+        let c = Ledger::new();
         let per = scale(3000) as u64;
         let t = Words::new_in(ArenaBackend::new_in(&c));
         std::thread::scope(|sc| {
@@ -673,7 +674,7 @@ mod tests {
                 assert_eq!(t.get(&key(i), &g), Some(i));
             }
         }
-        assert_eq!(c.allocs() as usize, t.backend().stats().chunks);
+        assert_eq!(c.live_allocs() as usize, t.backend().stats().chunks);
         drop(t);
         c.assert_empty();
     }

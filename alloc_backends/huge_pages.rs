@@ -215,48 +215,8 @@ impl<A: Allocator> Drop for HugePageSlabs<A> {
 mod tests {
     use super::*;
     use crate::backend::{Internode, Leaf};
-    use core::sync::atomic::{AtomicBool, AtomicIsize, Ordering};
+    use crate::test_alloc::Ledger;
     use std::vec::Vec;
-
-    /// The global allocator, counting live blocks and able to refuse.
-    #[derive(Default)]
-    struct Inner {
-        live: AtomicIsize,
-        refuse: AtomicBool,
-    }
-
-    // SAFETY: forwards to `Global`.
-    unsafe impl Allocator for &Inner {
-        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            // Relaxed (both): test counters, read after the threads are joined.
-            if self.refuse.load(Ordering::Relaxed) {
-                return Err(AllocError);
-            }
-            self.live.fetch_add(1, Ordering::Relaxed);
-            Global.allocate(layout)
-        }
-        unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-            // Relaxed: as above.
-            self.live.fetch_sub(1, Ordering::Relaxed);
-            // SAFETY: the caller's guarantees; the block came from `Global`.
-            unsafe { Global.deallocate(ptr, layout) }
-        }
-    }
-
-    impl Inner {
-        /// Live blocks from `Global`.
-        fn live(&self) -> isize {
-            // Relaxed: a test counter, read by the thread that made the
-            // calls (or after the threads that did are joined).
-            self.live.load(Ordering::Relaxed)
-        }
-
-        /// Makes the inner allocator refuse (or serve again).
-        fn refuse(&self, refuse: bool) {
-            // Relaxed: read by `allocate` on this same thread.
-            self.refuse.store(refuse, Ordering::Relaxed);
-        }
-    }
 
     fn leaf() -> Layout {
         Layout::new::<Leaf>()
@@ -267,7 +227,7 @@ mod tests {
     }
 
     /// `n` leaf-sized slots.
-    fn take(slabs: &HugePageSlabs<&Inner>, n: usize) -> Vec<NonNull<u8>> {
+    fn take(slabs: &HugePageSlabs<&Ledger>, n: usize) -> Vec<NonNull<u8>> {
         (0..n)
             .map(|_| slabs.allocate(leaf()).unwrap().cast())
             .collect()
@@ -278,7 +238,7 @@ mod tests {
     /// # Safety
     /// Each of `ps` is a slot of `slabs`, taken with [`leaf`]'s layout and
     /// not yet freed.
-    unsafe fn give_back(slabs: &HugePageSlabs<&Inner>, ps: &[NonNull<u8>]) {
+    unsafe fn give_back(slabs: &HugePageSlabs<&Ledger>, ps: &[NonNull<u8>]) {
         for &p in ps {
             // SAFETY: the caller's guarantees.
             unsafe { slabs.deallocate(p, leaf()) };
@@ -287,7 +247,7 @@ mod tests {
 
     #[test]
     fn nodes_share_a_slab_and_it_goes_back() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         let ps = take(&slabs, 100);
         let internode = slabs
@@ -310,7 +270,7 @@ mod tests {
             (st.slabs, st.slab_bytes, st.slots_in_use),
             (1, SLAB_BYTES, 101)
         );
-        assert_eq!(inner.live(), 1);
+        assert_eq!(inner.live_allocs(), 1);
         // SAFETY: allocated above with these layouts.
         unsafe {
             give_back(&slabs, &ps);
@@ -328,12 +288,12 @@ mod tests {
         unsafe { slabs.deallocate(again, leaf()) };
         slabs.trim();
         assert_eq!(slabs.stats().slabs, 0);
-        assert_eq!(inner.live(), 0);
+        assert_eq!(inner.live_allocs(), 0);
     }
 
     #[test]
     fn full_slabs_fill_again_and_empty_ones_are_returned() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         let per = Core::SLOTS - 1;
         let ps = take(&slabs, per + 1);
@@ -353,14 +313,14 @@ mod tests {
         // SAFETY: as above (`ps[7]` was handed out again).
         unsafe { give_back(&slabs, &ps) };
         assert_eq!(slabs.stats().slabs, 1);
-        assert_eq!(inner.live(), 1);
+        assert_eq!(inner.live_allocs(), 1);
         drop(slabs);
-        assert_eq!(inner.live(), 0);
+        assert_eq!(inner.live_allocs(), 0);
     }
 
     #[test]
     fn other_requests_pass_through() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         for l in [
             Layout::from_size_align(24, 8).unwrap(),
@@ -369,16 +329,16 @@ mod tests {
         ] {
             let p = slabs.allocate(l).unwrap();
             assert_eq!(slabs.stats().slabs, 0, "{l:?} went to a slab");
-            assert_eq!(inner.live(), 1);
+            assert_eq!(inner.live_allocs(), 1);
             // SAFETY: allocated above with this layout.
             unsafe { slabs.deallocate(p.cast(), l) };
-            assert_eq!(inner.live(), 0);
+            assert_eq!(inner.live_allocs(), 0);
         }
     }
 
     #[test]
     fn sizes_between_asked_and_given_free_to_the_slot() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         let small = Layout::from_size_align(100, 64).unwrap();
         let full = Layout::from_size_align(SLOT_BYTES, 64).unwrap();
@@ -406,7 +366,7 @@ mod tests {
     /// and spare.
     #[test]
     fn drop_returns_full_partial_and_spare_slabs() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         let per = Core::SLOTS - 1;
         let ps = take(&slabs, 2 * per + 5);
@@ -416,14 +376,14 @@ mod tests {
         unsafe { give_back(&slabs, &ps[per..2 * per]) };
         let st = slabs.stats();
         assert_eq!((st.slabs, st.slots_in_use), (3, per + 5));
-        assert_eq!(inner.live(), 3);
+        assert_eq!(inner.live_allocs(), 3);
         drop(slabs);
-        assert_eq!(inner.live(), 0);
+        assert_eq!(inner.live_allocs(), 0);
     }
 
     #[test]
     fn a_refused_slab_is_an_error() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         inner.refuse(true);
         assert!(slabs.allocate(leaf()).is_err());
@@ -439,7 +399,7 @@ mod tests {
     ///
     /// # Safety
     /// `p` is a slot of `slabs`, held by thread `t`, that it marked.
-    unsafe fn check_and_free(slabs: &HugePageSlabs<&Inner>, p: NonNull<u8>, t: u64) {
+    unsafe fn check_and_free(slabs: &HugePageSlabs<&Ledger>, p: NonNull<u8>, t: u64) {
         let w = p.cast::<u64>().as_ptr();
         // SAFETY: the caller's guarantees: the slot is ours and was written.
         unsafe {
@@ -459,7 +419,7 @@ mod tests {
     /// mark.
     #[test]
     fn threads_never_share_a_slot() {
-        let inner = Inner::default();
+        let inner = Ledger::new();
         let slabs = HugePageSlabs::new_in(&inner);
         let rounds = if cfg!(miri) { 50 } else { 20_000 };
         std::thread::scope(|s| {
@@ -496,6 +456,6 @@ mod tests {
         assert_eq!(slabs.stats().slots_in_use, 0);
         assert!(slabs.stats().slabs <= 1, "only the spare is left");
         drop(slabs);
-        assert_eq!(inner.live(), 0);
+        assert_eq!(inner.live_allocs(), 0);
     }
 }

@@ -265,64 +265,11 @@ mod limbo {
 /// Helpers shared by the tests of the no_std backends.
 #[cfg(all(test, not(masstree_loom), any(feature = "pool", feature = "arena")))]
 mod testing {
-    use core::alloc::Layout;
-    use core::ptr::NonNull;
-    use core::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
-
-    use allocator_api2::alloc::{AllocError, Allocator, Global};
+    use core::sync::atomic::{AtomicUsize, Ordering};
 
     /// Scales a test size down under Miri.
     pub(crate) fn scale(n: usize) -> usize {
         if cfg!(miri) { (n / 20).max(8) } else { n }
-    }
-
-    /// An allocator on `Global` that counts live allocations and bytes, and
-    /// fails requests above `fail_above` bytes.
-    pub(crate) struct Counting {
-        pub(crate) allocs: AtomicIsize,
-        pub(crate) bytes: AtomicIsize,
-        pub(crate) fail_above: AtomicUsize,
-    }
-
-    impl Counting {
-        pub(crate) fn new() -> Self {
-            Counting {
-                allocs: AtomicIsize::new(0),
-                bytes: AtomicIsize::new(0),
-                fail_above: AtomicUsize::new(usize::MAX),
-            }
-        }
-        pub(crate) fn allocs(&self) -> isize {
-            self.allocs.load(Ordering::SeqCst)
-        }
-        pub(crate) fn bytes(&self) -> isize {
-            self.bytes.load(Ordering::SeqCst)
-        }
-        /// Nothing is left allocated.
-        pub(crate) fn assert_empty(&self) {
-            assert_eq!((self.allocs(), self.bytes()), (0, 0), "allocations left");
-        }
-    }
-
-    // SAFETY: forwards to `Global`.
-    unsafe impl Allocator for Counting {
-        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            if layout.size() > self.fail_above.load(Ordering::SeqCst) {
-                return Err(AllocError);
-            }
-            let p = Global.allocate(layout)?;
-            self.allocs.fetch_add(1, Ordering::SeqCst);
-            self.bytes
-                .fetch_add(layout.size() as isize, Ordering::SeqCst);
-            Ok(p)
-        }
-        unsafe fn deallocate(&self, p: NonNull<u8>, layout: Layout) {
-            self.allocs.fetch_sub(1, Ordering::SeqCst);
-            self.bytes
-                .fetch_sub(layout.size() as isize, Ordering::SeqCst);
-            // SAFETY: allocated by `allocate` above with `layout`.
-            unsafe { Global.deallocate(p, layout) }
-        }
     }
 
     /// A value that counts its drops and checks it was not dropped twice.

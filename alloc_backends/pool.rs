@@ -447,13 +447,14 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::alloc_backends::testing::{Counting, Tracked, key, scale};
+    use crate::alloc_backends::testing::{Tracked, key, scale};
+    use crate::test_alloc::Ledger;
     use crate::{Inline, OutOfLine, Tree};
 
-    type Values<'c, 'd> = Tree<OutOfLine<Tracked<'d>>, PoolBackend<&'c Counting>>;
-    type Words<'c> = Tree<Inline<u64>, PoolBackend<&'c Counting>>;
+    type Values<'c, 'd> = Tree<OutOfLine<Tracked<'d>>, PoolBackend<&'c Ledger>>;
+    type Words<'c> = Tree<Inline<u64>, PoolBackend<&'c Ledger>>;
 
-    fn stats<S: crate::ValueStorage>(t: &Tree<S, PoolBackend<&Counting>>) -> PoolStats {
+    fn stats<S: crate::ValueStorage>(t: &Tree<S, PoolBackend<&Ledger>>) -> PoolStats {
         let s = t.backend().stats();
         assert_eq!(
             s.slots,
@@ -482,7 +483,7 @@ mod tests {
     /// and suffix record to the allocator and every node slot to the free list.
     #[test]
     fn reclaim_returns_retired_memory() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let d = AtomicUsize::new(0);
         let n = scale(3000) as u64;
         let mut t = Values::new_in(PoolBackend::new_in(&c));
@@ -511,8 +512,8 @@ mod tests {
         assert_eq!((s.retired_records, s.retired_nodes), (0, 0));
         // What is left: the slabs holding the empty root leaf and a chain of
         // key-less internodes; no empty slab.
-        assert_eq!(c.allocs() as usize, s.slabs);
-        assert_eq!(c.bytes() as usize, s.slab_bytes);
+        assert_eq!(c.live_allocs() as usize, s.slabs);
+        assert_eq!(c.live_bytes() as usize, s.slab_bytes);
         assert!(s.slots_in_use() < 8, "{s:?}");
         assert!(s.slabs <= s.slots_in_use(), "an empty slab kept: {s:?}");
         drop(t);
@@ -523,7 +524,7 @@ mod tests {
     /// and drops every value once.
     #[test]
     fn drop_returns_everything() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let d = AtomicUsize::new(0);
         let n = scale(2000) as u64;
         {
@@ -538,7 +539,7 @@ mod tests {
             for i in (0..n).step_by(2) {
                 t.remove(&key(i), &g);
             }
-            assert!(c.allocs() > 0);
+            assert!(c.live_allocs() > 0);
         }
         assert_eq!(drops(&d) as u64, n + n.div_ceil(3));
         c.assert_empty();
@@ -547,7 +548,7 @@ mod tests {
     /// Removed nodes are reused after `reclaim`: a second fill needs no new slab.
     #[test]
     fn slots_reused_after_remove_and_reclaim() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let n = scale(5000) as u64;
         let mut t = Words::new_in(PoolBackend::new_in(&c));
         let fill = |t: &Words| {
@@ -601,7 +602,7 @@ mod tests {
     /// fits, the whole budget is usable, and freed slots serve either kind.
     #[test]
     fn cap_fails_allocation() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let cap = 2 * SLAB_BYTES + SLAB_BYTES / 2;
         let b = PoolBackend::new_in(&c).with_max_slab_bytes(cap);
         let mut leaves = Vec::new();
@@ -632,7 +633,7 @@ mod tests {
         }
         let s = b.stats();
         assert_eq!((s.leaves, s.internodes, s.free_slots), (0, 0, s.slots));
-        assert_eq!(c.allocs() as usize, s.slabs);
+        assert_eq!(c.live_allocs() as usize, s.slabs);
         drop(b);
         c.assert_empty();
     }
@@ -641,7 +642,7 @@ mod tests {
     /// reclaimed; a cap below it keeps it.
     #[test]
     fn with_capacity_and_reserve() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let mut b = PoolBackend::with_capacity_in(100, 10, &c).unwrap();
         let s = b.stats();
         assert_eq!((s.slabs, s.slots, s.free_slots), (3, 150, 150));
@@ -667,14 +668,14 @@ mod tests {
     /// A slab the allocator refuses is an error; the pool stays usable.
     #[test]
     fn a_refused_slab_is_an_error() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let b = PoolBackend::new_in(&c);
         let mut got: Vec<_> = (0..PER_SLAB).map(|_| b.alloc_leaf().unwrap()).collect();
-        c.fail_above.store(0, Ordering::SeqCst);
+        c.fail_above(0);
         assert!(b.alloc_leaf().is_err());
         assert!(b.alloc_value(1u8).is_err());
         assert_eq!((b.stats().slabs, b.stats().leaves), (1, PER_SLAB));
-        c.fail_above.store(usize::MAX, Ordering::SeqCst);
+        c.fail_above(usize::MAX);
         got.push(b.alloc_leaf().unwrap());
         assert_eq!(b.stats().slabs, 2);
         for p in got {
@@ -689,13 +690,13 @@ mod tests {
     /// `reclaim`, every one of them: none is kept empty.
     #[test]
     fn reclaim_returns_empty_slabs() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let mut b = PoolBackend::new_in(&c);
         let leaves: Vec<_> = (0..2 * PER_SLAB).map(|_| b.alloc_leaf().unwrap()).collect();
         let nodes: Vec<_> = (0..PER_SLAB)
             .map(|_| b.alloc_internode().unwrap())
             .collect();
-        assert_eq!(c.allocs(), 3);
+        assert_eq!(c.live_allocs(), 3);
         {
             let g = b.guard();
             // SAFETY: never published, so unreachable; each retired once.
@@ -724,7 +725,7 @@ mod tests {
     /// the nodes that stay: a few slabs, not the slabs of the full tree.
     #[test]
     fn remove_all_and_reclaim_gives_slabs_back() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let n = scale(100_000) as u64;
         let mut t = Words::new_in(PoolBackend::new_in(&c));
         {
@@ -743,7 +744,7 @@ mod tests {
         }
         t.reclaim();
         let s = stats(&t);
-        assert_eq!(c.bytes() as usize, s.slab_bytes, "only slabs are held");
+        assert_eq!(c.live_bytes() as usize, s.slab_bytes, "only slabs are held");
         assert!(s.slabs <= s.slots_in_use() && s.slots_in_use() < 8, "{s:?}");
         drop(t);
         c.assert_empty();
@@ -753,7 +754,7 @@ mod tests {
     /// `reclaim` (and readable until then), the rest at `clear` and drop.
     #[test]
     fn values_dropped_exactly_once() {
-        let c = Counting::new();
+        let c = Ledger::new();
         let d = AtomicUsize::new(0);
         let n = scale(1000) as u64;
         let mut t = Values::new_in(PoolBackend::new_in(&c));
@@ -812,7 +813,7 @@ mod tests {
     #[test]
     fn concurrent_inserts_and_gets() {
         const THREADS: u64 = 4;
-        let c = Counting::new();
+        let c = Ledger::new();
         let d = AtomicUsize::new(0);
         let per = scale(2000) as u64;
         let mut t = Values::new_in(PoolBackend::new_in(&c));

@@ -408,45 +408,12 @@ impl<A: Allocator> core::fmt::Debug for SeizeBackend<A> {
 mod tests {
     use super::*;
     use crate::InlineMassTree;
-    use std::sync::Mutex;
+    use crate::test_alloc::Ledger;
     use std::vec::Vec;
 
-    /// The global allocator, keeping the live blocks' addresses and layouts.
-    #[derive(Default)]
-    struct Tracking(Mutex<Vec<(usize, Layout)>>);
-
-    impl Tracking {
-        /// Live blocks with this layout.
-        fn live(&self, l: Layout) -> Vec<usize> {
-            let v = self.0.lock().unwrap();
-            v.iter().filter(|b| b.1 == l).map(|b| b.0).collect()
-        }
-        fn slab() -> Layout {
-            Layout::from_size_align(INTERNODE_SLAB, INTERNODE_SLAB).unwrap()
-        }
-    }
-
-    // SAFETY: forwards to `Global`.
-    unsafe impl Allocator for &Tracking {
-        fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-            let p = Global.allocate(layout)?;
-            self.0
-                .lock()
-                .unwrap()
-                .push((p.cast::<u8>().as_ptr().addr(), layout));
-            Ok(p)
-        }
-        unsafe fn deallocate(&self, p: NonNull<u8>, layout: Layout) {
-            let mut v = self.0.lock().unwrap();
-            let i = v
-                .iter()
-                .position(|&b| b == (p.as_ptr().addr(), layout))
-                .expect("freed with the address and layout it was allocated with");
-            v.swap_remove(i);
-            drop(v);
-            // SAFETY: the caller's guarantees; the block came from `Global`.
-            unsafe { Global.deallocate(p, layout) }
-        }
+    /// The layout of an internode slab.
+    fn slab() -> Layout {
+        Layout::from_size_align(INTERNODE_SLAB, INTERNODE_SLAB).unwrap()
     }
 
     /// Internodes fill one-page slabs of their own, which no leaf shares;
@@ -454,7 +421,7 @@ mod tests {
     /// slabs emptied by retirement.
     #[test]
     fn internodes_fill_pages_of_their_own() {
-        let t = Tracking::default();
+        let t = Ledger::with_log();
         let mut b = SeizeBackend::new_in(&t);
         let per = InternodeSlabs::SLOTS - 1;
         let mut nodes = Vec::new();
@@ -463,7 +430,7 @@ mod tests {
             nodes.push(b.alloc_internode().unwrap());
             leaves.push(b.alloc_leaf().unwrap());
         }
-        let slabs = t.live(Tracking::slab());
+        let slabs = t.live_blocks(slab());
         assert_eq!(slabs.len(), 3, "{per} internodes to a slab");
         let c = b.home().internodes.counts();
         assert_eq!((c.slabs, c.slots_in_use), (3, 2 * per + 3));
@@ -491,7 +458,7 @@ mod tests {
                 b.free_internode(n);
             }
         }
-        assert_eq!(t.live(Tracking::slab()).len(), 3);
+        assert_eq!(t.live_blocks(slab()).len(), 3);
         {
             let g = b.guard();
             // Empty the second by retirement: it goes back once reclaimed.
@@ -504,9 +471,9 @@ mod tests {
         assert_eq!(b.home().internodes.counts().slots_in_use, per + 3);
         b.reclaim();
         // Reclaiming also returns the spare.
-        assert_eq!(t.live(Tracking::slab()).len(), 1);
+        assert_eq!(t.live_blocks(slab()).len(), 1);
         assert_eq!(b.home().internodes.counts().slots_in_use, 3);
-        assert_eq!(t.live(Layout::new::<Leaf>()).len(), 0);
+        assert_eq!(t.live_blocks(Layout::new::<Leaf>()).len(), 0);
         // SAFETY: allocated above, never published.
         unsafe {
             for &n in &nodes[2 * per..] {
@@ -514,14 +481,14 @@ mod tests {
             }
         }
         drop(b);
-        assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
+        t.assert_empty();
     }
 
     /// Internodes and leaves still waiting in a retirement batch when the
     /// backend drops go back before their slabs and the allocator do.
     #[test]
     fn pending_retirements_are_freed_at_drop() {
-        let t = Tracking::default();
+        let t = Ledger::with_log();
         let b = SeizeBackend::new_in(&t);
         let nodes: Vec<_> = (0..20).map(|_| b.alloc_internode().unwrap()).collect();
         let leaf = b.alloc_leaf().unwrap();
@@ -537,7 +504,7 @@ mod tests {
         }
         assert_eq!(b.home().internodes.counts().slots_in_use, 20);
         drop(b);
-        assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
+        t.assert_empty();
     }
 
     /// A tree's internodes come from the slabs; removing every key gives
@@ -545,18 +512,18 @@ mod tests {
     /// all of its memory goes back when the tree drops.
     #[test]
     fn a_tree_uses_internode_slabs_and_gives_everything_back() {
-        let t = Tracking::default();
+        let t = Ledger::with_log();
         {
-            let mut tree: InlineMassTree<u64, SeizeBackend<&Tracking>> =
+            let mut tree: InlineMassTree<u64, SeizeBackend<&Ledger>> =
                 InlineMassTree::new_in(SeizeBackend::new_in(&t));
             let g = tree.guard();
             for i in 0..3_000u64 {
                 tree.insert(&i.wrapping_mul(0x9e37_79b9_7f4a_7c15).to_be_bytes(), i, &g);
             }
-            let slabs = t.live(Tracking::slab()).len();
+            let slabs = t.live_blocks(slab()).len();
             assert!(slabs >= 1, "internodes came from elsewhere");
             assert_eq!(
-                t.live(Layout::new::<Internode>()).len(),
+                t.live_blocks(Layout::new::<Internode>()).len(),
                 0,
                 "an internode from the allocator directly"
             );
@@ -574,12 +541,12 @@ mod tests {
             tree.reclaim();
             let left = tree.backend().home().internodes.counts();
             assert!(left.slots_in_use <= 3, "{left:?} of {full} internodes left");
-            assert_eq!(t.live(Tracking::slab()).len(), left.slabs);
+            assert_eq!(t.live_blocks(slab()).len(), left.slabs);
             assert!(
                 left.slabs <= left.slots_in_use,
                 "{left:?}: an empty slab kept"
             );
         }
-        assert!(t.0.lock().unwrap().is_empty(), "nothing left after drop");
+        t.assert_empty();
     }
 }
