@@ -95,13 +95,6 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
     {
         let tree = Tree::<S, A>::new_in(self.backend);
         let raw = tree.raw();
-        let mut load = Load {
-            raw,
-            free_word: S::free::<A>,
-            layers: Vec::new(),
-            fill: self.fill,
-            len: 0,
-        };
         let iter = iter.into_iter();
         // Node count for the keys the input promises, if they do not share
         // slices: full leaves, and internodes of IWIDTH + 1 children above.
@@ -113,14 +106,23 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
             internodes += level;
         }
         raw.alloc.reserve_nodes(leaves, internodes);
+        let mut load = Closing {
+            load: Load {
+                raw,
+                free_word: S::free::<A>,
+                layers: Vec::new(),
+                fill: self.fill,
+                len: 0,
+            },
+            prev: None,
+            open: true,
+        };
         let mut result = Ok(());
         let mut count = 0;
-        // The previous key, kept as given (no copy).
-        let mut prev: Option<K> = None;
         for (position, (owned, value)) in iter.enumerate() {
             count = position + 1;
             let key = owned.as_ref();
-            let last = prev.as_ref().map_or(&[][..], AsRef::as_ref);
+            let last = load.prev.as_ref().map_or(&[][..], AsRef::as_ref);
             // The common prefix with the previous key orders the two keys
             // and tells which layers the new key stays inside.
             let lcp = common_prefix(key, last);
@@ -133,24 +135,50 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
                 result = Err(BulkLoadError::OutOfMemory { position });
                 break;
             };
-            if load.push(last, key, lcp, word).is_err() {
+            if load.load.push(last, key, lcp, word).is_err() {
                 result = Err(BulkLoadError::OutOfMemory { position });
                 break;
             }
-            prev = Some(owned);
+            load.prev = Some(owned);
         }
-        // Close every open layer, success or not: the tree is then valid,
-        // and on error dropping it frees everything exactly once.
-        let (root, closed) = load.finish(prev.as_ref().map_or(&[][..], AsRef::as_ref));
-        // Relaxed: the tree is private until returned.
-        raw.root.store(root, Ordering::Relaxed);
-        raw.len.set(load.len);
-        if result.is_ok() && closed.is_err() {
+        if result.is_ok() && load.close().is_err() {
             result = Err(BulkLoadError::OutOfMemory {
                 position: count.saturating_sub(1),
             });
         }
+        drop(load);
         result.map(|()| tree)
+    }
+}
+
+/// A load in progress and the last key it took (kept as given, no copy).
+/// Closing it (at the end, on an error, or while a panic from the input
+/// unwinds) closes every open layer: the tree is then valid, and dropping it
+/// frees everything exactly once.
+struct Closing<'t, A: NodeAllocatorGeneric, K: AsRef<[u8]>> {
+    load: Load<'t, A>,
+    prev: Option<K>,
+    open: bool,
+}
+
+impl<A: NodeAllocatorGeneric, K: AsRef<[u8]>> Closing<'_, A, K> {
+    fn close(&mut self) -> Result<(), Failed> {
+        if !core::mem::replace(&mut self.open, false) {
+            return Ok(());
+        }
+        let (root, closed) = self
+            .load
+            .finish(self.prev.as_ref().map_or(&[][..], AsRef::as_ref));
+        // Relaxed: the tree is private until returned.
+        self.load.raw.root.store(root, Ordering::Relaxed);
+        self.load.raw.len.set(self.load.len);
+        closed
+    }
+}
+
+impl<A: NodeAllocatorGeneric, K: AsRef<[u8]>> Drop for Closing<'_, A, K> {
+    fn drop(&mut self) {
+        let _ = self.close();
     }
 }
 
@@ -349,7 +377,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         // SAFETY: the entry was never published; it is ours alone.
         unsafe {
             match e.keylenx {
-                LAYER => self.raw.free_layer(e.word.cast(), self.free_word),
+                LAYER => self.raw.free_subtree(e.word.cast(), self.free_word),
                 KSUF => {
                     let s = e.word.cast::<Suffix>();
                     (self.free_word)(&self.raw.alloc, (*s).value());
@@ -473,7 +501,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                     // lost, and the load reports the failure).
                     // SAFETY: a finished private subtree nobody links to
                     // (the leaf list is not followed when a tree is freed).
-                    unsafe { self.raw.free_layer(node, self.free_word) };
+                    unsafe { self.raw.free_subtree(node, self.free_word) };
                     return Err(Failed);
                 };
                 // SAFETY: fresh memory, private.

@@ -11,6 +11,7 @@ use core::fmt;
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::insert::Inserted;
+use crate::locate::holding_lock;
 use crate::tree::Tree;
 use crate::update::{Change, CompareExchangeError, Exchanged};
 use crate::value::ValueStorage;
@@ -249,7 +250,8 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
         let cur_ref = || cur.map(|w| unsafe { S::as_ref(w) });
         let into_word =
             |value| S::into_word(&raw.alloc, value).map_err(|v| AllocFailed { value: Some(v) });
-        match (f(cur_ref()), cur) {
+        let change = holding_lock(core::ptr::from_ref(raw).cast(), || f(cur_ref()));
+        match (change, cur) {
             (Change::Keep, _) | (Change::Remove, None) => Ok((cur_ref(), None)),
             (Change::Set(v), Some(_)) => {
                 let word = into_word(v)?;

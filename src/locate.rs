@@ -2,6 +2,8 @@
 //! [`Located`] place that insert ([`RawTree::add`], [`RawTree::replace`]),
 //! remove ([`RawTree::remove_at`]) and the atomic updates work on.
 
+use core::ptr;
+
 use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::key::Key;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
@@ -11,6 +13,52 @@ use crate::permuter::Permuter;
 use crate::raw::RawTree;
 use crate::suffix::Suffix;
 use crate::sync::spin_loop;
+
+/// Runs user code (an `update` or `get_or_insert_with` closure) while this
+/// thread holds a leaf lock of the tree at `tree`. In debug builds with
+/// `std`, a write to that tree from inside `f` (which would wait for that
+/// lock forever) panics instead; see [`check_reentry`].
+pub(crate) fn holding_lock<R>(tree: *const (), f: impl FnOnce() -> R) -> R {
+    #[cfg(all(debug_assertions, feature = "std"))]
+    {
+        struct Restore(usize);
+        impl Drop for Restore {
+            fn drop(&mut self) {
+                HOLDING.with(|h| h.set(self.0));
+            }
+        }
+        let _restore = Restore(HOLDING.with(|h| h.replace(tree.addr())));
+        f()
+    }
+    #[cfg(not(all(debug_assertions, feature = "std")))]
+    {
+        let _ = tree;
+        f()
+    }
+}
+
+#[cfg(all(debug_assertions, feature = "std"))]
+std::thread_local! {
+    /// The address of the tree whose leaf lock this thread holds while user
+    /// code runs (0: none).
+    static HOLDING: core::cell::Cell<usize> = const { core::cell::Cell::new(0) };
+}
+
+/// Panics (debug builds with `std`) if this thread is inside user code that
+/// holds a leaf lock of the tree at `tree`: the write would deadlock.
+#[inline]
+#[track_caller]
+pub(crate) fn check_reentry(tree: *const ()) {
+    #[cfg(all(debug_assertions, feature = "std"))]
+    assert!(
+        HOLDING.with(|h| h.get()) != tree.addr(),
+        "masstree: write to a tree from inside its own `update` or `get_or_insert_with` \
+         closure, which holds a leaf lock the write would wait for forever; \
+         write after the closure returns"
+    );
+    #[cfg(not(all(debug_assertions, feature = "std")))]
+    let _ = tree;
+}
 
 /// A key's place in its leaf, with the leaf locked.
 pub(crate) struct Located<'a> {
@@ -78,6 +126,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         make_layers: bool,
         guard: &A::Guard<'_>,
     ) -> Result<Option<Located<'a>>, AllocError> {
+        check_reentry(ptr::from_ref(self).cast());
         'top: loop {
             let mut key = Key::new(full);
             let mut root = if make_layers {

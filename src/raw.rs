@@ -11,7 +11,7 @@ use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::counter::StripedCounter;
 use crate::internode::Internode;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
-use crate::node::{NodeBase, layer_root, version};
+use crate::node::{NodeBase, layer_root, parent_link, parent_of, version};
 use crate::nodeversion::ROOT;
 use crate::suffix::Suffix;
 use crate::sync::{AtomicPtr, Ordering};
@@ -107,48 +107,114 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     }
 
     /// Frees every node, suffix record and value. Only with exclusive access.
+    /// The tree is empty from the start: if a value's destructor panics, the
+    /// rest is still freed while the panic unwinds (see [`Teardown`]).
     ///
     /// # Safety
     /// No other thread may use the tree; `free_word` must match the value storage.
     pub(crate) unsafe fn free_all(&mut self, free_word: FreeWord<A>) {
         // Relaxed (both): `&mut self` means no other thread is left to order with.
         let root = self.root.swap(ptr::null_mut(), Ordering::Relaxed);
+        self.len.set(0);
         if !root.is_null() {
             // SAFETY: exclusive access; the root leads to every node exactly once.
-            unsafe { self.free_layer(layer_root(root), free_word) };
+            unsafe { self.free_subtree(layer_root(root), free_word) };
         }
-        self.len.set(0);
     }
 
-    /// Frees a subtree (recursing into lower layers).
+    /// Frees the subtree rooted at `n` and every layer below it.
     ///
     /// # Safety
     /// As [`Self::free_all`]; `n` is the root of an unreachable subtree.
-    pub(crate) unsafe fn free_layer(&self, n: *mut NodeBase, free_word: FreeWord<A>) {
-        // SAFETY: exclusive access, every node visited once.
+    pub(crate) unsafe fn free_subtree(&self, n: *mut NodeBase, free_word: FreeWord<A>) {
+        let mut t = Teardown {
+            tree: self,
+            free_word,
+            todo: ptr::null_mut(),
+        };
+        // SAFETY: the caller's guarantees.
         unsafe {
-            if version(n).load().is_leaf() {
-                let leaf = &*n.cast::<Leaf>();
-                for slot in leaf.permutation.load().iter() {
-                    let word = leaf.value(slot);
-                    match slot_kind(leaf.keylenx(slot)) {
-                        SlotKind::Value => free_word(&self.alloc, word),
-                        SlotKind::Suffix => {
-                            let s = Leaf::suffix_of(word);
-                            free_word(&self.alloc, (*s).value());
-                            self.alloc.free_suffix(NonNull::new_unchecked(s));
-                        }
-                        SlotKind::Layer => self.free_layer(layer_root(word.cast()), free_word),
-                    }
-                }
-                self.alloc.free_leaf(NonNull::new_unchecked(n.cast()));
-            } else {
-                let inode = &*n.cast::<Internode>();
-                for i in 0..=inode.nkeys() {
-                    self.free_layer(inode.child(i), free_word);
-                }
-                self.alloc.free_internode(NonNull::new_unchecked(n.cast()));
+            t.push(n);
+            t.run();
+        }
+    }
+}
+
+/// The nodes of an unreachable subtree still to be freed, linked through
+/// their parent links (which nobody reads any more): a work list that needs
+/// no memory, so a teardown does not recurse per layer or per level and
+/// cannot run out of stack or memory, whatever the depth.
+struct Teardown<'t, A> {
+    tree: &'t RawTree<A>,
+    free_word: FreeWord<A>,
+    /// The next node to free (null: done).
+    todo: *mut NodeBase,
+}
+
+impl<A: NodeAllocatorGeneric> Teardown<'_, A> {
+    /// # Safety
+    /// `n` is an unreachable node of the subtree, not on the list yet.
+    unsafe fn push(&mut self, n: *mut NodeBase) {
+        // SAFETY: the caller's guarantees.
+        // Relaxed: only this thread reads the list.
+        unsafe { parent_link(n) }.store(self.todo.cast(), Ordering::Relaxed);
+        self.todo = n;
+    }
+
+    /// Frees every node on the list and everything their slots hold. A slot
+    /// leaves its leaf's permutation before its value is dropped, so if the
+    /// destructor panics, a guard runs the rest while the panic unwinds
+    /// (another panic then aborts, as it does in `Vec`'s drop).
+    ///
+    /// # Safety
+    /// Every node on the list is unreachable and listed once.
+    unsafe fn run(&mut self) {
+        struct Rest<'a, 't, A: NodeAllocatorGeneric>(&'a mut Teardown<'t, A>);
+        impl<A: NodeAllocatorGeneric> Drop for Rest<'_, '_, A> {
+            fn drop(&mut self) {
+                // SAFETY: as for `run`: the list is as the panicking step left it.
+                unsafe { self.0.run() }
             }
         }
+        let rest = Rest(self);
+        let t = &mut *rest.0;
+        let alloc = &t.tree.alloc;
+        while !t.todo.is_null() {
+            let n = t.todo;
+            // SAFETY: listed nodes are live, unreachable and ours alone.
+            unsafe {
+                if !version(n).load().is_leaf() {
+                    t.todo = parent_of(n).cast();
+                    let inode = &*n.cast::<Internode>();
+                    for i in 0..=inode.nkeys() {
+                        t.push(inode.child(i));
+                    }
+                    alloc.free_internode(NonNull::new_unchecked(n.cast()));
+                    continue;
+                }
+                let leaf = &*n.cast::<Leaf>();
+                let mut perm = leaf.permutation.load();
+                let Some(last) = perm.len().checked_sub(1) else {
+                    t.todo = parent_of(n).cast();
+                    alloc.free_leaf(NonNull::new_unchecked(n.cast()));
+                    continue;
+                };
+                let slot = perm.get(last);
+                perm.remove_to_back(last);
+                leaf.permutation.publish(perm);
+                let word = leaf.value(slot);
+                match slot_kind(leaf.keylenx(slot)) {
+                    SlotKind::Value => (t.free_word)(alloc, word),
+                    SlotKind::Suffix => {
+                        let s = Leaf::suffix_of(word);
+                        let value = (*s).value();
+                        alloc.free_suffix(NonNull::new_unchecked(s));
+                        (t.free_word)(alloc, value);
+                    }
+                    SlotKind::Layer => t.push(layer_root(word.cast())),
+                }
+            }
+        }
+        core::mem::forget(rest);
     }
 }
