@@ -5,6 +5,11 @@
 //! unlocks the leaf; nothing was changed before the closure returned (at most
 //! a key sharing the slice was moved, intact, into a new trie layer), so the
 //! tree stays consistent and usable.
+//!
+//! A closure may read the tree, and write to other trees, but must not write
+//! to its own tree (insert, remove, update...): the write would wait forever
+//! for the leaf lock the closure holds. Debug builds with `std` detect it and
+//! panic with a message saying so.
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::tree::{Tree, out_of_memory};
@@ -56,7 +61,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// ```
     ///
     /// Keep `f` short: it holds a lock that writers of neighbouring keys wait
-    /// for. If it panics, the tree is left as it was (see the module docs).
+    /// for. If it panics, the tree is left as it was. It must not write to
+    /// this tree (see the module docs).
     ///
     /// # Panics
     /// If `guard` was created by another tree.
@@ -107,7 +113,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     }
 
     /// The key's value; if absent, inserts `f()` first (`f` runs at most once,
-    /// with the key's leaf locked, and only if the key is absent).
+    /// with the key's leaf locked, and only if the key is absent; it must not
+    /// write to this tree, see the module docs).
     ///
     /// ```
     /// use masstree::MassTree;
