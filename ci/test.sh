@@ -14,7 +14,8 @@
 #                           exists in Cargo.toml's [features]
 #                           (single-feature runs use PER_FEATURE_PROPTEST_CASES)
 #   4. loom               --cfg masstree_loom, release, unit tests named *loom*
-#   5. miri               nightly miri, core unit tests (time-boxed)
+#   5. miri               nightly miri: core unit tests, and chosen integration
+#                         tests on the pool and arena backends (time-boxed)
 #   6. no_std             core + ci/nostd-check built for a bare-metal target,
 #                         with no feature and with each of NOSTD_FEATURES;
 #                         then ci/nostd-check built for the host, linked into a
@@ -335,66 +336,87 @@ miri_setup() {
     CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" cargo +nightly miri setup
 }
 
-# cargo +nightly miri test --lib --no-default-features, in parallel: Miri
-# interprets on one core, so the unit tests are listed and handed out one at
-# a time to MIRI_JOBS concurrent Miri processes (default: the number of
-# cores); a process per test costs ~2 s but balances long and short tests.
+# Miri runs two sets of tests, each test in its own process, handed out one
+# at a time to MIRI_JOBS concurrent Miri processes (default: the number of
+# cores; Miri interprets on one core, and a process per test costs ~2 s but
+# balances long and short tests):
+#   * the core's unit tests (white-box, on src/test_backend.rs), `--lib`;
+#   * the integration tests named in MIRI_INTEGRATION, on the pool and arena
+#     backends: the black-box checks against models (src/tree_tests.rs keeps
+#     only tests that need the crate's internals).
 # The whole run is time-boxed by MIRI_TIMEOUT. Each test's output is printed
 # in full, in list order, when all are done.
-MIRI_CMD=(cargo +nightly miri test --lib --no-default-features --features huge-pages)
-miri_cargo() {
-    CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" "${MIRI_CMD[@]}" "$@"
+MIRI_LIB=(--lib --no-default-features --features huge-pages)
+MIRI_BACKENDS=(--no-default-features --features pool,arena)
+# target:test,test,... (test names without the backend module).
+MIRI_INTEGRATION="model:sequential_be_u64_100k,sequential_be_u64_descending_100k,random_keys_100k,trailing_zero_family,shared_1000_byte_prefix
+ordered:range_matches_btreemap,cursor_matches_model,rmw_matches_model"
+miri_cargo() { # miri_cargo SET [ARGS...]: SET is `lib` or an integration target
+    local set=$1
+    shift
+    if [ "$set" = lib ]; then
+        CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" cargo +nightly miri test "${MIRI_LIB[@]}" "$@"
+    else
+        CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" cargo +nightly miri test "${MIRI_BACKENDS[@]}" --test "$set" "$@"
+    fi
+}
+
+# Prints "SET NAME" for every test Miri runs.
+miri_list() {
+    local list line target tests t
+    list="$(miri_cargo lib -q -- --list --format terse 2>/dev/null)" || return $?
+    sed -n 's/: test$//p' <<<"$list" | sed 's/^/lib /'
+    while IFS= read -r line; do
+        target=${line%%:*}
+        tests=${line#*:}
+        list="$(miri_cargo "$target" -q -- --list --format terse 2>/dev/null)" || return $?
+        for t in ${tests//,/ }; do
+            sed -n "s/^\([a-z_]*::$t\): test\$/$target \1/p" <<<"$list"
+        done
+    done <<<"$MIRI_INTEGRATION"
 }
 
 miri_test() {
     local status=0
-    echo "+ cargo +nightly miri test --lib --no-default-features --no-run"
+    echo "+ cargo +nightly miri test ${MIRI_LIB[*]} --no-run"
     echo "  (MIRIFLAGS='${MIRIFLAGS:-}' CARGO_TARGET_DIR=$MAIN_TARGET_DIR/miri)"
-    miri_cargo --no-run || return $?
+    miri_cargo lib --no-run || return $?
 
-    local list names=()
-    list="$(miri_cargo -q -- --list --format terse 2>/dev/null)" || list=""
-    mapfile -t names < <(sed -n 's/: test$//p' <<<"$list")
+    local logdir i
+    logdir="$(mktemp -d)"
+    miri_list >"$logdir/names" || return $?
+    local count
+    count=$(wc -l <"$logdir/names")
     local jobs=$MIRI_JOBS
-    if [ "${#names[@]}" -lt 2 ] || [ "$jobs" -lt 2 ]; then
-        jobs=1
-    fi
-    echo "miri: ${#names[@]} unit tests, $jobs parallel process(es), timeout ${MIRI_TIMEOUT}s"
-
-    if [ "$jobs" -le 1 ]; then
-        echo "+ timeout ${MIRI_TIMEOUT}s cargo +nightly miri test --lib --no-default-features"
-        CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" \
-            timeout --kill-after=30 "$MIRI_TIMEOUT" "${MIRI_CMD[@]}" || status=$?
-    else
-        local logdir i
-        logdir="$(mktemp -d)"
-        printf '%s\n' "${names[@]}" >"$logdir/names"
-        echo "+ timeout ${MIRI_TIMEOUT}s xargs -P $jobs: cargo +nightly miri test --lib --no-default-features -- --exact <test>"
-        # Each worker: run one test, log to <index>.log, print one progress line.
-        # shellcheck disable=SC2016 # the inner script expands its own variables
-        seq 1 "${#names[@]}" |
-            CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri" \
-                timeout --kill-after=30 "$MIRI_TIMEOUT" \
-                xargs -P "$jobs" -I{} bash -c '
-                    i=$1; dir=$2; shift 2
-                    name=$(sed -n "${i}p" "$dir/names")
-                    start=$SECONDS
-                    if "$@" -- --exact "$name" >"$dir/$i.log" 2>&1; then
-                        echo "miri: ok     $name ($((SECONDS - start))s)"
-                    else
-                        echo "miri: FAILED $name ($((SECONDS - start))s)"
-                        exit 1
-                    fi
-                ' _ {} "$logdir" "${MIRI_CMD[@]}" || status=$?
-        for ((i = 1; i <= ${#names[@]}; i++)); do
-            if [ -f "$logdir/$i.log" ]; then
-                echo
-                echo "---------------- miri: ${names[i - 1]} ----------------"
-                cat "$logdir/$i.log"
-            fi
-        done
-        rm -rf "$logdir"
-    fi
+    [ "$jobs" -ge 1 ] || jobs=1
+    echo "miri: $count tests ($(grep -c '^lib ' "$logdir/names") unit, the rest on pool and arena), $jobs parallel process(es), timeout ${MIRI_TIMEOUT}s"
+    echo "+ timeout ${MIRI_TIMEOUT}s xargs -P $jobs: cargo +nightly miri test <set> -- --exact <test>"
+    # Each worker: run one test, log to <index>.log, print one progress line.
+    export -f miri_cargo
+    export MAIN_TARGET_DIR
+    # shellcheck disable=SC2016 # the inner script expands its own variables
+    seq 1 "$count" |
+        timeout --kill-after=30 "$MIRI_TIMEOUT" \
+            xargs -P "$jobs" -I{} bash -c '
+                i=$1; dir=$2; lib=$3; backends=$4
+                read -r set name < <(sed -n "${i}p" "$dir/names")
+                MIRI_LIB=($lib); MIRI_BACKENDS=($backends)
+                start=$SECONDS
+                if miri_cargo "$set" -- --exact "$name" >"$dir/$i.log" 2>&1; then
+                    echo "miri: ok     $set $name ($((SECONDS - start))s)"
+                else
+                    echo "miri: FAILED $set $name ($((SECONDS - start))s)"
+                    exit 1
+                fi
+            ' _ {} "$logdir" "${MIRI_LIB[*]}" "${MIRI_BACKENDS[*]}" || status=$?
+    for ((i = 1; i <= count; i++)); do
+        if [ -f "$logdir/$i.log" ]; then
+            echo
+            echo "---------------- miri: $(sed -n "${i}p" "$logdir/names") ----------------"
+            cat "$logdir/$i.log"
+        fi
+    done
+    rm -rf "$logdir"
     if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
         echo
         echo "XXX miri run exceeded ${MIRI_TIMEOUT}s: mark slow tests #[cfg_attr(miri, ignore)] or shrink them under cfg(miri)"
@@ -425,7 +447,7 @@ step_miri() {
     fi
 
     if [ -z "$MIRI_SKIP_REASON" ]; then
-        run_step "miri (core unit tests)" miri_test
+        run_step "miri (unit tests; integration tests on pool, arena)" miri_test
     else
         banner "MIRI WAS NOT RUN." \
             "Reason: $MIRI_SKIP_REASON" \

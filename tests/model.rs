@@ -15,6 +15,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
+use common::strategies::{byte, config, prefixes};
 use common::{Rng, hex, key_hash, scaled, shaped_key};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
@@ -25,45 +26,6 @@ use proptest::test_runner::TestCaseError;
 // ---------------------------------------------------------------------------
 
 const MAX_KEY_LEN: usize = 300;
-
-/// Bytes with 0x00 and 0xFF (the extremes of each slice) heavily weighted.
-fn byte() -> impl Strategy<Value = u8> {
-    prop_oneof![
-        4 => Just(0x00u8),
-        4 => Just(0xFFu8),
-        2 => Just(b'a'),
-        1 => Just(0x01u8),
-        1 => Just(0xFEu8),
-        1 => Just(b'b'),
-        2 => any::<u8>(),
-    ]
-}
-
-/// A small pool of prefixes so that many keys share whole 8-byte slices.
-fn prefixes() -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = vec![
-        b"".to_vec(),
-        b"a".to_vec(),
-        b"abcdefg".to_vec(),
-        b"abcdefgh".to_vec(),
-        b"abcdefghi".to_vec(),
-        b"abcdefgh\0\0\0\0\0\0\0\0".to_vec(),
-        b"abcdefghabcdefgh".to_vec(),
-        b"abcdefghabcdefghabcdefgh".to_vec(),
-        b"prefix__prefix_".to_vec(),
-        b"prefix__prefix__".to_vec(),
-        b"prefix__prefix__p".to_vec(),
-        vec![0x00; 8],
-        vec![0x00; 16],
-        vec![0xFF; 7],
-        vec![0xFF; 8],
-        vec![0xFF; 16],
-        vec![0xFF; 24],
-    ];
-    // one longer shared prefix: 100 bytes, multiple layers deep
-    v.push((0..100u8).collect());
-    v
-}
 
 /// Length of the random tail appended to a prefix.
 fn tail_len() -> impl Strategy<Value = usize> {
@@ -164,18 +126,6 @@ fn scenario() -> impl Strategy<Value = (Vec<Vec<u8>>, Vec<Op>)> {
     (prop::collection::vec(key(), 1..48), ops())
 }
 
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        // PROPTEST_CASES overrides (for long exploratory runs)
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(if cfg!(miri) { 8 } else { 256 }),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
 // ---------------------------------------------------------------------------
 // Model checker (backend- and value-representation agnostic)
 // ---------------------------------------------------------------------------
@@ -270,7 +220,7 @@ fn decode(k: &[u8], s: &str) -> u64 {
 
 for_each_backend! {
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(config(256))]
 
         /// Inline u64 values, one guard for the whole sequence.
         #[test]
@@ -465,16 +415,22 @@ for_each_backend! {
         }
     }
 
+    /// Keys in ascending order; under Miri still enough leaves (27) to
+    /// split an internode.
+    fn sequential_count() -> u64 {
+        if cfg!(miri) { 400 } else { scaled(100_000) as u64 }
+    }
+
     #[test]
     fn sequential_be_u64_100k() {
-        let n = scaled(100_000) as u64;
+        let n = sequential_count();
         let keys: Vec<Vec<u8>> = (0..n).map(|i| i.to_be_bytes().to_vec()).collect();
         check_bulk(&keys);
     }
 
     #[test]
     fn sequential_be_u64_descending_100k() {
-        let n = scaled(100_000) as u64;
+        let n = sequential_count();
         let keys: Vec<Vec<u8>> = (0..n).rev().map(|i| (i << 20).to_be_bytes().to_vec()).collect();
         check_bulk(&keys);
     }

@@ -20,6 +20,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::ops::Bound;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use common::strategies::{byte, config, prefixes};
 use common::{Rng, TestAlloc, hex, key_hash, scaled, shaped_key};
 use masstree::{BulkLoadError, Change, Seek};
 use proptest::prelude::*;
@@ -28,43 +29,6 @@ use proptest::sample::{Index, select};
 // ---------------------------------------------------------------------------
 // Strategies and helpers
 // ---------------------------------------------------------------------------
-
-fn config() -> ProptestConfig {
-    ProptestConfig {
-        cases: std::env::var("PROPTEST_CASES")
-            .ok()
-            .and_then(|s| s.parse().ok())
-            .unwrap_or(if cfg!(miri) { 8 } else { 64 }),
-        failure_persistence: None,
-        ..ProptestConfig::default()
-    }
-}
-
-/// Bytes with 0x00 and 0xFF (the extremes of each slice) heavily weighted.
-fn byte() -> impl Strategy<Value = u8> {
-    prop_oneof![
-        4 => Just(0x00u8),
-        4 => Just(0xFFu8),
-        2 => Just(b'a'),
-        1 => Just(b'b'),
-        2 => any::<u8>(),
-    ]
-}
-
-/// Prefixes that make keys share whole 8- and 16-byte slices.
-fn prefixes() -> Vec<Vec<u8>> {
-    vec![
-        b"".to_vec(),
-        b"a".to_vec(),
-        b"abcdefgh".to_vec(),
-        b"abcdefghabcdefgh".to_vec(),
-        b"abcdefgh\0\0\0\0\0\0\0\0".to_vec(),
-        vec![0x00; 8],
-        vec![0x00; 16],
-        vec![0xFF; 8],
-        vec![0xFF; 16],
-    ]
-}
 
 /// Keys of length 0..40 sharing 8/16-byte prefixes.
 fn key() -> impl Strategy<Value = Vec<u8>> {
@@ -174,7 +138,7 @@ for_each_backend! {
     // 1. Ranges, prefixes, first/last, keys/values
     // -----------------------------------------------------------------------
     proptest! {
-        #![proptest_config(config())]
+        #![proptest_config(config(64))]
 
         #[test]
         fn range_matches_btreemap(

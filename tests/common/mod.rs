@@ -15,11 +15,14 @@
 //!   same file).
 //! * [`Rng`] (`rng.rs`): the seeded PRNG (splitmix64), also the unit tests'
 //!   and the benchmark's.
+//! * `strategies`: the proptest configuration and key-byte strategies of
+//!   the model-based tests.
 //! * key generators that stress layering (shared 8/16-byte slices, trailing zeros).
 #![allow(dead_code, unused_macros, unused_imports)]
 
 mod alloc;
 mod rng;
+pub(crate) mod strategies;
 
 pub(crate) use alloc::{Ledger, TestAlloc};
 pub(crate) use rng::Rng;
