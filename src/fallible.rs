@@ -228,7 +228,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     /// Runs `f` on the key's current value with the key's leaf locked, and
     /// applies its decision atomically. Returns the previous value and the
     /// new value's word.
-    fn update_words<'g>(
+    pub(crate) fn update_words<'g>(
         &self,
         key: &[u8],
         f: impl FnOnce(Option<S::Ref<'g>>) -> Change<S::Value>,

@@ -8,6 +8,8 @@ extern crate std;
 pub mod backend;
 mod bulk;
 mod counter;
+mod drain;
+mod entry;
 mod fallible;
 mod get;
 mod insert;
@@ -46,6 +48,8 @@ pub mod alloc_backends;
 
 pub use allocator_api2;
 pub use bulk::{BulkLoadError, BulkLoader};
+pub use drain::IntoIter;
+pub use entry::{Entry, Keep};
 pub use fallible::{AllocFailed, Fallible};
 pub use iter::{Cursor, Range, Seek};
 pub use tree::Tree;

@@ -134,6 +134,43 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         unsafe { self.raw.get(key.as_ref()).map(|w| S::as_ref(w)) }
     }
 
+    /// True if `key` is present.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u8>::new();
+    /// let g = tree.guard();
+    /// tree.insert("k", 1, &g);
+    /// assert!(tree.contains_key("k", &g) && !tree.contains_key("j", &g));
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[inline]
+    pub fn contains_key<K: AsRef<[u8]> + ?Sized>(&self, key: &K, guard: &A::Guard<'_>) -> bool {
+        self.get(key, guard).is_some()
+    }
+
+    /// The key (as given) and its value, if present.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u8>::new();
+    /// let g = tree.guard();
+    /// tree.insert("k", 1, &g);
+    /// assert_eq!(tree.get_key_value("k", &g), Some((&b"k"[..], 1)));
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[inline]
+    pub fn get_key_value<'k, 'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &'k K,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<(&'k [u8], S::Ref<'g>)> {
+        let key = key.as_ref();
+        self.get(key, guard).map(|v| (key, v))
+    }
+
     /// Inserts `value` under `key`, returning the previous value if there was
     /// one. A previous out-of-line value stays readable until `guard` drops,
     /// then is dropped once no reader can see it.

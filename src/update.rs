@@ -43,6 +43,19 @@ pub struct CompareExchangeError<R, V> {
     pub new: V,
 }
 
+impl<R, V> core::fmt::Display for CompareExchangeError<R, V> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.write_str(match self.current {
+            Some(_) => {
+                "masstree: compare_exchange found another value; the new value was not stored"
+            }
+            None => "masstree: compare_exchange found the key absent; the new value was not stored",
+        })
+    }
+}
+
+impl<R: core::fmt::Debug, V: core::fmt::Debug> core::error::Error for CompareExchangeError<R, V> {}
+
 impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// Decides the key's fate from its current value, atomically with
     /// respect to other writers: `f` runs once, with the key's leaf locked.

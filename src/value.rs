@@ -24,7 +24,7 @@ pub trait ValueStorage: sealed::Sealed {
     /// The value type users insert.
     type Value;
     /// What a lookup returns, borrowing from a guard that lives for `'g`.
-    type Ref<'g>
+    type Ref<'g>: Copy
     where
         Self: 'g;
 
@@ -47,6 +47,11 @@ pub trait ValueStorage: sealed::Sealed {
 
     /// The value a lookup result stands for (to compare, clone or format it).
     fn borrow<'a>(found: &'a Self::Ref<'_>) -> &'a Self::Value;
+
+    /// True if two lookup results come from the same store of a value (the
+    /// same allocation, or the same bits), whether or not `Value: PartialEq`.
+    #[doc(hidden)]
+    fn same(a: &Self::Ref<'_>, b: &Self::Ref<'_>) -> bool;
 
     /// Takes the value back out of a word nobody else can read any more (a
     /// failed insert, or a tree being torn down), releasing what `into_word`
@@ -108,6 +113,10 @@ impl<V> ValueStorage for OutOfLine<V> {
     #[inline]
     fn borrow<'a>(found: &'a &V) -> &'a V {
         found
+    }
+
+    fn same(a: &&V, b: &&V) -> bool {
+        core::ptr::eq(*a, *b)
     }
 
     unsafe fn take<A: NodeAllocatorGeneric>(alloc: &A, word: *mut ()) -> V {
@@ -222,6 +231,10 @@ impl<V: InlineValue> ValueStorage for Inline<V> {
     #[inline]
     fn borrow(found: &V) -> &V {
         found
+    }
+
+    fn same(a: &V, b: &V) -> bool {
+        a.to_word() == b.to_word()
     }
 
     unsafe fn take<A: NodeAllocatorGeneric>(_: &A, word: *mut ()) -> V {
