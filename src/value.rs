@@ -174,6 +174,49 @@ inline_int!(u8, u16, u32, usize, i8, i16, i32, isize);
 #[cfg(target_pointer_width = "64")]
 inline_int!(u64, i64);
 
+/// Values that round-trip through an integer type that is itself inline.
+macro_rules! inline_via {
+    ($($t:ty => $int:ty, $to:expr, $from:expr;)*) => {$(
+        // SAFETY: `$from($to(v)) == v` for every value (checked in the tests),
+        // and the integer round-trips through `usize`.
+        unsafe impl InlineValue for $t {
+            #[inline]
+            fn to_word(self) -> usize {
+                let to: fn($t) -> $int = $to;
+                to(self).to_word()
+            }
+            #[inline]
+            fn from_word(word: usize) -> Self {
+                let from: fn($int) -> $t = $from;
+                from(<$int>::from_word(word))
+            }
+        }
+    )*};
+}
+inline_via! {
+    f32 => u32, f32::to_bits, f32::from_bits;
+    char => u32, u32::from, |c| char::from_u32(c).expect("a word made from a char");
+}
+#[cfg(target_pointer_width = "64")]
+inline_via! {
+    f64 => u64, f64::to_bits, f64::from_bits;
+}
+
+/// `NonZero` integers, and their `Option`s (`None` is the word 0).
+macro_rules! inline_nonzero {
+    ($($t:ty),*) => {$(
+        inline_via! {
+            core::num::NonZero<$t> => $t, core::num::NonZero::get,
+                |n| core::num::NonZero::new(n).expect("a word made from a NonZero");
+            Option<core::num::NonZero<$t>> => $t, |n| n.map_or(0, core::num::NonZero::get),
+                core::num::NonZero::new;
+        }
+    )*};
+}
+inline_nonzero!(u8, u16, u32, usize, i8, i16, i32, isize);
+#[cfg(target_pointer_width = "64")]
+inline_nonzero!(u64, i64);
+
 // SAFETY: a lossless round trip through `usize`.
 unsafe impl InlineValue for bool {
     fn to_word(self) -> usize {
@@ -242,4 +285,56 @@ impl<V: InlineValue> ValueStorage for Inline<V> {
     }
 
     unsafe fn retire<A: NodeAllocatorGeneric>(_: &A, _: *mut (), _: &A::Guard<'_>) {}
+}
+
+#[cfg(all(test, not(masstree_loom)))]
+mod tests {
+    use super::InlineValue;
+    use core::num::NonZero;
+
+    fn round_trips<V: InlineValue + core::fmt::Debug>(values: &[V], same: impl Fn(V, V) -> bool) {
+        for &v in values {
+            let back = V::from_word(v.to_word());
+            assert!(same(v, back), "{v:?} came back as {back:?}");
+        }
+    }
+
+    #[test]
+    fn inline_values_round_trip() {
+        let bits32 = |a: f32, b: f32| a.to_bits() == b.to_bits();
+        round_trips(
+            &[
+                0.0f32,
+                -0.0,
+                1.5,
+                f32::NAN,
+                -f32::INFINITY,
+                f32::MIN_POSITIVE,
+            ],
+            bits32,
+        );
+        #[cfg(target_pointer_width = "64")]
+        round_trips(
+            &[0.0f64, -0.0, f64::NAN, f64::MAX, -1e-300],
+            |a: f64, b: f64| a.to_bits() == b.to_bits(),
+        );
+        round_trips(&['\0', 'a', 'é', '\u{10FFFF}'], |a, b| a == b);
+        round_trips(&[NonZero::new(1u8).unwrap(), NonZero::<u8>::MAX], |a, b| {
+            a == b
+        });
+        round_trips(
+            &[NonZero::new(-1i32).unwrap(), NonZero::<i32>::MIN],
+            |a, b| a == b,
+        );
+        round_trips(
+            &[None, NonZero::new(7usize), Some(NonZero::<usize>::MAX)],
+            |a, b| a == b,
+        );
+        #[cfg(target_pointer_width = "64")]
+        round_trips(
+            &[None, Some(NonZero::<i64>::MIN), NonZero::new(-1i64)],
+            |a, b| a == b,
+        );
+        round_trips(&[i8::MIN, -1, 0, i8::MAX], |a, b| a == b);
+    }
 }
