@@ -1,37 +1,30 @@
 //! The arena backend: nodes, suffix records and values bump-allocated from
-//! chunks obtained from an `allocator_api2` allocator `A`; nothing is freed
-//! one by one, dropping the backend frees every chunk. No `std`, no global
-//! allocator.
+//! chunks of an `allocator_api2` allocator `A`; nothing is freed one by one,
+//! dropping the backend frees every chunk. No `std`, no global allocator.
 //!
-//! # Design
-//!
-//! * **Chunks.** Each chunk starts with a 16-byte header linking it to the
-//!   previous one (so drop can free them all) and is aligned to 64 bytes (the
-//!   nodes' alignment). The first chunk is [`DEFAULT_FIRST_CHUNK`] bytes or
-//!   what [`ArenaBackend::with_capacity_in`] asks for; each next one is twice
-//!   as large, up to 16 MiB, or as large as a request that does not fit
-//!   otherwise. When a request does not fit, the rest of the current chunk
-//!   is abandoned. If `A` refuses a chunk, smaller ones are tried down to the
-//!   size of the request.
-//! * **Locking.** The bump pointer and the chunk list sit behind one
-//!   [`spin::mutex::SpinMutex`], held for a few instructions per allocation
-//!   (and across the call to `A` when a chunk is added).
-//! * **Reclamation.** Freeing and retiring nodes and suffix records does
-//!   nothing: their memory goes back with the chunks. Values' destructors
-//!   run exactly once: `free_value` (the tree's own teardown) runs it at
-//!   once; `retire_value` (a replaced or removed value, which readers may
-//!   still hold) parks the value on an intrusive list, linked through a
-//!   16-byte header in front of every value type that needs dropping, and
-//!   the destructors run at [`NodeAllocatorGeneric::reclaim`] (`&mut self`,
-//!   so no guard is alive) or when the backend drops. Guards are free.
+//! * **Chunks** are aligned to 64 bytes (the nodes') and start with a
+//!   16-byte header that links them for drop. The first is
+//!   [`DEFAULT_FIRST_CHUNK`] bytes or what [`ArenaBackend::with_capacity_in`]
+//!   asks for; each next one is twice as large, up to 16 MiB, or as large as
+//!   a request that needs more. A request that does not fit abandons the rest
+//!   of the current chunk. If `A` refuses a chunk, smaller ones are tried,
+//!   down to what the request needs.
+//! * **Locking.** One spin lock over the bump pointer and the chunk list,
+//!   held for a few instructions per allocation (and across the call to `A`
+//!   when a chunk is added).
+//! * **Reclamation.** Freeing or retiring a node or suffix record does
+//!   nothing. A value's destructor runs once: at `free_value`, or for a
+//!   retired value (which readers may still hold) at
+//!   [`NodeAllocatorGeneric::reclaim`] (`&mut self`, so no guard is alive)
+//!   or drop; retired values wait on a list linked through a 16-byte header
+//!   in front of every value whose type needs dropping. Guards are free.
 //!
 //! # Cost
 //!
-//! Memory is never reused: every removed or replaced node, suffix record and
-//! value keeps its bytes until the backend drops, [`Tree::clear`](crate::Tree::clear)
-//! included. The arena suits build-once (or grow-only) trees and bounded
-//! lifetimes; for churn, use the pool backend (`alloc_backends::pool`, feature
-//! `pool`).
+//! Memory is never reused: every removed or replaced entry keeps its bytes
+//! until the backend drops, [`Tree::clear`](crate::Tree::clear) included. The
+//! arena suits build-once or grow-only trees and bounded lifetimes; for
+//! churn, use the pool backend.
 //!
 //! ```
 //! use masstree::{MassTree, alloc_backends::arena::ArenaBackend};
@@ -51,16 +44,15 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use spin::mutex::SpinMutex;
 
-use super::header;
-use super::limbo::{self, Limbo, Record};
+use super::NODE_ALIGN;
+use super::header::{self, place};
+use super::limbo::{Limbo, Record, release_value};
 use crate::backend::{AddressGuard, Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Size of the first chunk (header included) when none is reserved up front.
 pub const DEFAULT_FIRST_CHUNK: usize = 64 << 10;
 /// Chunks grow no larger than this, unless one request needs more.
 const MAX_CHUNK: usize = 16 << 20;
-/// Alignment of every chunk: the nodes' alignment.
-const CHUNK_ALIGN: usize = super::NODE_ALIGN;
 
 /// Nodes, suffix records and values bump-allocated from chunks of the
 /// allocator `A` (default: the global allocator), all freed when the backend
@@ -115,69 +107,59 @@ struct Bump {
 }
 
 impl Bump {
-    /// Room for `layout` in the current chunk, if it fits.
+    /// Room for `layout`: in the current chunk, else in a new one of the
+    /// scheduled size (or what `layout` needs), after which one twice as
+    /// large is scheduled.
     #[inline]
-    fn try_bump(&mut self, layout: Layout) -> Option<NonNull<u8>> {
-        if self.cur.is_null() {
-            return None;
-        }
+    fn bump<A: Allocator>(&mut self, alloc: &A, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let pad = self.cur.addr().wrapping_neg() & (layout.align() - 1);
-        let need = pad.checked_add(layout.size())?;
-        if need > self.end.addr() - self.cur.addr() {
-            return None;
+        let need = pad.checked_add(layout.size()).ok_or(AllocError)?;
+        if self.cur.is_null() || need > self.end.addr() - self.cur.addr() {
+            self.add_chunk(alloc, layout, self.next_size)?;
+            self.next_size = Self::after(self.next_size);
+            return self.bump(alloc, layout);
         }
-        // SAFETY: `cur + pad + size <= end`, all in the current chunk.
-        let p = unsafe { self.cur.add(pad) };
-        // SAFETY: as above.
-        self.cur = unsafe { p.add(layout.size()) };
-        self.stats.bytes_used += need;
-        // SAFETY: inside a chunk, so not null.
-        Some(unsafe { NonNull::new_unchecked(p) })
+        // SAFETY: `cur + pad + size <= end`, all in the current chunk (so
+        // not null).
+        unsafe {
+            let p = self.cur.add(pad);
+            self.cur = p.add(layout.size());
+            self.stats.bytes_used += need;
+            Ok(NonNull::new_unchecked(p))
+        }
     }
 
-    /// Adds a chunk with room for `layout`, of the scheduled size or larger
-    /// (smaller, down to what `layout` needs, while `A` refuses), and
-    /// schedules a chunk twice as large for next time.
-    #[cold]
-    fn add_chunk<A: Allocator>(&mut self, alloc: &A, layout: Layout) -> Result<(), AllocError> {
-        self.add_chunk_of(alloc, layout, self.next_size)?;
-        self.next_size = self
-            .next_size
-            .saturating_mul(2)
-            .min(MAX_CHUNK)
-            .max(self.next_size);
-        Ok(())
+    /// The chunk size scheduled after one of `size`.
+    fn after(size: usize) -> usize {
+        size.saturating_mul(2).min(MAX_CHUNK).max(size)
     }
 
     /// Adds a chunk of `size` bytes, or of what `layout` needs if that is
     /// more; smaller, down to that, while `A` refuses.
     #[cold]
-    fn add_chunk_of<A: Allocator>(
+    fn add_chunk<A: Allocator>(
         &mut self,
         alloc: &A,
         layout: Layout,
         size: usize,
     ) -> Result<(), AllocError> {
-        let need = size_of::<Chunk>()
-            .checked_add(layout.align() - 1)
-            .and_then(|n| n.checked_add(layout.size()))
+        let need = (size_of::<Chunk>() + layout.align() - 1)
+            .checked_add(layout.size())
             .ok_or(AllocError)?;
         let mut size = size.max(need);
         let base = loop {
-            let l = Layout::from_size_align(size, CHUNK_ALIGN).map_err(|_| AllocError)?;
+            let l = Layout::from_size_align(size, NODE_ALIGN).map_err(|_| AllocError)?;
             match alloc.allocate(l) {
                 Ok(base) => break base.cast::<u8>(),
                 Err(_) if size > need => size = (size / 2).max(need),
                 Err(e) => return Err(e),
             }
         };
+        let next = self.chunks;
         // SAFETY: fresh memory of `size >= size_of::<Chunk>()` bytes, aligned
         // for the header.
         unsafe {
-            base.cast::<Chunk>().write(Chunk {
-                next: self.chunks,
-                size,
-            });
+            base.cast::<Chunk>().write(Chunk { next, size });
             self.cur = base.as_ptr().add(size_of::<Chunk>());
             self.end = base.as_ptr().add(size);
         }
@@ -211,19 +193,23 @@ impl<A: Allocator> ArenaBackend<A> {
     /// An empty arena on `alloc`; the first chunk ([`DEFAULT_FIRST_CHUNK`]
     /// bytes) is allocated on first use.
     pub const fn new_in(alloc: A) -> Self {
+        let stats = ArenaStats {
+            chunks: 0,
+            bytes_reserved: 0,
+            bytes_used: 0,
+            pending_drops: 0,
+        };
+        let (cur, end, chunks) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
+        let next_size = DEFAULT_FIRST_CHUNK;
+        let bump = SpinMutex::new(Bump {
+            cur,
+            end,
+            chunks,
+            next_size,
+            stats,
+        });
         ArenaBackend {
-            bump: SpinMutex::new(Bump {
-                cur: ptr::null_mut(),
-                end: ptr::null_mut(),
-                chunks: ptr::null_mut(),
-                next_size: DEFAULT_FIRST_CHUNK,
-                stats: ArenaStats {
-                    chunks: 0,
-                    bytes_reserved: 0,
-                    bytes_used: 0,
-                    pending_drops: 0,
-                },
-            }),
+            bump,
             pending: Limbo::new(),
             alloc,
         }
@@ -234,17 +220,15 @@ impl<A: Allocator> ArenaBackend<A> {
     /// `alloc` cannot give it.
     pub fn with_capacity_in(bytes: usize, alloc: A) -> Result<Self, AllocError> {
         let arena = Self::new_in(alloc);
-        {
-            let mut b = arena.bump.lock();
-            b.next_size = bytes.checked_add(size_of::<Chunk>()).ok_or(AllocError)?;
-            let size = b.next_size;
-            b.add_chunk(&arena.alloc, Layout::new::<()>())?;
-            // A smaller chunk is no reservation.
-            if b.stats.bytes_reserved < size {
-                drop(b);
-                return Err(AllocError);
-            }
+        let size = bytes.checked_add(size_of::<Chunk>()).ok_or(AllocError)?;
+        let mut b = arena.bump.lock();
+        b.add_chunk(&arena.alloc, Layout::new::<()>(), size)?;
+        b.next_size = Bump::after(size);
+        // A smaller chunk is no reservation.
+        if b.stats.bytes_reserved < size {
+            return Err(AllocError);
         }
+        drop(b);
         Ok(arena)
     }
 
@@ -267,17 +251,15 @@ impl<A: Allocator> ArenaBackend<A> {
     /// [`AllocError`] if the allocator cannot give the chunk; the arena is
     /// unchanged then.
     pub fn reserve(&self, bytes: usize) -> Result<(), AllocError> {
-        let layout = Layout::from_size_align(bytes, CHUNK_ALIGN).map_err(|_| AllocError)?;
+        let layout = Layout::from_size_align(bytes, NODE_ALIGN).map_err(|_| AllocError)?;
         let mut b = self.bump.lock();
-        if !b.cur.is_null() {
-            // Room after aligning the current end to a node.
-            let pad = b.cur.addr().wrapping_neg() & (CHUNK_ALIGN - 1);
-            if b.end.addr() - b.cur.addr() >= bytes.saturating_add(pad) {
-                return Ok(());
-            }
+        // Room after aligning the current end to a node?
+        let pad = b.cur.addr().wrapping_neg() & (NODE_ALIGN - 1);
+        if !b.cur.is_null() && b.end.addr() - b.cur.addr() >= bytes.saturating_add(pad) {
+            return Ok(());
         }
         // Just what `layout` needs; the growth schedule is left as it was.
-        b.add_chunk_of(&self.alloc, layout, 0)
+        b.add_chunk(&self.alloc, layout, 0)
     }
 
     /// Current usage; see [`ArenaStats`].
@@ -295,12 +277,7 @@ impl<A: Allocator> ArenaBackend<A> {
     /// Bump-allocates `layout`.
     #[inline]
     fn bump(&self, layout: Layout) -> Result<NonNull<u8>, AllocError> {
-        let mut b = self.bump.lock();
-        if let Some(p) = b.try_bump(layout) {
-            return Ok(p);
-        }
-        b.add_chunk(&self.alloc, layout)?;
-        b.try_bump(layout).ok_or(AllocError)
+        self.bump.lock().bump(&self.alloc, layout)
     }
 
     /// Runs the destructors of every retired value.
@@ -358,15 +335,8 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
         } else {
             self.bump(Layout::new::<T>())
         };
-        match room {
-            Ok(p) => {
-                let p = p.cast::<T>();
-                // SAFETY: fresh memory with `T`'s layout.
-                unsafe { p.as_ptr().write(value) };
-                Ok(p)
-            }
-            Err(_) => Err(value),
-        }
+        // SAFETY: room for a `T`, if any.
+        unsafe { place(room, value) }
     }
 
     unsafe fn free_leaf(&self, _: NonNull<Leaf>) {}
@@ -394,7 +364,7 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
             // unlinked and retired once; only the header is written.
             unsafe {
                 let h = header::of::<Record>(value.cast(), align_of::<T>());
-                self.pending.park(h, limbo::release_value::<T>);
+                self.pending.park(h, release_value::<T>);
             }
         }
     }
@@ -416,14 +386,15 @@ impl<A: Allocator> Drop for ArenaBackend<A> {
     fn drop(&mut self) {
         self.run_pending();
         let mut chunk = self.bump.get_mut().chunks;
-        while let Some(c) = NonNull::new(chunk) {
+        while !chunk.is_null() {
             // SAFETY: every chunk was allocated by `add_chunk` with its size
-            // and `CHUNK_ALIGN`, and is freed once, here.
+            // and the nodes' alignment, and is freed once, here.
             unsafe {
-                let Chunk { next, size } = c.as_ptr().read();
+                let Chunk { next, size } = chunk.read();
+                let layout = Layout::from_size_align_unchecked(size, NODE_ALIGN);
+                self.alloc
+                    .deallocate(NonNull::new_unchecked(chunk.cast()), layout);
                 chunk = next;
-                let layout = Layout::from_size_align_unchecked(size, CHUNK_ALIGN);
-                self.alloc.deallocate(c.cast(), layout);
             }
         }
     }

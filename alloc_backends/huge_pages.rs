@@ -8,10 +8,8 @@
 //! before it can even start the load (under a hypervisor, two sets of page
 //! tables). With the leaves in 2 MiB pages, the 32 MiB of leaves of a
 //! million 8-byte keys with inline values need 16 TLB entries instead of
-//! about 8,000 (values and suffix records stored out of line stay on the
-//! inner allocator's pages; the seize backend keeps its internodes on
-//! pages of their own, see below). It is an [`Allocator`], not
-//! a backend, so it goes under any backend that takes one, most usefully
+//! about 8,000. It is an [`Allocator`], not a backend, so it goes under any
+//! backend that takes one; it is made for
 //! [`SeizeBackend`](super::seize::SeizeBackend):
 //!
 //! ```
@@ -30,56 +28,39 @@
 //!
 //! # Design
 //!
-//! * **What goes to slabs.** Requests aligned to exactly 64 bytes and at
-//!   most [`SLOT_BYTES`] long: the tree's leaves (320 bytes), and anything
-//!   else that fits (a value of type `T` aligned to 64 bytes, stored out of
-//!   line, whose header and `T` fit in a slot). Everything else (values,
-//!   suffix records, the backend's own bookkeeping) goes straight to the
-//!   inner allocator `A`. So do the
-//!   [`SeizeBackend`](super::seize::SeizeBackend)'s internode slabs (one
-//!   page each, aligned to it): under that backend the internodes sit on
-//!   small pages of their own, about one per 15 internodes, which the TLB
-//!   keeps (650 pages at a million keys). The pool and arena backends take
-//!   large blocks, which pass through too: this allocator is for the seize
-//!   backend.
-//! * **Slabs.** [`SLAB_BYTES`] from `A`, aligned to their size, so a slot
-//!   finds its slab by masking its address. The first slot holds the slab's
-//!   header (its free list, live count and list links); the others are
-//!   handed out from the free list, else from the never-used tail.
-//! * **Locking.** One [`spin::mutex::SpinMutex`] over the slab lists, held
-//!   for a few instructions per node allocated or freed (nodes are allocated
-//!   once per split, freed once per removed node). It is let go while a slab
-//!   is taken from `A`, advised and first written (which makes the kernel
-//!   zero a 2 MiB page), and while one is given back; so threads that find
-//!   no room at the same moment each take a new slab.
-//! * **Returning memory.** A slab whose last node is freed goes back to `A`
-//!   at once, except that one empty slab is kept as a spare, so that a tree
-//!   hovering at a slab boundary does not fault in and zero 2 MiB for every
-//!   split. [`HugePageSlabs::trim`] returns the spare; drop returns all.
-//! * **Zero-sized requests** go to `A` too (a slot, or a slab, for nothing).
+//! * **What goes to slabs:** requests aligned to exactly 64 bytes and 1 to
+//!   [`SLOT_BYTES`] long: the leaves, and anything else that fits. The rest
+//!   goes to the inner allocator `A`: values, suffix records, the backend's
+//!   bookkeeping, and the seize backend's internode slabs (one page each,
+//!   aligned to it), so its internodes stay on small pages of their own,
+//!   about one per 15 internodes, which the TLB keeps. The pool's and the
+//!   arena's large blocks pass through too.
+//! * **Slabs** of [`SLAB_BYTES`] from `A`, aligned to their size: the slab
+//!   machinery the pool and the seize backend's internodes use too (a free
+//!   list and live count per slab, one spin lock, let go while a slab is
+//!   taken or given back). A slab whose last node is freed goes back to `A`
+//!   at once, except one kept empty, so that a tree hovering at a slab
+//!   boundary does not fault in and zero 2 MiB per split;
+//!   [`HugePageSlabs::trim`] returns it, drop returns all.
 //! * **The advice** is `madvise(MADV_HUGEPAGE)`, only with `std` on Linux
 //!   (not under Miri). It needs transparent huge pages set to `always` or
-//!   `madvise` (`/sys/kernel/mm/transparent_hugepage/enabled`); elsewhere the
-//!   slabs are ordinary memory, still packed. [`HugePageStats::advised`]
-//!   counts the slabs the kernel accepted the advice for. Memory from `A`
-//!   may already be backed by small pages (blocks `A` handed out before),
-//!   which the advice alone would leave in place, so a new slab's pages are
-//!   dropped first (`MADV_DONTNEED`) and fault in as a huge page when first
-//!   touched. A slab going back to `A` has its pages dropped and is marked
-//!   `MADV_NOHUGEPAGE`, so that what `A` later hands out from that memory is
-//!   not on huge pages its users did not ask for. The mark stays with the
-//!   address range: with transparent huge pages set to `always`, it keeps
-//!   that range on small pages for `A`'s later users too.
+//!   `madvise` (`/sys/kernel/mm/transparent_hugepage/enabled`); elsewhere
+//!   the slabs are ordinary memory, still packed. Memory from `A` may
+//!   already sit on small pages, which the advice alone would leave in
+//!   place, so a new slab's pages are dropped first (`MADV_DONTNEED`) and
+//!   fault in as a huge page when first touched. A slab going back has its
+//!   pages dropped and is marked `MADV_NOHUGEPAGE`, so that what `A` later
+//!   hands out there is not on huge pages its users did not ask for (the
+//!   mark stays with the range).
 //!
 //! # Cost
 //!
 //! Memory is taken 2 MiB at a time: a tree of a few nodes holds a whole
 //! slab, and a large one holds on average 1 MiB more than its nodes. After
-//! removals a slab stays as long as any one of its nodes lives, so a tree
-//! that shrank by removing scattered keys can hold much more than its
-//! nodes (at worst a whole 2 MiB slab per remaining node), plus the spare.
-//! A request smaller than a leaf still takes a 320-byte slot. In return no
-//! leaf pays the system allocator's per-chunk header.
+//! scattered removals a slab stays while any one of its nodes lives (at
+//! worst a whole slab per remaining node). A request smaller than a leaf
+//! still takes a 320-byte slot. In return no leaf pays the system
+//! allocator's per-block header.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -93,8 +74,8 @@ use super::slabs::Slabs;
 /// base pages. (64 KiB under Miri, which gives no advice and interprets
 /// every slot of a slab the tests fill.)
 pub const SLAB_BYTES: usize = if cfg!(miri) { 64 << 10 } else { 2 << 20 };
-/// Bytes of one slot: the larger node, a multiple of the node alignment.
-/// Requests up to this long (and aligned to 64) are served from slabs.
+/// Bytes of one slot, the node slot of every slab in this crate. Requests
+/// up to this long (and aligned to 64) are served from slabs.
 pub const SLOT_BYTES: usize = super::NODE_SLOT;
 
 /// The slab machinery, with huge-page advice.
@@ -104,7 +85,7 @@ type Core = Slabs<SLAB_BYTES, SLOT_BYTES, true>;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct HugePageStats {
-    /// Slabs held, the spare included.
+    /// Slabs held, the empty one included.
     pub slabs: usize,
     /// Bytes of those slabs.
     pub slab_bytes: usize,
@@ -166,7 +147,7 @@ impl<A: Allocator> HugePageSlabs<A> {
         }
     }
 
-    /// Returns the spare empty slab, if one is kept, to the inner allocator.
+    /// Returns the empty slab, if one is kept, to the inner allocator.
     pub fn trim(&self) {
         self.slabs.trim(&self.alloc);
     }

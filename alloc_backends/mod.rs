@@ -32,31 +32,23 @@ pub mod huge_pages;
 #[cfg(any(feature = "seize", feature = "huge-pages", feature = "pool"))]
 mod slabs;
 
-/// The larger of the two node alignments (both are 64): what a memory
-/// region that holds nodes of either kind must be aligned to.
+/// The nodes' alignment (64, the same for both kinds): what memory that
+/// holds nodes is aligned to.
 #[cfg(any(
     feature = "pool",
     feature = "arena",
     feature = "huge-pages",
     feature = "seize"
 ))]
-const NODE_ALIGN: usize = {
-    let (l, i) = (
-        align_of::<crate::backend::Leaf>(),
-        align_of::<crate::backend::Internode>(),
-    );
-    if l > i { l } else { i }
-};
+const NODE_ALIGN: usize = align_of::<crate::backend::Leaf>();
 
-/// The size of a slot that holds a node of either kind: the larger node,
-/// rounded up to [`NODE_ALIGN`] (320 bytes on 64-bit targets).
+/// The size of a slot that holds a node of either kind: a leaf's, the
+/// larger (320 bytes on 64-bit targets; internodes are 256).
 #[cfg(any(feature = "pool", feature = "huge-pages"))]
 const NODE_SLOT: usize = {
-    let (l, i) = (
-        size_of::<crate::backend::Leaf>(),
-        size_of::<crate::backend::Internode>(),
-    );
-    (if l > i { l } else { i }).next_multiple_of(NODE_ALIGN)
+    use crate::backend::{Internode, Leaf};
+    assert!(align_of::<Internode>() == NODE_ALIGN && size_of::<Internode>() <= size_of::<Leaf>());
+    size_of::<Leaf>().next_multiple_of(NODE_ALIGN)
 };
 
 /// Allocations with a header of type `H` in front of the payload, at a
@@ -109,12 +101,27 @@ mod header {
         // before the payload, in the same allocation.
         unsafe { payload.sub(offset::<H>(align)).cast() }
     }
+
+    /// Moves `value` into `room` (a payload or not), or gives it back if
+    /// there is none.
+    ///
+    /// # Safety
+    /// `room`, if `Ok`, is fresh memory with `T`'s layout.
+    pub(crate) unsafe fn place<T>(
+        room: Result<NonNull<u8>, AllocError>,
+        value: T,
+    ) -> Result<NonNull<T>, T> {
+        let Ok(p) = room else { return Err(value) };
+        // SAFETY: the caller's guarantees.
+        unsafe { p.cast::<T>().write(value) };
+        Ok(p.cast())
+    }
 }
 
-/// Deferred records for the backends that reclaim only at a quiescent point
-/// (`reclaim(&mut self)` or drop): intrusive push-only [`Stack`]s, linked
-/// through one word of each entry, so parking writes only that word, never
-/// what readers may still read, and allocates nothing.
+/// Retired objects of the backends that reclaim only at a quiescent point
+/// (`reclaim(&mut self)` or drop) wait on push-only [`Stack`]s, linked
+/// through one word of each: parking writes only that word, never what
+/// readers may still read, and allocates nothing.
 #[cfg(any(feature = "pool", feature = "arena"))]
 mod limbo {
     use core::alloc::Layout;
@@ -127,9 +134,9 @@ mod limbo {
     /// layout of the whole allocation, header included.
     pub(crate) type Release = unsafe fn(NonNull<Record>) -> Layout;
 
-    /// The [`header`] in front of each value or suffix record that may be
-    /// retired, written when it is: a [`Limbo`] link, and how to release the
-    /// record (for the type it was retired as).
+    /// The [`header`] in front of a value or suffix record, written when it
+    /// is retired: the [`Limbo`] link, and how to release it (as the type it
+    /// is retired as).
     pub(crate) struct Record {
         next: *mut Record,
         release: Release,
@@ -146,33 +153,16 @@ mod limbo {
         }
     }
 
-    impl Limbo {
-        /// Parks a record, to be released by `release` after [`Stack::drain`].
-        ///
-        /// # Safety
-        /// As [`Stack::push`]; `h` heads a payload allocated with
-        /// [`header::alloc::<Record>`](header::alloc) that `release` accepts.
-        pub(crate) unsafe fn park(&self, h: NonNull<Record>, release: Release) {
-            // SAFETY: the caller's guarantees: the header is ours to write.
-            unsafe {
-                (&raw mut (*h.as_ptr()).release).write(release);
-                self.push(h);
-            }
-        }
-    }
-
     /// Releases a `T` record: drops the `T`, returns the allocation's layout.
     ///
     /// # Safety
-    /// `h` heads a live `T` allocated behind a [`Record`]; the `T` is not used again.
+    /// `h` heads a live `T` allocated behind a [`Record`], not used again.
     pub(crate) unsafe fn release_value<T>(h: NonNull<Record>) -> Layout {
         // SAFETY: the caller guarantees a live `T` at the payload, dropped
         // once, here; its layout did not overflow when it was allocated.
         unsafe {
-            let payload = h
-                .cast::<u8>()
-                .add(header::offset::<Record>(align_of::<T>()));
-            ptr::drop_in_place(payload.cast::<T>().as_ptr());
+            let off = header::offset::<Record>(align_of::<T>());
+            ptr::drop_in_place(h.cast::<u8>().add(off).cast::<T>().as_ptr());
             header::layout::<Record>(Layout::new::<T>()).unwrap_unchecked()
         }
     }
@@ -201,7 +191,7 @@ mod limbo {
         len: AtomicUsize,
     }
 
-    /// Retired records.
+    /// Retired values and suffix records.
     pub(crate) type Limbo = Stack<Record>;
 
     impl<T: Linked> Stack<T> {
@@ -224,24 +214,17 @@ mod limbo {
         /// `e` is live, on no stack, and nobody but the drain uses its link
         /// word or frees it from now on.
         pub(crate) unsafe fn push(&self, e: NonNull<T>) {
-            // Relaxed: the stack is read only through `&mut self` (drain),
-            // which is ordered after every push by whatever handed out the `&mut`.
-            let mut head = self.head.load(Ordering::Relaxed);
-            loop {
-                // SAFETY: the caller's guarantees: the link word is ours to
-                // write; `e` is not published yet.
-                unsafe { T::link(e).write(head) };
-                // Relaxed (both): as for the load above; no pops, so no ABA.
-                match self.head.compare_exchange_weak(
-                    head,
-                    e.as_ptr(),
-                    Ordering::Relaxed,
-                    Ordering::Relaxed,
-                ) {
-                    Ok(_) => break,
-                    Err(now) => head = now,
-                }
-            }
+            // Relaxed (both): the stack is read only through `&mut self`
+            // (drain), which is ordered after every push by whatever handed
+            // out the `&mut`; no pops, so no ABA.
+            let _ = self
+                .head
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |head| {
+                    // SAFETY: the caller's guarantees: the link word is ours
+                    // to write; `e` is not published yet.
+                    unsafe { T::link(e).write(head) };
+                    Some(e.as_ptr())
+                });
             // Relaxed: a statistic.
             self.len.fetch_add(1, Ordering::Relaxed);
         }
@@ -257,6 +240,21 @@ mod limbo {
                 // its link written by `push`; read before `f` frees it.
                 p = unsafe { T::link(e).read() };
                 f(e);
+            }
+        }
+    }
+
+    impl Limbo {
+        /// Parks a record, released by `release` at [`Stack::drain`].
+        ///
+        /// # Safety
+        /// As [`Stack::push`]; `h` heads a payload allocated behind a
+        /// `Record` that `release` accepts.
+        pub(crate) unsafe fn park(&self, h: NonNull<Record>, release: Release) {
+            // SAFETY: the caller's guarantees: the header is ours to write.
+            unsafe {
+                (&raw mut (*h.as_ptr()).release).write(release);
+                self.push(h);
             }
         }
     }

@@ -4,50 +4,42 @@
 //!
 //! # Design
 //!
-//! * **Slots.** Leaves and internodes share *one* slot size: the larger
-//!   node, aligned as the nodes are (320 bytes on 64-bit targets;
-//!   internodes are 256). Internodes are about a tenth of the nodes, so the
-//!   bytes lost in them are about 2% of node memory, and in return any free
-//!   slot serves either kind: a workload that frees leaves and then needs
-//!   internodes (or the other way round) never strands memory in the wrong
-//!   size.
-//! * **Slabs** of [`SLAB_BYTES`] from `A`, aligned to their size: 50 slots
-//!   and a header's slot each. A free list and a live count per slab and one
-//!   spin lock, held for a few instructions per node allocated or freed
-//!   (nodes are allocated once per split, not once per key, and values never
-//!   take it). A slab whose last node is freed goes back to `A` at once,
-//!   except one kept empty for the next split; [`NodeAllocatorGeneric::reclaim`]
-//!   returns that one too. So a tree emptied by removes holds, after
-//!   [`Tree::reclaim`](crate::Tree::reclaim), only the slabs of the nodes that
-//!   stay (the leftmost leaf and the key-less internodes above it).
+//! * **Slots.** Leaves and internodes share *one* slot size, the larger
+//!   node's (320 bytes on 64-bit targets; internodes are 256). Internodes
+//!   are about a tenth of the nodes, so about 2% of node memory is lost, and
+//!   in return any free slot serves either kind: memory freed by one kind is
+//!   never stranded when the other is needed.
+//! * **Slabs** of [`SLAB_BYTES`] from `A`, aligned to their size, 50 slots
+//!   each (the slab machinery `HugePageSlabs` uses too): a free list and a
+//!   live count per slab, and one spin lock, held for a few instructions per
+//!   node allocated or freed (nodes are allocated once per split, and values
+//!   never take it). A slab whose last node is freed goes back to `A` at
+//!   once, except one kept empty for the next split.
 //! * **Reclamation.** Without `std` there are no thread-local epochs, so
-//!   nothing retired is reused while the tree is shared. Retired nodes go on
-//!   push-only lists linked through their backend word
-//!   ([`Leaf::backend_word`]); retired values and suffix records on one
-//!   linked through a 16-byte header in front of each (link + type-erased
-//!   release function). The lists are emptied only by
-//!   [`NodeAllocatorGeneric::reclaim`] (`&mut self`: guards borrow the
-//!   backend, so none is alive, and no reader can hold retired memory) and
-//!   at drop: retired slots are freed, values are dropped, values and suffix
-//!   records go back to `A`. Until then retired memory is written only in
-//!   the backend word or the header, never where readers look.
-//! * **Cap.** [`PoolBackend::with_max_slab_bytes`] bounds the slab memory:
-//!   once no free slot is left and no slab fits under the cap,
-//!   `alloc_leaf`/`alloc_internode` return [`AllocError`]. Values and suffix
-//!   records are not counted (bound `A` itself for a hard total). Note that
-//!   [`Tree::insert`](crate::Tree::insert) treats a failed allocation as
-//!   fatal, like `Vec::push`; `tree.fallible()` reports it.
+//!   nothing retired is reused while the tree is shared. Retired nodes wait
+//!   on lists linked through their backend word ([`Leaf::backend_word`]),
+//!   retired values and suffix records on one linked through a 16-byte
+//!   header in front of each (link and type-erased release function): no
+//!   retirement writes where readers look. [`NodeAllocatorGeneric::reclaim`]
+//!   (`&mut self`: guards borrow the backend, so none is alive) empties them:
+//!   values are dropped, records go back to `A`, slots to their slabs, and
+//!   every empty slab to `A`. So after [`Tree::reclaim`](crate::Tree::reclaim)
+//!   a tree emptied by removes holds only the slabs of the nodes that stay
+//!   (the leftmost leaf and the key-less internodes above it).
+//! * **Cap.** [`PoolBackend::with_max_slab_bytes`] bounds the slab memory;
+//!   values and suffix records are not counted (bound `A` itself for a hard
+//!   total). Past it, node allocation fails: [`Tree::insert`](crate::Tree::insert)
+//!   treats that as fatal, like `Vec::push`; `tree.fallible()` reports it.
 //!
 //! # Cost
 //!
-//! Memory of removed or replaced entries (nodes, values, suffix records) is
-//! reused only after [`Tree::reclaim`](crate::Tree::reclaim) (or
-//! [`Tree::clear`](crate::Tree::clear)), which need `&mut` and so a quiescent
-//! point, or when the tree is dropped. A tree that churns while it is always
-//! shared grows until it is reclaimed. After scattered removals a slab stays
-//! while any of its nodes lives. `A` must serve blocks of [`SLAB_BYTES`]
-//! aligned to their size. Each out-of-line value and suffix record carries
-//! a 16-byte header.
+//! Memory of removed or replaced entries is reused only after
+//! [`Tree::reclaim`](crate::Tree::reclaim) or [`Tree::clear`](crate::Tree::clear)
+//! (which need `&mut`, so a quiescent point) or drop: a tree that churns
+//! while always shared grows until then. After scattered removals a slab
+//! stays while any of its nodes lives. `A` must serve blocks of
+//! [`SLAB_BYTES`] aligned to their size. Each out-of-line value and suffix
+//! record carries a 16-byte header.
 //!
 //! ```
 //! use masstree::{InlineMassTree, alloc_backends::pool::PoolBackend};
@@ -70,13 +62,13 @@ use core::sync::atomic::{AtomicUsize, Ordering};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 
-use super::limbo::{Limbo, Linked, Record, Release, Stack, release_value};
+use super::NODE_SLOT;
+use super::header::{self, place};
+use super::limbo::{Limbo, Linked, Record, Stack, release_value};
 use super::slabs::Slabs;
-use super::{NODE_SLOT, header};
 use crate::backend::{AddressGuard, Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
-/// Bytes of one slab: 50 node slots and the header's slot (a header takes a
-/// slot of its own, 2% of the slab).
+/// Bytes of one slab: 50 node slots and the header's slot.
 pub const SLAB_BYTES: usize = 16 << 10;
 
 /// The node slabs.
@@ -195,18 +187,16 @@ impl<A: Allocator> PoolBackend<A> {
         Ok(pool)
     }
 
-    /// Caps the slab memory at `max_slab_bytes`: once no free slot is left
-    /// and one more slab would pass the cap, node allocation fails with
-    /// [`AllocError`]. Slabs already held are kept even if they pass it.
-    /// Values and suffix records are not counted.
+    /// Caps the slab memory at `max_slab_bytes`: once no slot is free and
+    /// one more slab would pass the cap, node allocation fails with
+    /// [`AllocError`]. Slabs already held stay, even past the cap.
     pub fn with_max_slab_bytes(mut self, max_slab_bytes: usize) -> Self {
         self.slabs.set_max_bytes(max_slab_bytes);
         self
     }
 
     /// Makes sure at least `leaves + internodes` slots are free, adding
-    /// empty slabs if needed. They stay until used, or until `reclaim`
-    /// returns the empty slabs.
+    /// empty slabs if needed (kept until used, or until `reclaim`).
     pub fn reserve(&self, leaves: usize, internodes: usize) -> Result<(), AllocError> {
         let want = leaves.checked_add(internodes).ok_or(AllocError)?;
         self.slabs.reserve(want, &self.alloc)
@@ -268,17 +258,6 @@ impl<A: Allocator> PoolBackend<A> {
         // retired record; each came from `alloc_record` and was parked once.
         self.records
             .drain(|h| unsafe { alloc.deallocate(h.cast(), Record::release(h)) });
-    }
-
-    /// Releases a record by `release` and gives its memory back.
-    ///
-    /// # Safety
-    /// `h` heads a live record from `alloc_record` that `release` accepts,
-    /// released once.
-    unsafe fn free_record(&self, h: NonNull<Record>, release: Release) {
-        // SAFETY: the caller's guarantees; `release` returns the layout the
-        // record was allocated with.
-        unsafe { self.alloc.deallocate(h.cast(), release(h)) }
     }
 }
 
@@ -345,15 +324,8 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     }
 
     fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T> {
-        match self.alloc_record(Layout::new::<T>()) {
-            Ok(p) => {
-                let p = p.cast::<T>();
-                // SAFETY: fresh memory with `T`'s layout.
-                unsafe { p.as_ptr().write(value) };
-                Ok(p)
-            }
-            Err(_) => Err(value),
-        }
+        // SAFETY: room for a `T`, if any.
+        unsafe { place(self.alloc_record(Layout::new::<T>()), value) }
     }
 
     unsafe fn free_leaf(&self, leaf: NonNull<Leaf>) {
@@ -368,13 +340,19 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
 
     unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
         // SAFETY: the caller guarantees an initialized record of ours that
-        // nobody can reach; it was allocated behind a header.
-        unsafe { self.free_record(record_of(suffix), release_suffix) }
+        // nobody can reach, allocated behind a header; released once, here.
+        unsafe {
+            let h = record_of(suffix);
+            self.alloc.deallocate(h.cast(), release_suffix(h));
+        }
     }
 
     unsafe fn free_value<T>(&self, value: NonNull<T>) {
         // SAFETY: as in `free_suffix`; the value is dropped exactly once, here.
-        unsafe { self.free_record(record_of(value), release_value::<T>) }
+        unsafe {
+            let h = record_of(value);
+            self.alloc.deallocate(h.cast(), release_value::<T>(h));
+        }
     }
 
     unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &AddressGuard<'_>) {
@@ -404,8 +382,7 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     }
 
     fn reserve_nodes(&self, leaves: usize, internodes: usize) {
-        // A hint: the allocations themselves report a failure (and the cap
-        // of `with_max_slab_bytes` is honoured).
+        // A hint: the allocations themselves report a failure.
         let _ = self.reserve(leaves, internodes);
     }
 

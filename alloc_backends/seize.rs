@@ -11,12 +11,12 @@
 //! stay valid when the tree moves.
 //!
 //! Internodes come from one-page slabs of their own (4 KiB, 15 internodes
-//! each; see `slabs.rs`), taken from the allocator; leaves, suffix records
-//! and values come from the allocator one by one. A descent reads one
-//! internode per level: packed together, the internodes of a tree of a
-//! million keys (about 2.5 MiB) sit on about 650 pages, whose translations
-//! stay in the TLB, where scattered among the leaves each would sit on a
-//! page of its own. A lookup then walks the page tables for its leaf only.
+//! each), taken from the allocator; leaves, suffix records and values come
+//! from the allocator one by one. A descent reads one internode per level:
+//! packed together, the internodes of a tree of a million keys (about
+//! 2.5 MiB) sit on about 650 pages, whose translations stay in the TLB,
+//! where scattered among the leaves each would sit on a page of its own. A
+//! lookup then walks the page tables for its leaf only.
 
 use core::alloc::Layout;
 use core::mem::ManuallyDrop;
@@ -25,22 +25,22 @@ use core::ptr::{self, NonNull};
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use seize::{Collector, Guard, LocalGuard};
 
-use super::header;
+use super::header::{self, place};
 use super::slabs::Slabs;
 use crate::backend::{Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
 /// Bytes of one internode slab: a 4 KiB page (the smallest on the targets
 /// this backend runs on), so that each holds internodes only.
 const INTERNODE_SLAB: usize = 4096;
-/// Bytes of one internode slot.
+/// Bytes of one internode slot (internodes only: 256, where a slot for
+/// either node would take 320 and fit 11 to a page).
 const INTERNODE_SLOT: usize = size_of::<Internode>().next_multiple_of(super::NODE_ALIGN);
 
 /// The internodes' slabs.
 type InternodeSlabs = Slabs<INTERNODE_SLAB, INTERNODE_SLOT, false>;
 
-/// What the backend keeps in memory from its allocator (so that the
-/// reclaimers' pointers to it stay valid when the tree moves): the
-/// allocator, and the slabs it gives the internodes.
+/// What the backend keeps in memory from its allocator, so that the
+/// reclaimers' pointers to it stay valid when the tree moves.
 struct Home<A> {
     alloc: A,
     internodes: InternodeSlabs,
@@ -61,11 +61,9 @@ pub const DEFAULT_BATCH_SIZE: usize = 256;
 ///
 /// `A` is asked for blocks of the leaves' layout (320 bytes, aligned to 64),
 /// for suffix records and values (with a one-word header), and for 4 KiB
-/// blocks aligned to 4 KiB: the slabs that hold the internodes (see the
-/// [module docs](self)). With an allocator that refuses the last, a tree
-/// cannot grow beyond one leaf: the split fails as any failed allocation
-/// does (the operations of `tree.fallible()` report it and change nothing;
-/// the others abort).
+/// blocks aligned to 4 KiB, the internode slabs. With an allocator that
+/// refuses the last, a tree cannot grow beyond one leaf: the split fails as
+/// any failed allocation does.
 ///
 /// ```
 /// use masstree::{InlineMassTree, alloc_backends::seize::SeizeBackend};
@@ -79,8 +77,6 @@ pub const DEFAULT_BATCH_SIZE: usize = 256;
 pub struct SeizeBackend<A: Allocator = Global> {
     /// Dropped first (see `Drop`), running pending reclaimers while `alloc` lives.
     collector: ManuallyDrop<Collector>,
-    /// The allocator and the internode slabs, in memory the allocator
-    /// allocated itself (stable across moves).
     home: NonNull<Home<A>>,
 }
 
@@ -115,24 +111,15 @@ impl<A: Allocator> SeizeBackend<A> {
     /// A backend on `alloc`, or an error if `alloc` cannot hold its own handle.
     pub fn try_new_in(alloc: A) -> Result<Self, AllocError> {
         let home = alloc.allocate(Layout::new::<Home<A>>())?.cast::<Home<A>>();
+        let internodes = InternodeSlabs::new();
         // SAFETY: fresh memory with `Home<A>`'s layout.
-        unsafe {
-            home.as_ptr().write(Home {
-                alloc,
-                internodes: InternodeSlabs::new(),
-            })
-        };
-        Ok(SeizeBackend {
-            collector: ManuallyDrop::new(Collector::new().batch_size(DEFAULT_BATCH_SIZE)),
-            home,
-        })
+        unsafe { home.write(Home { alloc, internodes }) };
+        let collector = ManuallyDrop::new(Collector::new().batch_size(DEFAULT_BATCH_SIZE));
+        Ok(SeizeBackend { collector, home })
     }
 
     /// Sets how many retired objects a thread gathers before handing them
-    /// to reclamation (default: [`DEFAULT_BATCH_SIZE`], 256). Each hand-off
-    /// costs a process-wide memory barrier (on Linux, an interrupt to every
-    /// core running this process), so larger batches make writes cheaper
-    /// while threads run side by side; smaller ones give memory back sooner.
+    /// to reclamation (see [`DEFAULT_BATCH_SIZE`]).
     ///
     /// ```
     /// use masstree::{MassTree, alloc_backends::seize::SeizeBackend};
@@ -152,6 +139,11 @@ impl<A: Allocator> SeizeBackend<A> {
         &self.home().alloc
     }
 
+    /// The collector that reclaims retired memory.
+    pub fn collector(&self) -> &Collector {
+        &self.collector
+    }
+
     fn home(&self) -> &Home<A> {
         // SAFETY: written in `try_new_in`, freed only in `drop`.
         unsafe { self.home.as_ref() }
@@ -163,11 +155,6 @@ impl<A: Allocator> SeizeBackend<A> {
         // SAFETY: the home is live (written in `try_new_in`, freed only in
         // `drop`); this only computes a field's address.
         unsafe { &raw const (*self.home.as_ptr()).alloc }
-    }
-
-    /// The collector that reclaims retired memory.
-    pub fn collector(&self) -> &Collector {
-        &self.collector
     }
 
     /// `payload` in memory from the allocator, behind a header pointing to it.
@@ -190,8 +177,7 @@ unsafe fn free_with_header<A: Allocator>(payload: *mut u8, layout: Layout) {
     unsafe {
         let h = header::of::<*const A>(NonNull::new_unchecked(payload), layout.align());
         let full = header::layout::<*const A>(layout).unwrap_unchecked();
-        let alloc = &*h.read();
-        alloc.deallocate(h.cast(), full);
+        (*h.read()).deallocate(h.cast(), full);
     }
 }
 
@@ -225,24 +211,23 @@ unsafe fn reclaim_internode<A: Allocator>(p: *mut Internode, _: &Collector) {
     }
 }
 
-/// The deferred free of a retired suffix record.
+/// The free of a suffix record (deferred, or at once by `free_suffix`).
 ///
 /// # Safety
-/// As for [`reclaim_leaf`], allocated by `alloc_suffix` and retired by
-/// `retire_suffix`.
+/// `p` came from `alloc_suffix` of a backend on `A` whose home is still
+/// alive, and nobody can reach it any more; called once.
 unsafe fn reclaim_suffix<A: Allocator>(p: *mut Suffix, _: &Collector) {
-    // SAFETY: allocated by `alloc_suffix` with a header; unreachable now.
+    // SAFETY: the caller's guarantees; allocated with a header.
     unsafe { free_with_header::<A>(p.cast(), Suffix::layout_of(NonNull::new_unchecked(p))) }
 }
 
-/// The deferred drop and free of a retired value.
+/// The drop and free of a value (deferred, or at once by `free_value`).
 ///
 /// # Safety
-/// As for [`reclaim_leaf`], allocated by `alloc_value::<T>` and retired by
-/// `retire_value`.
+/// As for [`reclaim_suffix`], from `alloc_value::<T>`.
 unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
-    // SAFETY: allocated by `alloc_value::<T>` with a header; unreachable now;
-    // the value is dropped exactly once, here.
+    // SAFETY: the caller's guarantees; allocated with a header; the value is
+    // dropped exactly once, here.
     unsafe {
         ptr::drop_in_place(p);
         free_with_header::<A>(p.cast(), Layout::new::<T>());
@@ -285,15 +270,8 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     fn alloc_value<T>(&self, value: T) -> Result<NonNull<T>, T> {
-        match self.alloc_with_header(Layout::new::<T>()) {
-            Ok(p) => {
-                let p = p.cast::<T>();
-                // SAFETY: fresh memory with `T`'s layout.
-                unsafe { p.as_ptr().write(value) };
-                Ok(p)
-            }
-            Err(_) => Err(value),
-        }
+        // SAFETY: room for a `T`, if any.
+        unsafe { place(self.alloc_with_header(Layout::new::<T>()), value) }
     }
 
     unsafe fn free_leaf(&self, leaf: NonNull<Leaf>) {
@@ -312,16 +290,13 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
-        // SAFETY: as in `free_leaf`; allocated with a header by `alloc_suffix`.
-        unsafe { free_with_header::<A>(suffix.as_ptr().cast(), Suffix::layout_of(suffix)) }
+        // SAFETY: the caller guarantees an unreachable record of ours.
+        unsafe { reclaim_suffix::<A>(suffix.as_ptr(), &self.collector) }
     }
 
     unsafe fn free_value<T>(&self, value: NonNull<T>) {
-        // SAFETY: as in `free_leaf`; the value is dropped exactly once, here.
-        unsafe {
-            ptr::drop_in_place(value.as_ptr());
-            free_with_header::<A>(value.as_ptr().cast(), Layout::new::<T>());
-        }
+        // SAFETY: the caller guarantees an unreachable value of ours.
+        unsafe { reclaim_value::<T, A>(value.as_ptr(), &self.collector) }
     }
 
     unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &LocalGuard<'_>) {
@@ -356,17 +331,10 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     fn reclaim(&mut self) {
-        self.reclaim_now();
-    }
-}
-
-impl<A: Allocator> SeizeBackend<A> {
-    /// Frees every retired object now (see [`NodeAllocatorGeneric::reclaim`]).
-    fn reclaim_now(&mut self) {
         // SAFETY: `&mut self`: guards borrow the backend, so none is alive, and
         // no thread can be inside a critical section of this collector.
         unsafe { self.collector.reclaim_all() };
-        // And the empty internode slab kept as a spare, if any.
+        // And the empty internode slab, if one is kept.
         let home = self.home();
         home.internodes.trim(&home.alloc);
     }
@@ -380,12 +348,10 @@ impl<A: Allocator> Drop for SeizeBackend<A> {
         // its nodes before its backend drops), and the memory is freed.
         unsafe {
             ManuallyDrop::drop(&mut self.collector);
-            let Home {
-                alloc,
-                mut internodes,
-            } = self.home.as_ptr().read();
-            internodes.release_all(&alloc);
-            alloc.deallocate(self.home.cast(), Layout::new::<Home<A>>());
+            let mut home = self.home.read();
+            home.internodes.release_all(&home.alloc);
+            home.alloc
+                .deallocate(self.home.cast(), Layout::new::<Home<A>>());
         }
     }
 }
@@ -400,7 +366,9 @@ impl<A: Allocator + Clone> Clone for SeizeBackend<A> {
 
 impl<A: Allocator> core::fmt::Debug for SeizeBackend<A> {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("SeizeBackend").finish_non_exhaustive()
+        f.debug_struct("SeizeBackend")
+            .field("internode_slabs", &self.home().internodes.counts())
+            .finish_non_exhaustive()
     }
 }
 

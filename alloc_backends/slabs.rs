@@ -1,4 +1,4 @@
-//! Slabs of equal slots: the one slab allocator under the pool backend's
+//! Slabs of equal slots: the one slab allocator, under the pool backend's
 //! nodes, under `HugePageSlabs` (2 MiB slabs advised onto huge pages) and
 //! under the seize backend's internodes (one-page slabs, so that the
 //! internodes a descent passes through sit on few pages, which stay in the
@@ -6,21 +6,19 @@
 //!
 //! * A slab is `SLAB` bytes from an allocator, aligned to its size, so that a
 //!   slot finds its slab by masking its address. The first slot holds the
-//!   slab's header: its list links, its free list, its live count and the
-//!   index of its first never-used slot. Slots are handed out from the free
-//!   list, else from the never-used tail.
+//!   slab's header: list links, free list, live count, and the index of the
+//!   first never-used slot. Slots are handed out from the free list, else
+//!   from the never-used tail.
 //! * Slabs with room, full slabs and empty slabs are on three lists under one
-//!   spin lock, held for a few instructions per slot taken or given back. It
-//!   is let go while a slab is taken from the allocator (and advised onto a
-//!   huge page and first written, which makes the kernel zero it) and while
-//!   one is given back; so threads that find no room at the same moment each
-//!   take a slab.
+//!   spin lock, held for a few instructions per slot taken or given back,
+//!   and let go while a slab is taken from the allocator (and advised and
+//!   first written, which makes the kernel zero it) or given back: threads
+//!   that find no room at the same moment each take a slab.
 //! * A slab whose last slot is given back returns to the allocator at once,
 //!   unless it is the only empty slab: that one is kept, so that a user
 //!   hovering at a slab boundary does not take and return a slab per slot.
 //!   [`Slabs::reserve`] adds empty slabs, [`Slabs::trim`] returns them all.
-//! * An optional cap on the slabs' bytes ([`Slabs::set_max_bytes`]): once
-//!   no slot is free and one more slab would pass the cap, taking fails.
+//! * An optional cap on the slabs' bytes ([`Slabs::set_max_bytes`]).
 //!
 //! The allocator is passed to every call rather than owned, so that its
 //! owner can keep it next to the slabs (the seize backend keeps both in one
@@ -86,11 +84,6 @@ impl List {
             }
         }
     }
-
-    /// Takes the whole list (its members keep stale links).
-    fn take(&mut self) -> *mut SlabHead {
-        core::mem::replace(&mut self.0, ptr::null_mut())
-    }
 }
 
 /// Figures of a [`Slabs`].
@@ -102,20 +95,22 @@ pub(crate) struct Counts {
     pub(crate) slots_in_use: usize,
     /// Slabs taken so far for which the kernel accepted the huge-page advice.
     pub(crate) advised: usize,
-    /// The cap on the slabs' bytes (`usize::MAX` if none).
+    /// The cap on the slabs' bytes (`usize::MAX`: none).
     pub(crate) max_bytes: usize,
 }
 
-/// Everything behind the lock.
+/// Everything behind the lock: slabs with room (and a slot handed out),
+/// full ones, empty ones.
 struct State {
-    /// Slabs with at least one slot handed out and one to hand out.
     partial: List,
-    /// Slabs with no slot to hand out.
     full: List,
-    /// Slabs with no slot handed out.
     empty: List,
     counts: Counts,
 }
+
+// SAFETY: the raw pointers point into slabs the `Slabs` owns; they are used
+// only under its lock.
+unsafe impl Send for State {}
 
 /// Slabs of `SLAB` bytes cut into slots of `SLOT` bytes, each slot aligned
 /// to [`NODE_ALIGN`]; with `HUGE`, each slab is advised onto one huge page
@@ -124,48 +119,37 @@ pub(crate) struct Slabs<const SLAB: usize, const SLOT: usize, const HUGE: bool> 
     state: SpinMutex<State>,
 }
 
-// SAFETY: the raw pointers in `State` point into slabs this value owns and
-// are used only under the lock.
-unsafe impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Send
-    for Slabs<SLAB, SLOT, HUGE>
-{
-}
-// SAFETY: as above.
-unsafe impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Sync
-    for Slabs<SLAB, SLOT, HUGE>
-{
-}
-
 impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, HUGE> {
     /// Slots per slab, the first of which holds the header.
     pub(crate) const SLOTS: usize = {
-        assert!(SLAB.is_power_of_two());
+        assert!(SLAB.is_power_of_two() && SLAB / SLOT > 2);
         assert!(SLOT % NODE_ALIGN == 0 && SLOT >= size_of::<SlabHead>());
-        assert!(SLOT >= size_of::<FreeSlot>() && align_of::<SlabHead>() <= NODE_ALIGN);
-        assert!(SLAB / SLOT > 2);
+        assert!(align_of::<SlabHead>() <= NODE_ALIGN);
         SLAB / SLOT
     };
 
     /// No slabs yet, no cap.
     pub(crate) const fn new() -> Self {
+        let counts = Counts {
+            slabs: 0,
+            slots_in_use: 0,
+            advised: 0,
+            max_bytes: usize::MAX,
+        };
+        let none = ptr::null_mut();
         Slabs {
             state: SpinMutex::new(State {
-                partial: List(ptr::null_mut()),
-                full: List(ptr::null_mut()),
-                empty: List(ptr::null_mut()),
-                counts: Counts {
-                    slabs: 0,
-                    slots_in_use: 0,
-                    advised: 0,
-                    max_bytes: usize::MAX,
-                },
+                partial: List(none),
+                full: List(none),
+                empty: List(none),
+                counts,
             }),
         }
     }
 
-    /// Caps the slabs' bytes: no slab is taken that would pass `max_bytes`.
-    /// Slabs already held stay.
-    #[cfg_attr(not(feature = "pool"), expect(dead_code, reason = "the pool's cap"))]
+    /// Caps the slabs' bytes: no slab is taken that would pass `max_bytes`
+    /// (slabs already held stay).
+    #[cfg_attr(not(feature = "pool"), expect(dead_code, reason = "the pool's"))]
     pub(crate) fn set_max_bytes(&mut self, max_bytes: usize) {
         self.state.get_mut().counts.max_bytes = max_bytes;
     }
@@ -176,17 +160,6 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     }
 
     /// Current figures.
-    #[cfg_attr(
-        not(any(
-            feature = "huge-pages",
-            feature = "pool",
-            all(test, not(masstree_loom))
-        )),
-        expect(
-            dead_code,
-            reason = "only the pool's and `HugePageSlabs`' stats and tests read them"
-        )
-    )]
     pub(crate) fn counts(&self) -> Counts {
         self.state.lock().counts
     }
@@ -199,18 +172,18 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// A free slot of `SLOT` bytes, aligned to [`NODE_ALIGN`].
     pub(crate) fn take<A: Allocator>(&self, alloc: &A) -> Result<NonNull<u8>, AllocError> {
         let (mut s, slab) = self.lock_slab_with_room(alloc)?;
+        s.counts.slots_in_use += 1;
         // SAFETY: `slab` is a live slab head on the partial list, under the
         // lock; free slots and the fresh tail lie inside the slab. The header
         // is reached through raw field accesses only, as the list operations
         // write it too. A freed slot is reached, and handed out, with the
         // slab's provenance (the pointer it was freed with may have covered
-        // that slot alone, for some earlier caller).
-        let slot = unsafe {
+        // that slot alone, for some earlier caller). Not null: in a slab.
+        unsafe {
             let free = (*slab).free;
             let slot = if free.is_null() {
-                let slot = slab.cast::<u8>().add((*slab).fresh * SLOT);
                 (*slab).fresh += 1;
-                slot
+                slab.cast::<u8>().add(((*slab).fresh - 1) * SLOT)
             } else {
                 let f = slab.cast::<FreeSlot>().with_addr(free.addr());
                 (*slab).free = (*f).next;
@@ -221,11 +194,8 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
                 s.partial.unlink(slab);
                 s.full.push(slab);
             }
-            slot
-        };
-        s.counts.slots_in_use += 1;
-        // SAFETY: a slot inside a slab is not null.
-        Ok(unsafe { NonNull::new_unchecked(slot) })
+            Ok(NonNull::new_unchecked(slot))
+        }
     }
 
     /// Frees a slot.
@@ -234,14 +204,12 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// `p` came from [`Self::take`] on this value, with `alloc`, and is not
     /// used again.
     pub(crate) unsafe fn give<A: Allocator>(&self, p: NonNull<u8>, alloc: &A) {
-        // A slot's slab starts at the slot's address rounded down to the
-        // slab size. The caller's pointer may carry provenance for the slot
-        // alone (a `Box`'s does), so the header's comes from the slab's
-        // address, exposed when the slab was made.
+        // The caller's pointer may carry provenance for the slot alone (a
+        // `Box`'s does), so the header's comes from the slab's address,
+        // exposed when the slab was made.
         let slab = ptr::with_exposed_provenance_mut::<SlabHead>(Self::slab_base(p.as_ptr().addr()));
         let mut s = self.state.lock();
         s.counts.slots_in_use -= 1;
-        let mut give_back = ptr::null_mut();
         // SAFETY: the caller's guarantees: `p` is a slot we handed out and
         // not yet freed, so its slab is live; we hold the lock. The header is
         // reached through raw field accesses only, as the list operations
@@ -257,31 +225,22 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             (*slab).live -= 1;
             if (*slab).live == 0 {
                 s.partial.unlink(slab);
-                if s.empty.0.is_null() {
-                    s.empty.push(slab);
-                } else {
-                    s.counts.slabs -= 1;
-                    give_back = slab;
+                s.empty.push(slab);
+                if !(*slab).next.is_null() {
+                    // Another slab is empty: this one goes back.
+                    Self::unlink_empty_and_return(s, slab, alloc);
                 }
             }
-        }
-        drop(s);
-        if !give_back.is_null() {
-            // SAFETY: an empty slab, off every list: nothing refers to it.
-            unsafe { Self::return_slab(give_back, alloc) };
         }
     }
 
     /// Adds empty slabs until at least `slots` slots are free.
-    #[cfg_attr(
-        not(feature = "pool"),
-        expect(dead_code, reason = "the pool's reserve")
-    )]
+    #[cfg_attr(not(feature = "pool"), expect(dead_code, reason = "the pool's"))]
     pub(crate) fn reserve<A: Allocator>(&self, slots: usize, alloc: &A) -> Result<(), AllocError> {
         let mut s = self.state.lock();
         while s.counts.slabs * (Self::SLOTS - 1) - s.counts.slots_in_use < slots {
-            let (again, head) = self.add_slab(s, alloc)?;
-            s = again;
+            let head;
+            (s, head) = self.add_slab(s, alloc)?;
             // SAFETY: a new slab, on no list; we hold the lock.
             unsafe { s.empty.push(head) };
         }
@@ -291,17 +250,32 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// Returns every empty slab to `alloc`.
     pub(crate) fn trim<A: Allocator>(&self, alloc: &A) {
         loop {
-            let mut s = self.state.lock();
+            let s = self.state.lock();
             let slab = s.empty.0;
             if slab.is_null() {
                 return;
             }
-            // SAFETY: a member of the empty list; we hold the lock.
-            unsafe { s.empty.unlink(slab) };
+            // SAFETY: a member of the empty list, under the lock.
+            unsafe { Self::unlink_empty_and_return(s, slab, alloc) };
+        }
+    }
+
+    /// Takes `slab` off the empty list and returns it to `alloc`, after
+    /// letting go of the lock.
+    ///
+    /// # Safety
+    /// `slab` is on the empty list of the state `s` guards.
+    unsafe fn unlink_empty_and_return<A: Allocator>(
+        mut s: SpinMutexGuard<'_, State>,
+        slab: *mut SlabHead,
+        alloc: &A,
+    ) {
+        // SAFETY: the caller's guarantees; then nothing refers to the slab.
+        unsafe {
+            s.empty.unlink(slab);
             s.counts.slabs -= 1;
             drop(s);
-            // SAFETY: an empty slab we own, now on no list: nothing refers to it.
-            unsafe { Self::return_slab(slab, alloc) };
+            Self::return_slab(slab, alloc);
         }
     }
 
@@ -311,9 +285,9 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// No slot handed out is used again (or given back).
     pub(crate) unsafe fn release_all<A: Allocator>(&mut self, alloc: &A) {
         let s = self.state.get_mut();
-        s.counts.slabs = 0;
-        s.counts.slots_in_use = 0;
-        for mut slab in [s.partial.take(), s.full.take(), s.empty.take()] {
+        (s.counts.slabs, s.counts.slots_in_use) = (0, 0);
+        for list in [&mut s.partial, &mut s.full, &mut s.empty] {
+            let mut slab = core::mem::replace(&mut list.0, ptr::null_mut());
             while !slab.is_null() {
                 // SAFETY: list members are live slabs from `alloc`; the
                 // caller guarantees no slot is used again.
@@ -333,11 +307,11 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         alloc: &A,
     ) -> Result<(SpinMutexGuard<'_, State>, *mut SlabHead), AllocError> {
         let mut s = self.state.lock();
-        if !s.partial.0.is_null() {
-            let head = s.partial.0;
+        let mut head = s.partial.0;
+        if !head.is_null() {
             return Ok((s, head));
         }
-        let mut head = s.empty.0;
+        head = s.empty.0;
         if head.is_null() {
             (s, head) = self.add_slab(s, alloc)?;
         } else {
@@ -368,20 +342,23 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             let head = p.as_ptr().cast::<SlabHead>();
             // Slots find their slab from their address alone (`give`).
             let _ = head.expose_provenance();
-            // SAFETY: a fresh slab, aligned to its size, not yet written.
-            let advised = HUGE && unsafe { advise(head.cast(), SLAB, true) };
-            let empty = SlabHead {
-                prev: ptr::null_mut(),
-                next: ptr::null_mut(),
-                free: ptr::null_mut(),
-                live: 0,
-                fresh: 1,
-            };
-            // SAFETY: fresh memory from `alloc`, large and aligned enough.
-            unsafe { head.write(empty) };
-            (head, advised)
+            // SAFETY: a fresh slab from `alloc`, aligned to its size, not yet
+            // written; large and aligned enough for the header.
+            unsafe {
+                let advised = HUGE && advise(head.cast(), SLAB, true);
+                let (none, free) = (ptr::null_mut(), ptr::null_mut());
+                let (live, fresh) = (0, 1);
+                head.write(SlabHead {
+                    prev: none,
+                    next: none,
+                    free,
+                    live,
+                    fresh,
+                });
+                (head, advised)
+            }
         });
-        let mut s = self.state.lock();
+        s = self.state.lock();
         match made {
             Ok((head, advised)) => {
                 s.counts.advised += usize::from(advised);
@@ -395,26 +372,20 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     }
 
     /// Gives a slab back to `alloc`. With `HUGE`, first drops its pages and
-    /// marks the range `MADV_NOHUGEPAGE`: what `alloc` later hands out from
-    /// that memory should not sit on huge pages its users did not ask for.
-    /// (The mark stays: with transparent huge pages set to `always`, it also
-    /// keeps that range off huge pages for later users of `alloc`.)
+    /// marks the range `MADV_NOHUGEPAGE`, so that what `alloc` later hands
+    /// out there is not on huge pages its users did not ask for.
     ///
     /// # Safety
     /// `head` starts a slab from `alloc` that nothing uses or refers to any more.
     unsafe fn return_slab<A: Allocator>(head: *mut SlabHead, alloc: &A) {
-        if HUGE {
-            // SAFETY: the caller's guarantees: a slab aligned to its size
-            // that nothing uses.
-            unsafe { advise(head.cast(), SLAB, false) };
-        }
-        // SAFETY: the caller's guarantees: allocated from `alloc` with this layout.
+        // SAFETY: the caller's guarantees: a slab aligned to its size that
+        // nothing uses, allocated from `alloc` with this layout.
         unsafe {
-            alloc.deallocate(
-                NonNull::new_unchecked(head.cast::<u8>()),
-                Self::slab_layout(),
-            )
-        };
+            if HUGE {
+                advise(head.cast(), SLAB, false);
+            }
+            alloc.deallocate(NonNull::new_unchecked(head.cast()), Self::slab_layout());
+        }
     }
 }
 
@@ -422,10 +393,11 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
 /// matter (a slab being taken or given back): drops the pages that back it
 /// now (`MADV_DONTNEED`: memory the allocator used before may sit on small
 /// pages, and memory given back may sit on huge ones), and marks it for
-/// huge pages (`huge`, `MADV_HUGEPAGE`) or not (`MADV_NOHUGEPAGE`), so that
-/// the next touch faults in pages of that kind. Returns true if the kernel
-/// accepted both. Advice only: the memory is usable either way (and, being
-/// private anonymous memory, reads as zeros after it).
+/// huge pages (`huge`, `MADV_HUGEPAGE`) or not (`MADV_NOHUGEPAGE`; the mark
+/// stays with the range), so that the next touch faults in pages of that
+/// kind. Returns true if the kernel accepted both. Advice only: the memory
+/// is usable either way (and, being private anonymous memory, reads as
+/// zeros after it).
 ///
 /// # Safety
 /// `[p, p + len)` is page-aligned memory owned by the caller, whose
