@@ -26,6 +26,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn pop_first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
         S: 'g,
@@ -38,6 +39,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn pop_last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
         S: 'g,
@@ -45,6 +47,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         self.pop(false, guard)
     }
 
+    #[track_caller]
     fn pop<'g>(&self, first: bool, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
         S: 'g,
@@ -79,6 +82,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn retain<'g>(&self, mut f: impl FnMut(&[u8], S::Ref<'g>) -> bool, guard: &'g A::Guard<'_>)
     where
         S: 'g,

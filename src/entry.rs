@@ -65,6 +65,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// Its `or_*` methods panic if `guard` was created by another tree.
+    #[track_caller]
     pub fn entry<'t, 'k, 'g, 'a, K: AsRef<[u8]> + ?Sized>(
         &'t self,
         key: &'k K,
@@ -109,12 +110,14 @@ where
     /// The key's value, after inserting `value` if the key was absent (or
     /// modifying a present value). Aborts, like `Vec`, if the backend runs
     /// out of memory.
+    #[track_caller]
     pub fn or_insert(self, value: S::Value) -> S::Ref<'g> {
         self.or_insert_with(|| value)
     }
 
     /// [`or_insert`](Self::or_insert) with the value made by `f`, which runs
     /// only if the key is absent (with its leaf locked).
+    #[track_caller]
     pub fn or_insert_with(self, f: impl FnOnce() -> S::Value) -> S::Ref<'g> {
         let (tree, key, guard) = (self.tree, self.key, self.guard);
         let (mut modify, mut f) = (Some(self.modify), Some(f));
@@ -136,6 +139,7 @@ where
     }
 
     /// [`or_insert`](Self::or_insert) with the value type's default.
+    #[track_caller]
     pub fn or_default(self) -> S::Ref<'g>
     where
         S::Value: Default,

@@ -81,6 +81,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn insert<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -115,6 +116,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn update<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -132,6 +134,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn compare_exchange<'g, K>(
         &self,
         key: &K,
@@ -175,6 +178,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn get_or_insert_with<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -210,6 +214,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn extend<K: AsRef<[u8]>, I: IntoIterator<Item = (K, S::Value)>>(
         &self,
         iter: I,
@@ -228,6 +233,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     /// Runs `f` on the key's current value with the key's leaf locked, and
     /// applies its decision atomically. Returns the previous value and the
     /// new value's word.
+    #[track_caller]
     pub(crate) fn update_words<'g>(
         &self,
         key: &[u8],

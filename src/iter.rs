@@ -15,6 +15,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn cursor<'g>(&self, guard: &'g A::Guard<'_>) -> Cursor<'_, 'g, S, A>
     where
         S: 'g,
@@ -44,6 +45,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn range<'g, K, R>(&self, range: R, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
     where
         S: 'g,
@@ -60,6 +62,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn iter<'g>(&self, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
     where
         S: 'g,
@@ -71,6 +74,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn keys<'g>(
         &self,
         guard: &'g A::Guard<'_>,
@@ -85,6 +89,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn values<'g>(
         &self,
         guard: &'g A::Guard<'_>,
@@ -109,6 +114,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn prefix<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         prefix: &K,
@@ -130,6 +136,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
         S: 'g,
@@ -141,6 +148,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
         S: 'g,

@@ -104,6 +104,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     }
 
     #[inline]
+    #[track_caller]
     pub(crate) fn check(&self, guard: &A::Guard<'_>) {
         assert!(
             self.raw.alloc.owns_guard(guard),
@@ -124,6 +125,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// # Panics
     /// If `guard` was created by another tree.
     #[inline]
+    #[track_caller]
     pub fn get<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -146,6 +148,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// # Panics
     /// If `guard` was created by another tree.
     #[inline]
+    #[track_caller]
     pub fn contains_key<K: AsRef<[u8]> + ?Sized>(&self, key: &K, guard: &A::Guard<'_>) -> bool {
         self.get(key, guard).is_some()
     }
@@ -162,6 +165,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// # Panics
     /// If `guard` was created by another tree.
     #[inline]
+    #[track_caller]
     pub fn get_key_value<'k, 'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &'k K,
@@ -187,6 +191,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// If `guard` was created by another tree. Aborts, like `Vec`, if the
     /// backend runs out of memory; [`Tree::fallible`] has a form that
     /// returns an error instead.
+    #[track_caller]
     pub fn insert<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -213,6 +218,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn remove<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,

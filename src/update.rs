@@ -79,6 +79,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn update<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -109,6 +110,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn compare_exchange<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
@@ -139,6 +141,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[track_caller]
     pub fn get_or_insert_with<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
         key: &K,
