@@ -56,6 +56,28 @@ pub use tree::Tree;
 pub use update::{Change, CompareExchangeError, Exchanged};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};
 
+/// The read guard of a tree on backend `A`, what [`Tree::guard`] returns,
+/// named without the backend trait (for helpers that take one).
+///
+/// ```
+/// use masstree::{Guard, InlineMassTree};
+/// fn total(tree: &InlineMassTree<u64>, keys: &[&str], g: &Guard<'_>) -> u64 {
+///     keys.iter().filter_map(|k| tree.get(k, g)).sum()
+/// }
+/// let tree = InlineMassTree::new();
+/// let g = tree.guard();
+/// tree.insert("a", 1, &g);
+/// tree.insert("b", 2, &g);
+/// assert_eq!(total(&tree, &["a", "b", "c"], &g), 3);
+/// ```
+#[cfg(feature = "seize")]
+pub type Guard<'a, A = alloc_backends::seize::SeizeBackend> =
+    <A as backend::NodeAllocatorGeneric>::Guard<'a>;
+/// The read guard of a tree on backend `A`, what [`Tree::guard`] returns,
+/// named without the backend trait (for helpers that take one).
+#[cfg(not(feature = "seize"))]
+pub type Guard<'a, A> = <A as backend::NodeAllocatorGeneric>::Guard<'a>;
+
 /// A Masstree whose values (of any type) are stored out of line; lookups
 /// return `&'g V`. The default backend is [`alloc_backends::seize::SeizeBackend`].
 #[cfg(feature = "seize")]
