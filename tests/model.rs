@@ -54,14 +54,11 @@ fn key() -> impl Strategy<Value = Vec<u8>> {
         }),
         // keys differing only by trailing zero bytes: "a", "a\0", "a\0\0", ...
         3 => (
-            select(vec![
-                b"".to_vec(),
-                b"a".to_vec(),
-                b"abcdefgh".to_vec(),
-                b"abcdefghi".to_vec(),
-                vec![0xFF; 8],
-                vec![0x00; 8],
-            ]),
+            select(
+                [&b""[..], b"a", b"abcdefgh", b"abcdefghi", &[0xFF; 8], &[0x00; 8]]
+                    .map(<[u8]>::to_vec)
+                    .to_vec()
+            ),
             0..=20usize,
         )
             .prop_map(|(mut p, z)| {

@@ -211,73 +211,39 @@ impl Default for Ledger {
     }
 }
 
-// SAFETY: every call is forwarded to `Global` (or refused before reaching
-// it); the ledger only adds bookkeeping.
-unsafe impl Allocator for Ledger {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+impl Ledger {
+    /// Books a fresh block from `take` unless the plan refuses it.
+    fn serve(
+        &self,
+        layout: Layout,
+        take: impl FnOnce(Layout) -> Result<NonNull<[u8]>, AllocError>,
+    ) -> Result<NonNull<[u8]>, AllocError> {
         if self.refuses(layout.size()) {
             return Err(AllocError);
         }
-        let p = Global.allocate(layout)?;
+        let p = take(layout)?;
         self.on_alloc(p.as_ptr().cast(), layout);
         Ok(p)
     }
+}
+
+// SAFETY: every call is forwarded to `Global` (or refused before reaching
+// it); the ledger only adds bookkeeping. Grow and shrink keep their default
+// (allocate, copy, deallocate), so a moved block is booked as one allocation
+// and one free.
+unsafe impl Allocator for Ledger {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        self.serve(layout, |l| Global.allocate(l))
+    }
 
     fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        if self.refuses(layout.size()) {
-            return Err(AllocError);
-        }
-        let p = Global.allocate_zeroed(layout)?;
-        self.on_alloc(p.as_ptr().cast(), layout);
-        Ok(p)
+        self.serve(layout, |l| Global.allocate_zeroed(l))
     }
 
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         self.on_free(ptr.as_ptr(), layout);
         // SAFETY: the caller's guarantees; the block came from `Global`.
         unsafe { Global.deallocate(ptr, layout) }
-    }
-
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if self.refuses(new.size()) {
-            return Err(AllocError);
-        }
-        // SAFETY: the caller's guarantees; the block came from `Global`.
-        let p = unsafe { Global.grow(ptr, old, new)? };
-        self.on_move(ptr.as_ptr(), old, p.as_ptr().cast(), new);
-        Ok(p)
-    }
-
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        if self.refuses(new.size()) {
-            return Err(AllocError);
-        }
-        // SAFETY: the caller's guarantees; the block came from `Global`.
-        let p = unsafe { Global.grow_zeroed(ptr, old, new)? };
-        self.on_move(ptr.as_ptr(), old, p.as_ptr().cast(), new);
-        Ok(p)
-    }
-
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's guarantees; the block came from `Global`.
-        let p = unsafe { Global.shrink(ptr, old, new)? };
-        self.on_move(ptr.as_ptr(), old, p.as_ptr().cast(), new);
-        Ok(p)
     }
 }
 
@@ -354,44 +320,16 @@ impl Deref for TestAlloc {
     }
 }
 
-// SAFETY: forwards to the ledger, which forwards to `Global`.
+// SAFETY: forwards to the ledger, which forwards to `Global`. (The
+// defaults of the other methods go through `allocate` and `deallocate`, so
+// every block is booked.)
 unsafe impl Allocator for TestAlloc {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         self.0.allocate(layout)
     }
-    fn allocate_zeroed(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        self.0.allocate_zeroed(layout)
-    }
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: the caller's guarantees.
         unsafe { self.0.deallocate(ptr, layout) }
-    }
-    unsafe fn grow(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.0.grow(ptr, old, new) }
-    }
-    unsafe fn grow_zeroed(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.0.grow_zeroed(ptr, old, new) }
-    }
-    unsafe fn shrink(
-        &self,
-        ptr: NonNull<u8>,
-        old: Layout,
-        new: Layout,
-    ) -> Result<NonNull<[u8]>, AllocError> {
-        // SAFETY: the caller's guarantees.
-        unsafe { self.0.shrink(ptr, old, new) }
     }
 }
 

@@ -33,25 +33,26 @@ pub(crate) fn byte() -> impl Strategy<Value = u8> {
 /// A small pool of prefixes so that many keys share whole 8- and 16-byte
 /// slices, and one 100 bytes long (several layers deep).
 pub(crate) fn prefixes() -> Vec<Vec<u8>> {
-    let mut v: Vec<Vec<u8>> = vec![
-        b"".to_vec(),
-        b"a".to_vec(),
-        b"abcdefg".to_vec(),
-        b"abcdefgh".to_vec(),
-        b"abcdefghi".to_vec(),
-        b"abcdefgh\0\0\0\0\0\0\0\0".to_vec(),
-        b"abcdefghabcdefgh".to_vec(),
-        b"abcdefghabcdefghabcdefgh".to_vec(),
-        b"prefix__prefix_".to_vec(),
-        b"prefix__prefix__".to_vec(),
-        b"prefix__prefix__p".to_vec(),
-        vec![0x00; 8],
-        vec![0x00; 16],
-        vec![0xFF; 7],
-        vec![0xFF; 8],
-        vec![0xFF; 16],
-        vec![0xFF; 24],
+    let short: [&[u8]; 17] = [
+        b"",
+        b"a",
+        b"abcdefg",
+        b"abcdefgh",
+        b"abcdefghi",
+        b"abcdefgh\0\0\0\0\0\0\0\0",
+        b"abcdefghabcdefgh",
+        b"abcdefghabcdefghabcdefgh",
+        b"prefix__prefix_",
+        b"prefix__prefix__",
+        b"prefix__prefix__p",
+        &[0x00; 8],
+        &[0x00; 16],
+        &[0xFF; 7],
+        &[0xFF; 8],
+        &[0xFF; 16],
+        &[0xFF; 24],
     ];
+    let mut v: Vec<Vec<u8>> = short.map(<[u8]>::to_vec).to_vec();
     v.push((0..100u8).collect());
     v
 }
