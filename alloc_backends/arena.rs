@@ -64,13 +64,6 @@ pub struct ArenaBackend<A: Allocator = Global> {
     alloc: A,
 }
 
-// SAFETY: the backend owns its chunks and parked values (raw pointers into
-// memory from `A`) and frees them through `A` on whichever thread drops it.
-unsafe impl<A: Allocator + Send + Sync> Send for ArenaBackend<A> {}
-// SAFETY: the bump state is behind the spin lock, the pending list is
-// atomic; every thread uses the allocator through `&A`.
-unsafe impl<A: Allocator + Send + Sync> Sync for ArenaBackend<A> {}
-
 /// Usage figures of an [`ArenaBackend`], from [`ArenaBackend::stats`].
 /// Exact when no operation is in flight.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -105,6 +98,10 @@ struct Bump {
     next_size: usize,
     stats: ArenaStats,
 }
+
+// SAFETY: the pointers point into chunks the backend owns, used only under
+// its lock.
+unsafe impl Send for Bump {}
 
 impl Bump {
     /// Room for `layout`: in the current chunk, else in a new one of the
@@ -170,22 +167,16 @@ impl Bump {
     }
 }
 
-impl ArenaBackend<Global> {
-    /// An empty arena on the global allocator; allocates nothing yet.
-    pub fn new() -> Self {
-        Self::new_in(Global)
-    }
+on_global!(
+    ArenaBackend,
+    "An empty arena on the global allocator; allocates nothing yet."
+);
 
+impl ArenaBackend<Global> {
     /// An arena on the global allocator whose first chunk holds `bytes`
     /// bytes, or an error if it cannot get it.
     pub fn with_capacity(bytes: usize) -> Result<Self, AllocError> {
         Self::with_capacity_in(bytes, Global)
-    }
-}
-
-impl Default for ArenaBackend<Global> {
-    fn default() -> Self {
-        Self::new()
     }
 }
 
@@ -237,19 +228,8 @@ impl<A: Allocator> ArenaBackend<A> {
     /// `bytes` (plus its header) is added now and the rest of the current one
     /// is abandoned. The bulk loader calls this (through
     /// [`NodeAllocatorGeneric::reserve_nodes`]) with its estimate, so a
-    /// loaded tree wastes no chunk tail.
-    ///
-    /// ```
-    /// use masstree::alloc_backends::arena::ArenaBackend;
-    /// let arena = ArenaBackend::new();
-    /// arena.reserve(1 << 20).unwrap();
-    /// assert_eq!(arena.stats().chunks, 1);
-    /// assert!(arena.stats().bytes_reserved >= 1 << 20);
-    /// ```
-    ///
-    /// # Errors
-    /// [`AllocError`] if the allocator cannot give the chunk; the arena is
-    /// unchanged then.
+    /// loaded tree wastes no chunk tail. An error, the arena unchanged, if
+    /// the allocator cannot give the chunk.
     pub fn reserve(&self, bytes: usize) -> Result<(), AllocError> {
         let layout = Layout::from_size_align(bytes, NODE_ALIGN).map_err(|_| AllocError)?;
         let mut b = self.bump.lock();
@@ -284,9 +264,7 @@ impl<A: Allocator> ArenaBackend<A> {
     fn run_pending(&mut self) {
         // SAFETY: `&mut self`: no guard is alive, so no reader sees a retired
         // value; each was parked once. Its memory stays in the chunks.
-        self.pending.drain(|h| unsafe {
-            Record::release(h);
-        });
+        unsafe { self.pending.release(|_, _| {}) };
     }
 }
 
@@ -301,20 +279,7 @@ impl<A: Allocator> ArenaBackend<A> {
 //    runs the destructors once, when no guard is alive.
 // 4. `owns_guard` compares addresses of live backends (see `AddressGuard`).
 unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
-    type Guard<'a>
-        = AddressGuard<'a>
-    where
-        Self: 'a;
-
-    #[inline]
-    fn guard(&self) -> AddressGuard<'_> {
-        AddressGuard::new(self)
-    }
-
-    #[inline]
-    fn owns_guard(&self, guard: &AddressGuard<'_>) -> bool {
-        guard.is_of(self)
-    }
+    address_guard!();
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
         Ok(self.bump(Layout::new::<Leaf>())?.cast())
@@ -400,13 +365,7 @@ impl<A: Allocator> Drop for ArenaBackend<A> {
     }
 }
 
-impl<A: Allocator> core::fmt::Debug for ArenaBackend<A> {
-    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-        f.debug_struct("ArenaBackend")
-            .field("stats", &self.stats())
-            .finish_non_exhaustive()
-    }
-}
+debug_as_stats!(ArenaBackend);
 
 #[cfg(all(test, not(masstree_loom)))]
 mod tests {
@@ -415,7 +374,7 @@ mod tests {
     use std::vec::Vec;
 
     use super::*;
-    use crate::alloc_backends::testing::{Tracked, key, scale};
+    use crate::alloc_backends::testing::{self, Tracked, key, scale};
     use crate::test_alloc::Ledger;
     use crate::{Inline, OutOfLine, Tree};
 
@@ -460,48 +419,11 @@ mod tests {
         c.assert_empty();
     }
 
-    /// `free_value` drops at once; `retire_value` waits for `reclaim` (the
-    /// value stays readable until then) or drop; each value drops once.
     #[test]
     fn values_dropped_exactly_once() {
         let c = Ledger::new();
-        let d = AtomicUsize::new(0);
-        let n = scale(1000) as u64;
-        let mut t = Values::new_in(ArenaBackend::new_in(&c));
-        {
-            let g = t.guard();
-            for i in 0..n {
-                t.insert(&key(i), Tracked::new(i, &d), &g);
-            }
-            let old: Vec<&Tracked<'_>> = (0..n / 2)
-                .map(|i| t.insert(&key(i), Tracked::new(n + i, &d), &g).unwrap())
-                .collect();
-            let removed: Vec<&Tracked<'_>> =
-                (n / 2..n).map(|i| t.remove(&key(i), &g).unwrap()).collect();
-            assert!(old.iter().enumerate().all(|(i, v)| v.id == i as u64));
-            assert!(removed.iter().zip(n / 2..).all(|(v, i)| v.id == i));
-            assert_eq!(drops(&d), 0);
-            assert_eq!(t.backend().stats().pending_drops as u64, n);
-        }
-        t.reclaim();
-        assert_eq!(drops(&d) as u64, n);
-        assert_eq!(t.backend().stats().pending_drops, 0);
-        t.reclaim();
-        assert_eq!(drops(&d) as u64, n);
-        t.clear();
-        assert_eq!(drops(&d) as u64, n + n / 2);
-        {
-            let g = t.guard();
-            for i in 0..n {
-                t.insert(&key(i), Tracked::new(2 * n + i, &d), &g);
-            }
-            // Retired, then dropped with the backend.
-            t.insert(&key(0), Tracked::new(3 * n, &d), &g);
-            t.remove(&key(1), &g);
-        }
-        drop(t);
-        assert_eq!(drops(&d) as u64, 2 * n + n / 2 + 1);
-        c.assert_empty();
+        let parked = |b: &ArenaBackend<&Ledger>, n| assert_eq!(b.stats().pending_drops as u64, n);
+        testing::values_dropped_exactly_once(&c, ArenaBackend::new_in(&c), parked);
     }
 
     /// Values without a destructor get no header and never wait.
@@ -607,11 +529,7 @@ mod tests {
 
     #[test]
     fn guards_belong_to_one_backend() {
-        let a = ArenaBackend::new();
-        let b = ArenaBackend::new();
-        let (ga, gb) = (a.guard(), b.guard());
-        assert!(a.owns_guard(&ga) && b.owns_guard(&gb));
-        assert!(!a.owns_guard(&gb) && !b.owns_guard(&ga));
+        testing::guards_belong_to_one_backend::<ArenaBackend>();
     }
 
     /// Four threads insert and read; then everything adds up.

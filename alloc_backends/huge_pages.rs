@@ -26,40 +26,29 @@
 //! # }
 //! ```
 //!
-//! # Design
+//! Requests aligned to exactly 64 bytes and 1 to [`SLOT_BYTES`] long (the
+//! leaves, and anything else that fits) take a slot of a slab of
+//! [`SLAB_BYTES`], aligned to its size: the slab machinery the pool and the
+//! seize backend's internodes use too (a free list per slab, one spin lock;
+//! a slab whose last slot is freed goes back at once, but one kept empty so
+//! that a tree at a slab boundary does not fault in and zero 2 MiB per
+//! split; [`HugePageSlabs::trim`] returns it). Everything else goes to the
+//! inner allocator `A`: values, suffix records, the seize backend's
+//! internode slabs (so its internodes stay on small pages of their own,
+//! which the TLB keeps), the pool's and the arena's large blocks.
 //!
-//! * **What goes to slabs:** requests aligned to exactly 64 bytes and 1 to
-//!   [`SLOT_BYTES`] long: the leaves, and anything else that fits. The rest
-//!   goes to the inner allocator `A`: values, suffix records, the backend's
-//!   bookkeeping, and the seize backend's internode slabs (one page each,
-//!   aligned to it), so its internodes stay on small pages of their own,
-//!   about one per 15 internodes, which the TLB keeps. The pool's and the
-//!   arena's large blocks pass through too.
-//! * **Slabs** of [`SLAB_BYTES`] from `A`, aligned to their size: the slab
-//!   machinery the pool and the seize backend's internodes use too (a free
-//!   list and live count per slab, one spin lock, let go while a slab is
-//!   taken or given back). A slab whose last node is freed goes back to `A`
-//!   at once, except one kept empty, so that a tree hovering at a slab
-//!   boundary does not fault in and zero 2 MiB per split;
-//!   [`HugePageSlabs::trim`] returns it, drop returns all.
-//! * **The advice** is `madvise(MADV_HUGEPAGE)`, only with `std` on Linux
-//!   (not under Miri). It needs transparent huge pages set to `always` or
-//!   `madvise` (`/sys/kernel/mm/transparent_hugepage/enabled`); elsewhere
-//!   the slabs are ordinary memory, still packed. Memory from `A` may
-//!   already sit on small pages, which the advice alone would leave in
-//!   place, so a new slab's pages are dropped first (`MADV_DONTNEED`) and
-//!   fault in as a huge page when first touched. A slab going back has its
-//!   pages dropped and is marked `MADV_NOHUGEPAGE`, so that what `A` later
-//!   hands out there is not on huge pages its users did not ask for (the
-//!   mark stays with the range).
+//! The advice, `madvise(MADV_HUGEPAGE)` with `std` on Linux (not under
+//! Miri), needs transparent huge pages set to `always` or `madvise`;
+//! elsewhere the slabs are ordinary memory, still packed. A new slab's pages
+//! are dropped first (`MADV_DONTNEED`: memory from `A` may already sit on
+//! small pages), so its first touch faults in a huge page; a slab going back
+//! is dropped and marked `MADV_NOHUGEPAGE`, so that what `A` later hands out
+//! there is not on huge pages its users did not ask for.
 //!
-//! # Cost
-//!
-//! Memory is taken 2 MiB at a time: a tree of a few nodes holds a whole
-//! slab, and a large one holds on average 1 MiB more than its nodes. After
-//! scattered removals a slab stays while any one of its nodes lives (at
-//! worst a whole slab per remaining node). A request smaller than a leaf
-//! still takes a 320-byte slot. In return no leaf pays the system
+//! Cost: memory in 2 MiB steps (a small tree holds a whole slab, a large
+//! one on average 1 MiB more than its nodes); after scattered removals a
+//! slab stays while any one of its nodes lives; a request smaller than a
+//! leaf still takes a 320-byte slot. In return no leaf pays the system
 //! allocator's per-block header.
 
 use core::alloc::Layout;
@@ -91,12 +80,10 @@ pub struct HugePageStats {
     pub slab_bytes: usize,
     /// Slots handed out and not freed: nodes (and other 64-aligned requests).
     pub slots_in_use: usize,
-    /// Slabs taken from the inner allocator so far (a running total, unlike
-    /// `slabs`) for which the kernel accepted the huge-page advice; always 0
-    /// without `std`, off Linux, or under Miri. Accepted advice is not a
-    /// huge page: the kernel accepts it with transparent huge pages off and
-    /// falls back to small pages when it has no huge one free
-    /// (`AnonHugePages` in `/proc/self/smaps` says what it granted).
+    /// Slabs taken so far (a running total) for which the kernel accepted
+    /// the huge-page advice; 0 without `std`, off Linux, or under Miri.
+    /// Accepted advice is not a huge page (`AnonHugePages` in
+    /// `/proc/self/smaps` says what the kernel granted).
     pub advised: usize,
 }
 
@@ -108,18 +95,7 @@ pub struct HugePageSlabs<A: Allocator = Global> {
     alloc: A,
 }
 
-impl HugePageSlabs<Global> {
-    /// Slabs from the global allocator.
-    pub fn new() -> Self {
-        Self::new_in(Global)
-    }
-}
-
-impl Default for HugePageSlabs<Global> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+on_global!(HugePageSlabs, "Slabs from the global allocator.");
 
 impl<A: Allocator> HugePageSlabs<A> {
     /// Slabs (and every request that is not a node) from `alloc`. Allocates

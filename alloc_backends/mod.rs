@@ -10,12 +10,64 @@
 //! (default: [`Global`](allocator_api2::alloc::Global)) and report
 //! exhaustion as [`AllocError`](crate::backend::AllocError).
 //! `huge_pages::HugePageSlabs` (feature `huge-pages`, no_std) is such an
-//! allocator: it packs node-sized blocks (under the seize backend, the
-//! leaves) into 2 MiB slabs, backed by huge pages with `std` on Linux, and
-//! passes every other request on.
-//!
-//! The pool and the arena free nothing while the tree is shared, so their
-//! guard is [`AddressGuard`](crate::backend::AddressGuard), a token.
+//! allocator: it packs node-sized blocks into 2 MiB slabs, backed by huge
+//! pages with `std` on Linux. The pool and the arena free nothing while the
+//! tree is shared, so their guard is
+//! [`AddressGuard`](crate::backend::AddressGuard), a token.
+
+/// `new()` on the global allocator, and `Default` as `new()`, for a type
+/// generic over its allocator with a `new_in(alloc)`.
+#[allow(unused_macros, reason = "unused when no backend feature is on")]
+macro_rules! on_global {
+    ($ty:ident, $doc:literal) => {
+        impl $ty<allocator_api2::alloc::Global> {
+            #[doc = $doc]
+            pub fn new() -> Self {
+                Self::new_in(allocator_api2::alloc::Global)
+            }
+        }
+
+        impl Default for $ty<allocator_api2::alloc::Global> {
+            fn default() -> Self {
+                Self::new()
+            }
+        }
+    };
+}
+
+/// `Debug` as the backend's `stats()`, for a type generic over its allocator.
+#[allow(unused_macros, reason = "unused without the pool and arena features")]
+macro_rules! debug_as_stats {
+    ($ty:ident) => {
+        impl<A: Allocator> core::fmt::Debug for $ty<A> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                let name = stringify!($ty);
+                f.debug_struct(name)
+                    .field("stats", &self.stats())
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
+/// The guard of a backend that frees nothing while the tree is shared: an
+/// [`AddressGuard`](crate::backend::AddressGuard) (items of a
+/// `NodeAllocatorGeneric` impl).
+#[allow(unused_macros, reason = "unused without the pool and arena features")]
+macro_rules! address_guard {
+    () => {
+        type Guard<'a>
+            = AddressGuard<'a>
+        where
+            Self: 'a;
+        fn guard(&self) -> AddressGuard<'_> {
+            AddressGuard::new(self)
+        }
+        fn owns_guard(&self, guard: &AddressGuard<'_>) -> bool {
+            guard.is_of(self)
+        }
+    };
+}
 
 #[cfg(feature = "seize")]
 pub mod seize;
@@ -32,8 +84,7 @@ pub mod huge_pages;
 #[cfg(any(feature = "seize", feature = "huge-pages", feature = "pool"))]
 mod slabs;
 
-/// The nodes' alignment (64, the same for both kinds): what memory that
-/// holds nodes is aligned to.
+/// The nodes' alignment (64, both kinds): what memory for nodes is aligned to.
 #[cfg(any(
     feature = "pool",
     feature = "arena",
@@ -42,8 +93,8 @@ mod slabs;
 ))]
 const NODE_ALIGN: usize = align_of::<crate::backend::Leaf>();
 
-/// The size of a slot that holds a node of either kind: a leaf's, the
-/// larger (320 bytes on 64-bit targets; internodes are 256).
+/// The slot that holds a node of either kind: a leaf's size, the larger
+/// (320 bytes on 64-bit targets; internodes are 256).
 #[cfg(any(feature = "pool", feature = "huge-pages"))]
 const NODE_SLOT: usize = {
     use crate::backend::{Internode, Leaf};
@@ -53,9 +104,8 @@ const NODE_SLOT: usize = {
 
 /// Allocations with a header of type `H` in front of the payload, at a
 /// distance that depends only on the payload's alignment, so that the
-/// header is found from the payload's address. The seize backend's header
-/// points to the allocator (its deferred reclaimers are plain `fn`s); the
-/// pool's and the arena's is a [`limbo::Record`].
+/// header is found from the payload's address: the seize backend's points
+/// to the allocator, the pool's and the arena's is a [`limbo::Record`].
 #[cfg(any(feature = "seize", feature = "pool", feature = "arena"))]
 mod header {
     use core::alloc::Layout;
@@ -64,13 +114,11 @@ mod header {
     use allocator_api2::alloc::AllocError;
 
     /// Where the payload starts, for a payload of alignment `align`.
-    #[inline]
     pub(crate) const fn offset<H>(align: usize) -> usize {
         size_of::<H>().next_multiple_of(align)
     }
 
     /// The layout of an `H` followed by `payload`; `None` on overflow.
-    #[inline]
     pub(crate) fn layout<H>(payload: Layout) -> Option<Layout> {
         let size = offset::<H>(payload.align()).checked_add(payload.size())?;
         let align = payload.align().max(align_of::<H>());
@@ -79,7 +127,6 @@ mod header {
 
     /// Room for `payload` behind an `H` (not written), from `allocate`:
     /// returns the payload's address.
-    #[inline]
     pub(crate) fn alloc<H>(
         payload: Layout,
         allocate: impl FnOnce(Layout) -> Result<NonNull<u8>, AllocError>,
@@ -93,17 +140,14 @@ mod header {
     /// The header in front of `payload`.
     ///
     /// # Safety
-    /// `payload` came from [`alloc::<H>`](alloc) for a payload of alignment
-    /// `align`.
-    #[inline]
+    /// `payload` came from [`alloc::<H>`](alloc), of alignment `align`.
     pub(crate) unsafe fn of<H>(payload: NonNull<u8>, align: usize) -> NonNull<H> {
-        // SAFETY: the caller guarantees the header sits `offset` bytes
+        // SAFETY: the caller's guarantees: the header is `offset` bytes
         // before the payload, in the same allocation.
         unsafe { payload.sub(offset::<H>(align)).cast() }
     }
 
-    /// Moves `value` into `room` (a payload or not), or gives it back if
-    /// there is none.
+    /// Moves `value` into `room`, or gives it back if there is none.
     ///
     /// # Safety
     /// `room`, if `Ok`, is fresh memory with `T`'s layout.
@@ -135,22 +179,11 @@ mod limbo {
     pub(crate) type Release = unsafe fn(NonNull<Record>) -> Layout;
 
     /// The [`header`] in front of a value or suffix record, written when it
-    /// is retired: the [`Limbo`] link, and how to release it (as the type it
+    /// is retired: its [`Limbo`] link, and how to release it (as the type it
     /// is retired as).
     pub(crate) struct Record {
         next: *mut Record,
         release: Release,
-    }
-
-    impl Record {
-        /// Drops the payload and returns the allocation's layout.
-        ///
-        /// # Safety
-        /// `h` heads a record parked in a [`Limbo`], released once.
-        pub(crate) unsafe fn release(h: NonNull<Record>) -> Layout {
-            // SAFETY: the caller's guarantees; `park` wrote `release`.
-            unsafe { ((*h.as_ptr()).release)(h) }
-        }
     }
 
     /// Releases a `T` record: drops the `T`, returns the allocation's layout.
@@ -245,7 +278,7 @@ mod limbo {
     }
 
     impl Limbo {
-        /// Parks a record, released by `release` at [`Stack::drain`].
+        /// Parks a record, to be released by `release` (see [`Self::release`]).
         ///
         /// # Safety
         /// As [`Stack::push`]; `h` heads a payload allocated behind a
@@ -257,6 +290,17 @@ mod limbo {
                 self.push(h);
             }
         }
+
+        /// Releases every parked record (see [`Release`]) and hands its
+        /// allocation to `free`.
+        ///
+        /// # Safety
+        /// No reader can still see a parked record.
+        pub(crate) unsafe fn release(&mut self, mut free: impl FnMut(NonNull<u8>, Layout)) {
+            // SAFETY: the caller's guarantees; `park` wrote each `release`,
+            // which is called once.
+            self.drain(|h| free(h.cast(), unsafe { ((*h.as_ptr()).release)(h) }));
+        }
     }
 }
 
@@ -264,6 +308,11 @@ mod limbo {
 #[cfg(all(test, not(masstree_loom), any(feature = "pool", feature = "arena")))]
 mod testing {
     use core::sync::atomic::{AtomicUsize, Ordering};
+    use std::vec::Vec;
+
+    use crate::backend::NodeAllocatorGeneric;
+    use crate::test_alloc::Ledger;
+    use crate::{OutOfLine, Tree};
 
     /// Scales a test size down under Miri.
     pub(crate) fn scale(n: usize) -> usize {
@@ -303,5 +352,63 @@ mod testing {
             1 => std::format!("prefix::{i:010}::tail").into_bytes(),
             _ => std::format!("{i:016x}-a-longer-key").into_bytes(),
         }
+    }
+
+    /// Every value is dropped exactly once: replaced and removed ones at
+    /// `reclaim` (readable until then), the rest at `clear` and drop; then
+    /// nothing is left in `c`, which `backend` allocates from.
+    /// `parked(backend, n)` checks that the backend holds `n` retired values.
+    pub(crate) fn values_dropped_exactly_once<B: NodeAllocatorGeneric>(
+        c: &Ledger,
+        backend: B,
+        parked: impl Fn(&B, u64),
+    ) {
+        let d = AtomicUsize::new(0);
+        let drops = || d.load(Ordering::SeqCst) as u64;
+        let n = scale(1000) as u64;
+        let mut t: Tree<OutOfLine<Tracked<'_>>, B> = Tree::new_in(backend);
+        {
+            let g = t.guard();
+            for i in 0..n {
+                t.insert(&key(i), Tracked::new(i, &d), &g);
+            }
+            let old: Vec<&Tracked<'_>> = (0..n / 2)
+                .map(|i| t.insert(&key(i), Tracked::new(n + i, &d), &g).unwrap())
+                .collect();
+            let removed: Vec<&Tracked<'_>> =
+                (n / 2..n).map(|i| t.remove(&key(i), &g).unwrap()).collect();
+            // Still readable: nothing is reclaimed while the guard lives.
+            assert!(old.iter().enumerate().all(|(i, v)| v.id == i as u64));
+            assert!(removed.iter().zip(n / 2..).all(|(v, i)| v.id == i));
+            assert_eq!(drops(), 0);
+            parked(t.backend(), n);
+        }
+        t.reclaim();
+        assert_eq!(drops(), n);
+        parked(t.backend(), 0);
+        t.reclaim();
+        assert_eq!(drops(), n);
+        t.clear();
+        assert_eq!(drops(), n + n / 2);
+        {
+            let g = t.guard();
+            for i in 0..n {
+                t.insert(&key(i), Tracked::new(2 * n + i, &d), &g);
+            }
+            // Retired, then dropped with the backend.
+            t.insert(&key(0), Tracked::new(3 * n, &d), &g);
+            t.remove(&key(1), &g);
+        }
+        drop(t);
+        assert_eq!(drops(), 2 * n + n / 2 + 1);
+        c.assert_empty();
+    }
+
+    /// A backend owns the guards it made, and no other backend's.
+    pub(crate) fn guards_belong_to_one_backend<B: NodeAllocatorGeneric + Default>() {
+        let (a, b) = (B::default(), B::default());
+        let (ga, gb) = (a.guard(), b.guard());
+        assert!(a.owns_guard(&ga) && b.owns_guard(&gb));
+        assert!(!a.owns_guard(&gb) && !b.owns_guard(&ga));
     }
 }

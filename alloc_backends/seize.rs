@@ -86,18 +86,7 @@ unsafe impl<A: Allocator + Send + Sync> Send for SeizeBackend<A> {}
 // SAFETY: every thread uses the allocator through `&A`.
 unsafe impl<A: Allocator + Send + Sync> Sync for SeizeBackend<A> {}
 
-impl SeizeBackend<Global> {
-    /// A backend on the global allocator.
-    pub fn new() -> Self {
-        Self::new_in(Global)
-    }
-}
-
-impl Default for SeizeBackend<Global> {
-    fn default() -> Self {
-        Self::new()
-    }
-}
+on_global!(SeizeBackend, "A backend on the global allocator.");
 
 impl<A: Allocator> SeizeBackend<A> {
     /// A backend on `alloc`. Aborts if `alloc` cannot hold its own handle.
@@ -120,12 +109,6 @@ impl<A: Allocator> SeizeBackend<A> {
 
     /// Sets how many retired objects a thread gathers before handing them
     /// to reclamation (see [`DEFAULT_BATCH_SIZE`]).
-    ///
-    /// ```
-    /// use masstree::{MassTree, alloc_backends::seize::SeizeBackend};
-    /// let tree: MassTree<String> = MassTree::new_in(SeizeBackend::new().with_batch_size(64));
-    /// # let _ = tree;
-    /// ```
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         // SAFETY: by value, so no guard borrows the backend; the old
         // collector runs whatever it still holds while `alloc` lives.
@@ -245,13 +228,9 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         = LocalGuard<'a>
     where
         Self: 'a;
-
-    #[inline]
     fn guard(&self) -> LocalGuard<'_> {
         self.collector.enter()
     }
-
-    #[inline]
     fn owns_guard(&self, guard: &LocalGuard<'_>) -> bool {
         *guard.collector() == *self.collector
     }

@@ -225,10 +225,13 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             (*slab).live -= 1;
             if (*slab).live == 0 {
                 s.partial.unlink(slab);
-                s.empty.push(slab);
-                if !(*slab).next.is_null() {
+                if s.empty.0.is_null() {
+                    s.empty.push(slab);
+                } else {
                     // Another slab is empty: this one goes back.
-                    Self::unlink_empty_and_return(s, slab, alloc);
+                    s.counts.slabs -= 1;
+                    drop(s);
+                    Self::return_slab(slab, alloc);
                 }
             }
         }
@@ -249,33 +252,18 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
 
     /// Returns every empty slab to `alloc`.
     pub(crate) fn trim<A: Allocator>(&self, alloc: &A) {
-        loop {
-            let s = self.state.lock();
-            let slab = s.empty.0;
-            if slab.is_null() {
-                return;
-            }
-            // SAFETY: a member of the empty list, under the lock.
-            unsafe { Self::unlink_empty_and_return(s, slab, alloc) };
-        }
-    }
-
-    /// Takes `slab` off the empty list and returns it to `alloc`, after
-    /// letting go of the lock.
-    ///
-    /// # Safety
-    /// `slab` is on the empty list of the state `s` guards.
-    unsafe fn unlink_empty_and_return<A: Allocator>(
-        mut s: SpinMutexGuard<'_, State>,
-        slab: *mut SlabHead,
-        alloc: &A,
-    ) {
-        // SAFETY: the caller's guarantees; then nothing refers to the slab.
+        let mut s = self.state.lock();
+        let empty = core::mem::replace(&mut s.empty.0, ptr::null_mut());
+        // SAFETY: the detached empty list: slabs we own that nothing else
+        // refers to, linked through `next`.
         unsafe {
-            s.empty.unlink(slab);
-            s.counts.slabs -= 1;
+            let mut slab = empty;
+            while !slab.is_null() {
+                s.counts.slabs -= 1;
+                slab = (*slab).next;
+            }
             drop(s);
-            Self::return_slab(slab, alloc);
+            Self::return_chain(empty, alloc);
         }
     }
 
@@ -287,15 +275,24 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         let s = self.state.get_mut();
         (s.counts.slabs, s.counts.slots_in_use) = (0, 0);
         for list in [&mut s.partial, &mut s.full, &mut s.empty] {
-            let mut slab = core::mem::replace(&mut list.0, ptr::null_mut());
-            while !slab.is_null() {
-                // SAFETY: list members are live slabs from `alloc`; the
-                // caller guarantees no slot is used again.
-                unsafe {
-                    let next = (*slab).next;
-                    Self::return_slab(slab, alloc);
-                    slab = next;
-                }
+            let chain = core::mem::replace(&mut list.0, ptr::null_mut());
+            // SAFETY: a detached list; the caller guarantees no slot is used again.
+            unsafe { Self::return_chain(chain, alloc) };
+        }
+    }
+
+    /// Returns the slabs of a chain linked through `next`, from `slab` on.
+    ///
+    /// # Safety
+    /// As [`Self::return_slab`], for each slab of the chain.
+    unsafe fn return_chain<A: Allocator>(mut slab: *mut SlabHead, alloc: &A) {
+        while !slab.is_null() {
+            // SAFETY: the caller's guarantees; `next` is read before the
+            // slab goes back.
+            unsafe {
+                let next = (*slab).next;
+                Self::return_slab(slab, alloc);
+                slab = next;
             }
         }
     }
@@ -390,14 +387,12 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
 }
 
 /// Sets how the kernel backs `[p, p + len)`, memory whose contents do not
-/// matter (a slab being taken or given back): drops the pages that back it
-/// now (`MADV_DONTNEED`: memory the allocator used before may sit on small
-/// pages, and memory given back may sit on huge ones), and marks it for
-/// huge pages (`huge`, `MADV_HUGEPAGE`) or not (`MADV_NOHUGEPAGE`; the mark
+/// matter: drops its pages (`MADV_DONTNEED`: memory the allocator used
+/// before may sit on small pages, memory given back on huge ones) and marks
+/// it for huge pages or not (`MADV_HUGEPAGE`/`MADV_NOHUGEPAGE`; the mark
 /// stays with the range), so that the next touch faults in pages of that
-/// kind. Returns true if the kernel accepted both. Advice only: the memory
-/// is usable either way (and, being private anonymous memory, reads as
-/// zeros after it).
+/// kind. True if the kernel accepted both. Advice only: the memory is
+/// usable either way.
 ///
 /// # Safety
 /// `[p, p + len)` is page-aligned memory owned by the caller, whose
