@@ -41,6 +41,24 @@ fn empty_tree() {
 }
 
 #[test]
+fn long_keys_share_many_layers() {
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let base = vec![7u8; if cfg!(miri) { 100 } else { 3000 }];
+    let mut model = BTreeMap::new();
+    for i in 0..scale(500) {
+        let mut k = base.clone();
+        k.extend_from_slice(format!("{i}").as_bytes());
+        t.insert(&k, i, &g);
+        model.insert(k, i);
+    }
+    model.insert(base.clone(), 9);
+    t.insert(&base, 9, &g);
+    check_against(&t, &model);
+    assert_eq!(t.get(&base[..base.len() - 1], &g), None);
+}
+
+#[test]
 fn out_of_line_values_are_freed_once() {
     let backend = TestBackend::new();
     let t: Tree<OutOfLine<String>, TestBackend> = Tree::new_in(backend);
@@ -375,6 +393,163 @@ fn scan_keys(rng: &mut Rng, n: usize) -> Vec<Vec<u8>> {
         .collect()
 }
 
+fn bound(rng: &mut Rng, keys: &[Vec<u8>]) -> core::ops::Bound<Vec<u8>> {
+    use core::ops::Bound;
+    let r = rng.next_u64();
+    let k = if r % 2 == 0 && !keys.is_empty() {
+        keys[(r >> 8) as usize % keys.len()].clone()
+    } else {
+        scan_keys(rng, 1).pop().unwrap()
+    };
+    match (r >> 4) % 3 {
+        0 => Bound::Included(k),
+        1 => Bound::Excluded(k),
+        _ => Bound::Unbounded,
+    }
+}
+
+#[test]
+fn ranges_match_btreemap_both_ways() {
+    use core::ops::Bound;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut rng = Rng::new(2024);
+    let mut model = BTreeMap::new();
+    let keys = scan_keys(&mut rng, scale(3000));
+    for (i, k) in keys.iter().enumerate() {
+        t.insert(k, i, &g);
+        model.insert(k.clone(), i);
+    }
+    for k in keys.iter().step_by(3) {
+        t.remove(k, &g);
+        model.remove(k);
+    }
+    let all: Vec<(Vec<u8>, usize)> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
+    assert_eq!(t.iter(&g).collect::<Vec<_>>(), all);
+    assert_eq!(
+        t.iter(&g).rev().collect::<Vec<_>>(),
+        all.iter().rev().cloned().collect::<Vec<_>>()
+    );
+    for _ in 0..scale(300) {
+        let (lo, hi) = (bound(&mut rng, &keys), bound(&mut rng, &keys));
+        let expect: Vec<(Vec<u8>, usize)> = all
+            .iter()
+            .filter(|(k, _)| {
+                let above = match &lo {
+                    Bound::Included(s) => k >= s,
+                    Bound::Excluded(s) => k > s,
+                    Bound::Unbounded => true,
+                };
+                let below = match &hi {
+                    Bound::Included(e) => k <= e,
+                    Bound::Excluded(e) => k < e,
+                    Bound::Unbounded => true,
+                };
+                above && below
+            })
+            .cloned()
+            .collect();
+        let r = (
+            lo.as_ref().map(Vec::as_slice),
+            hi.as_ref().map(Vec::as_slice),
+        );
+        let fwd: Vec<_> = t.range::<[u8], _>(r, &g).collect();
+        assert_eq!(fwd, expect, "range {lo:?}..{hi:?}");
+        let rev: Vec<_> = t.range::<[u8], _>(r, &g).rev().collect();
+        assert_eq!(
+            rev,
+            expect.iter().rev().cloned().collect::<Vec<_>>(),
+            "rev range {lo:?}..{hi:?}"
+        );
+        // Alternate ends: the two cursors meet without overlap.
+        let mut it = t.range::<[u8], _>(r, &g);
+        let mut mixed = (Vec::new(), Vec::new());
+        for i in 0.. {
+            let e = if i % 3 == 0 {
+                it.next_back().map(|e| (true, e))
+            } else {
+                it.next().map(|e| (false, e))
+            };
+            match e {
+                Some((true, e)) => mixed.1.push(e),
+                Some((false, e)) => mixed.0.push(e),
+                None => break,
+            }
+        }
+        mixed.1.reverse();
+        mixed.0.extend(mixed.1);
+        assert_eq!(mixed.0, expect, "mixed range {lo:?}..{hi:?}");
+        assert!(it.next().is_none() && it.next_back().is_none());
+    }
+}
+
+#[test]
+fn prefixes_and_cursor_seeks_match_btreemap() {
+    use crate::Seek;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut rng = Rng::new(77);
+    let mut model = BTreeMap::new();
+    for (i, k) in scan_keys(&mut rng, scale(2000)).into_iter().enumerate() {
+        t.insert(&k, i, &g);
+        model.insert(k, i);
+    }
+    for _ in 0..scale(400) {
+        let p = scan_keys(&mut rng, 1).pop().unwrap();
+        for cut in [0, 1, 7, 8, 9, 16, p.len()] {
+            let p = &p[..cut.min(p.len())];
+            let got: Vec<_> = t.prefix(p, &g).map(|(k, _)| k).collect();
+            let want: Vec<_> = model.keys().filter(|k| k.starts_with(p)).cloned().collect();
+            assert_eq!(got, want, "prefix {p:?}");
+        }
+        let mut c = t.cursor(&g);
+        use core::ops::Bound::*;
+        let ge = model.range::<[u8], _>((Included(&p[..]), Unbounded)).next();
+        assert_eq!(
+            c.seek(&p, Seek::Ge).map(|(k, v)| (k.to_vec(), v)),
+            ge.map(|(k, v)| (k.clone(), *v))
+        );
+        let gt = model.range::<[u8], _>((Excluded(&p[..]), Unbounded)).next();
+        assert_eq!(
+            c.seek(&p, Seek::Gt).map(|(k, v)| (k.to_vec(), v)),
+            gt.map(|(k, v)| (k.clone(), *v))
+        );
+        let le = model
+            .range::<[u8], _>((Unbounded, Included(&p[..])))
+            .next_back();
+        assert_eq!(
+            c.seek(&p, Seek::Le).map(|(k, v)| (k.to_vec(), v)),
+            le.map(|(k, v)| (k.clone(), *v))
+        );
+        let lt = model
+            .range::<[u8], _>((Unbounded, Excluded(&p[..])))
+            .next_back();
+        assert_eq!(
+            c.seek(&p, Seek::Lt).map(|(k, v)| (k.to_vec(), v)),
+            lt.map(|(k, v)| (k.clone(), *v))
+        );
+        // Step both ways from there.
+        if let Some((k, _)) = lt {
+            let next = model.range::<[u8], _>((Excluded(&k[..]), Unbounded)).next();
+            assert_eq!(
+                c.next().map(|(k, _)| k.to_vec()),
+                next.map(|(k, _)| k.clone())
+            );
+            assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(k.clone()));
+        }
+    }
+    let (first, last) = (
+        model.iter().next().unwrap(),
+        model.iter().next_back().unwrap(),
+    );
+    assert_eq!(t.first(&g), Some((first.0.clone(), *first.1)));
+    assert_eq!(t.last(&g), Some((last.0.clone(), *last.1)));
+    let mut c = t.cursor(&g);
+    assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(last.0.clone()));
+    assert_eq!(c.next(), None);
+    assert_eq!(c.prev().map(|(k, _)| k.to_vec()), Some(last.0.clone()));
+}
+
 /// Every entry of `t`, forward or backward (through the iterator in even
 /// rounds, the cursor's `for_each_*` in odd ones), checked to come out
 /// strictly ordered (no key twice).
@@ -632,6 +807,45 @@ fn get_or_insert_with_inserts_once() {
     });
     assert_eq!(calls.into_inner(), scale(500));
     assert_eq!(t.len(), scale(500));
+}
+
+#[test]
+fn update_matches_model() {
+    use crate::Change;
+    let t = Words::new_in(TestBackend::new());
+    let g = t.guard();
+    let mut model: BTreeMap<Vec<u8>, usize> = BTreeMap::new();
+    let mut rng = Rng::new(5);
+    for _ in 0..scale(20_000) {
+        let r = rng.next_u64();
+        let k = scan_keys(&mut rng, 1).pop().unwrap();
+        let change = match r % 4 {
+            0 => Change::Keep,
+            1 => Change::Remove,
+            _ => Change::Set((r >> 8) as usize),
+        };
+        let before = model.get(&k).copied();
+        let prev = t.update(
+            &k,
+            |cur| {
+                assert_eq!(cur, before);
+                change.clone()
+            },
+            &g,
+        );
+        assert_eq!(prev, before);
+        match change {
+            Change::Keep => {}
+            Change::Remove => {
+                model.remove(&k);
+            }
+            Change::Set(v) => {
+                model.insert(k.clone(), v);
+            }
+        }
+        assert_eq!(t.get(&k, &g), model.get(&k).copied());
+    }
+    check_against(&t, &model);
 }
 
 #[test]
