@@ -268,16 +268,11 @@ impl<A: Allocator> ArenaBackend<A> {
     }
 }
 
-// SAFETY:
-// 1. Every allocation is a fresh range of a chunk from `A`, aligned as asked
-//    (nodes to 64 by their layouts), never handed out twice.
-// 2. Nothing is freed before the backend drops, so retired memory stays
-//    valid for every guard; dropping the backend needs ownership, so no
-//    guard (which borrows it) is alive.
-// 3. `free_value` drops at once; `retire_value` parks values that need
-//    dropping, writing only their header, and `reclaim(&mut self)` or drop
-//    runs the destructors once, when no guard is alive.
-// 4. `owns_guard` compares addresses of live backends (see `AddressGuard`).
+// SAFETY: 1. every allocation is a fresh range of a chunk, aligned as
+// asked, never handed out twice; 2. nothing is freed before the backend
+// drops, when no guard (which borrows it) is alive; 3. a value is dropped
+// once: by `free_value`, or, retired (only its header written), by
+// `reclaim(&mut self)` or drop; 4. `AddressGuard` names live backends.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
     address_guard!();
 
@@ -369,21 +364,17 @@ debug_as_stats!(ArenaBackend);
 
 #[cfg(all(test, not(masstree_loom)))]
 mod tests {
-    use core::sync::atomic::{AtomicUsize, Ordering};
+    use core::sync::atomic::AtomicUsize;
     use std::string::String;
     use std::vec::Vec;
 
     use super::*;
-    use crate::alloc_backends::testing::{self, Tracked, key, scale};
+    use crate::alloc_backends::testing::{self, Tracked, drops, key, scale};
     use crate::test_alloc::Ledger;
     use crate::{Inline, OutOfLine, Tree};
 
     type Values<'c, 'd> = Tree<OutOfLine<Tracked<'d>>, ArenaBackend<&'c Ledger>>;
     type Words<'c> = Tree<Inline<u64>, ArenaBackend<&'c Ledger>>;
-
-    fn drops(d: &AtomicUsize) -> usize {
-        d.load(Ordering::SeqCst)
-    }
 
     /// All the allocator's memory is chunks, and dropping returns it all.
     #[test]

@@ -60,9 +60,11 @@ macro_rules! address_guard {
             = AddressGuard<'a>
         where
             Self: 'a;
+
         fn guard(&self) -> AddressGuard<'_> {
             AddressGuard::new(self)
         }
+
         fn owns_guard(&self, guard: &AddressGuard<'_>) -> bool {
             guard.is_of(self)
         }
@@ -178,9 +180,8 @@ mod limbo {
     /// layout of the whole allocation, header included.
     pub(crate) type Release = unsafe fn(NonNull<Record>) -> Layout;
 
-    /// The [`header`] in front of a value or suffix record, written when it
-    /// is retired: its [`Limbo`] link, and how to release it (as the type it
-    /// is retired as).
+    /// The [`header`] of a value or suffix record, written at retirement:
+    /// its [`Limbo`] link, and how to release it.
     pub(crate) struct Record {
         next: *mut Record,
         release: Release,
@@ -216,9 +217,8 @@ mod limbo {
         }
     }
 
-    /// A push-only intrusive stack, emptied only through `&mut self`.
-    /// Nothing pops concurrently, so a compare-exchange push has no ABA
-    /// problem.
+    /// A push-only intrusive stack, emptied only through `&mut self`: no
+    /// concurrent pops, so no ABA problem.
     pub(crate) struct Stack<T> {
         head: AtomicPtr<T>,
         len: AtomicUsize,
@@ -314,6 +314,12 @@ mod testing {
     use crate::test_alloc::Ledger;
     use crate::{OutOfLine, Tree};
 
+    /// Drops counted by the [`Tracked`] values on `d`.
+    pub(crate) fn drops(d: &AtomicUsize) -> usize {
+        // SeqCst: pairs with the increments in `Tracked::drop`.
+        d.load(Ordering::SeqCst)
+    }
+
     /// Scales a test size down under Miri.
     pub(crate) fn scale(n: usize) -> usize {
         if cfg!(miri) { (n / 20).max(8) } else { n }
@@ -340,6 +346,8 @@ mod testing {
         fn drop(&mut self) {
             assert!(self.alive, "value {} dropped twice", self.id);
             self.alive = false;
+            // SeqCst: a test counter, read after the threads that drop
+            // values are joined (see `drops`).
             self.drops.fetch_add(1, Ordering::SeqCst);
         }
     }
@@ -364,7 +372,7 @@ mod testing {
         parked: impl Fn(&B, u64),
     ) {
         let d = AtomicUsize::new(0);
-        let drops = || d.load(Ordering::SeqCst) as u64;
+        let drops = || drops(&d) as u64;
         let n = scale(1000) as u64;
         let mut t: Tree<OutOfLine<Tracked<'_>>, B> = Tree::new_in(backend);
         {

@@ -261,17 +261,12 @@ unsafe fn record_of<T>(p: NonNull<T>) -> NonNull<Record> {
     unsafe { header::of::<Record>(p.cast(), align_of::<T>()) }
 }
 
-// SAFETY:
-// 1. Nodes are slots of the node slabs, `NODE_SLOT` bytes, aligned to 64 (a
-//    multiple of every node's size and alignment), each handed out once
-//    until given back.
-// 2. Freed slots go back at once (the tree frees only unreachable memory);
-//    retired ones only in `reclaim(&mut self)` or at drop, when no guard is
-//    alive (guards borrow the backend), so retired memory stays valid for
-//    every guard.
-// 3. Retirement writes only the backend word or the record header.
-// 4. Values are dropped exactly once: by `free_value` or by the limbo drain.
-// 5. `owns_guard` compares addresses of live backends (see `AddressGuard`).
+// SAFETY: 1. nodes are slots of the node slabs, large and aligned enough for
+// either node, each handed out once until given back; 2. freed slots go back
+// at once, retired ones only at `reclaim(&mut self)` or drop, when no guard
+// (which borrows the backend) is alive; 3. retirement writes only the
+// backend word or the record header; 4. values are dropped once, by
+// `free_value` or the limbo; 5. `AddressGuard` names live backends.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     address_guard!();
 
@@ -378,11 +373,11 @@ debug_as_stats!(PoolBackend);
 
 #[cfg(all(test, not(masstree_loom)))]
 mod tests {
-    use core::sync::atomic::{AtomicUsize, Ordering};
+    use core::sync::atomic::AtomicUsize;
     use std::vec::Vec;
 
     use super::*;
-    use crate::alloc_backends::testing::{self, Tracked, key, scale};
+    use crate::alloc_backends::testing::{self, Tracked, drops, key, scale};
     use crate::test_alloc::Ledger;
     use crate::{Inline, OutOfLine, Tree};
 
@@ -397,10 +392,6 @@ mod tests {
             "{s:?}"
         );
         s
-    }
-
-    fn drops(d: &AtomicUsize) -> usize {
-        d.load(Ordering::SeqCst)
     }
 
     /// Node slots in a slab.

@@ -49,31 +49,17 @@ struct Home<A> {
 /// How many retired objects a thread gathers before handing them to
 /// reclamation, unless [`SeizeBackend::with_batch_size`] says otherwise.
 ///
-/// Each hand-off is a process-wide memory barrier (on Linux a `membarrier`
-/// call, an interrupt to every core running the process), so small batches
-/// (seize's own default is 32) tax writers whenever threads run side by
-/// side; large ones keep more retired memory waiting: at most 255 objects
-/// per thread here (255 leaves are 80 KiB).
+/// Each hand-off is a process-wide memory barrier (on Linux an interrupt to
+/// every core running the process), so small batches (seize's default is
+/// 32) tax writers running side by side; large ones keep more retired
+/// memory waiting (at most 255 objects per thread, 80 KiB of leaves).
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 
 /// Nodes and values from an allocator `A` (default: the global allocator),
-/// reclaimed through a [`seize::Collector`].
-///
-/// `A` is asked for blocks of the leaves' layout (320 bytes, aligned to 64),
-/// for suffix records and values (with a one-word header), and for 4 KiB
-/// blocks aligned to 4 KiB, the internode slabs. With an allocator that
-/// refuses the last, a tree cannot grow beyond one leaf: the split fails as
-/// any failed allocation does.
-///
-/// ```
-/// use masstree::{InlineMassTree, alloc_backends::seize::SeizeBackend};
-/// use masstree::allocator_api2::alloc::Global;
-///
-/// let tree: InlineMassTree<u64, SeizeBackend<Global>> = InlineMassTree::new_in(SeizeBackend::new_in(Global));
-/// let g = tree.guard();
-/// tree.insert(b"x", 1, &g);
-/// assert_eq!(tree.get(b"x", &g), Some(1));
-/// ```
+/// reclaimed through a [`seize::Collector`]. `A` is asked for leaves (320
+/// bytes, aligned to 64), suffix records and values (with a one-word
+/// header), and 4 KiB blocks aligned to 4 KiB, the internode slabs: with an
+/// allocator that refuses those, a tree cannot grow beyond one leaf.
 pub struct SeizeBackend<A: Allocator = Global> {
     /// Dropped first (see `Drop`), running pending reclaimers while `alloc` lives.
     collector: ManuallyDrop<Collector>,
@@ -170,8 +156,8 @@ unsafe fn free_with_header<A: Allocator>(payload: *mut u8, layout: Layout) {
 /// `p` was retired by `retire_leaf` of a backend on `A`, whose home is still
 /// alive, and no guard that could see it remains; called once.
 unsafe fn reclaim_leaf<A: Allocator>(p: *mut Leaf, _: &Collector) {
-    // SAFETY: `retire_leaf` stored the allocator in the backend word; the
-    // collector runs this once no guard can see the leaf.
+    // SAFETY: the caller's guarantees; `retire_leaf` stored the allocator
+    // in the backend word.
     unsafe {
         let p = NonNull::new_unchecked(p);
         let alloc = &*Leaf::backend_word(p).cast::<*const A>().read();
@@ -184,9 +170,7 @@ unsafe fn reclaim_leaf<A: Allocator>(p: *mut Leaf, _: &Collector) {
 /// # Safety
 /// As for [`reclaim_leaf`], retired by `retire_internode`.
 unsafe fn reclaim_internode<A: Allocator>(p: *mut Internode, _: &Collector) {
-    // SAFETY: `retire_internode` stored the backend's home in the backend
-    // word; the collector runs this once no guard can see the internode,
-    // and the home lives until every reclaimer has run (see `Drop`).
+    // SAFETY: as in `reclaim_leaf`; the backend word holds the home.
     unsafe {
         let p = NonNull::new_unchecked(p);
         let home = &*Internode::backend_word(p).cast::<*const Home<A>>().read();
@@ -217,20 +201,21 @@ unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
     }
 }
 
-// SAFETY: leaves, suffix records and values come from `A` with the right
-// layouts (nodes are 64-aligned by their types), internodes from slots of the
-// internode slabs (256 bytes, 64-aligned, each handed out once until given
-// back); retirement goes through the collector, which runs the reclaimer only
-// after every guard active at retirement is gone, and runs all pending ones
-// when the backend drops, before the slabs and the allocator are freed.
+// SAFETY: leaves, records and values come from `A` with their layouts,
+// internodes from internode slots (each handed out once until given back);
+// the collector runs a reclaimer only after every guard active at
+// retirement is gone, and all pending ones when the backend drops, before
+// the slabs and the allocator go.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     type Guard<'a>
         = LocalGuard<'a>
     where
         Self: 'a;
+
     fn guard(&self) -> LocalGuard<'_> {
         self.collector.enter()
     }
+
     fn owns_guard(&self, guard: &LocalGuard<'_>) -> bool {
         *guard.collector() == *self.collector
     }

@@ -1,28 +1,24 @@
-//! Slabs of equal slots: the one slab allocator, under the pool backend's
-//! nodes, under `HugePageSlabs` (2 MiB slabs advised onto huge pages) and
-//! under the seize backend's internodes (one-page slabs, so that the
-//! internodes a descent passes through sit on few pages, which stay in the
-//! TLB).
+//! Slabs of equal slots: the one slab allocator, under the pool's nodes,
+//! `HugePageSlabs` (2 MiB slabs advised onto huge pages) and the seize
+//! backend's internodes (one-page slabs: the internodes a descent passes
+//! through sit on few pages, which stay in the TLB).
 //!
 //! * A slab is `SLAB` bytes from an allocator, aligned to its size, so that a
-//!   slot finds its slab by masking its address. The first slot holds the
-//!   slab's header: list links, free list, live count, and the index of the
-//!   first never-used slot. Slots are handed out from the free list, else
-//!   from the never-used tail.
-//! * Slabs with room, full slabs and empty slabs are on three lists under one
-//!   spin lock, held for a few instructions per slot taken or given back,
-//!   and let go while a slab is taken from the allocator (and advised and
-//!   first written, which makes the kernel zero it) or given back: threads
-//!   that find no room at the same moment each take a slab.
+//!   slot finds its slab by masking its address. Its first slot holds the
+//!   header: list links, free list, live count, first never-used slot.
+//! * Slabs with room, full and empty slabs are on three lists under one
+//!   spin lock, held for a few instructions per slot, let go while a slab is
+//!   taken from the allocator (and advised and first written, which makes
+//!   the kernel zero it) or given back.
 //! * A slab whose last slot is given back returns to the allocator at once,
-//!   unless it is the only empty slab: that one is kept, so that a user
-//!   hovering at a slab boundary does not take and return a slab per slot.
-//!   [`Slabs::reserve`] adds empty slabs, [`Slabs::trim`] returns them all.
-//! * An optional cap on the slabs' bytes ([`Slabs::set_max_bytes`]).
+//!   unless it is the only empty slab, which is kept so that a user at a
+//!   slab boundary does not take and return a slab per slot.
+//!   [`Slabs::reserve`] adds empty slabs, [`Slabs::trim`] returns them all;
+//!   [`Slabs::set_max_bytes`] caps the slabs' bytes.
 //!
 //! The allocator is passed to every call rather than owned, so that its
 //! owner can keep it next to the slabs (the seize backend keeps both in one
-//! block). Every call on one [`Slabs`] must pass the same allocator.
+//! block); every call on one [`Slabs`] must pass the same one.
 
 use core::alloc::Layout;
 use core::ptr::{self, NonNull};
@@ -173,12 +169,10 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     pub(crate) fn take<A: Allocator>(&self, alloc: &A) -> Result<NonNull<u8>, AllocError> {
         let (mut s, slab) = self.lock_slab_with_room(alloc)?;
         s.counts.slots_in_use += 1;
-        // SAFETY: `slab` is a live slab head on the partial list, under the
-        // lock; free slots and the fresh tail lie inside the slab. The header
-        // is reached through raw field accesses only, as the list operations
-        // write it too. A freed slot is reached, and handed out, with the
-        // slab's provenance (the pointer it was freed with may have covered
-        // that slot alone, for some earlier caller). Not null: in a slab.
+        // SAFETY: a live slab on the partial list, under the lock, reached by
+        // raw field accesses only (the list operations write it too); free
+        // slots and the fresh tail lie inside it. A freed slot is handed out
+        // with the slab's provenance (its freer's may have covered it alone).
         unsafe {
             let free = (*slab).free;
             let slot = if free.is_null() {
@@ -368,9 +362,7 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         }
     }
 
-    /// Gives a slab back to `alloc`. With `HUGE`, first drops its pages and
-    /// marks the range `MADV_NOHUGEPAGE`, so that what `alloc` later hands
-    /// out there is not on huge pages its users did not ask for.
+    /// Gives a slab back to `alloc`; with `HUGE`, off huge pages first.
     ///
     /// # Safety
     /// `head` starts a slab from `alloc` that nothing uses or refers to any more.
@@ -386,13 +378,10 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     }
 }
 
-/// Sets how the kernel backs `[p, p + len)`, memory whose contents do not
-/// matter: drops its pages (`MADV_DONTNEED`: memory the allocator used
-/// before may sit on small pages, memory given back on huge ones) and marks
-/// it for huge pages or not (`MADV_HUGEPAGE`/`MADV_NOHUGEPAGE`; the mark
-/// stays with the range), so that the next touch faults in pages of that
-/// kind. True if the kernel accepted both. Advice only: the memory is
-/// usable either way.
+/// Drops the pages of `[p, p + len)` (`MADV_DONTNEED`: the allocator's
+/// memory may sit on small pages, memory given back on huge ones) and marks
+/// it for huge pages or not, so that the next touch faults in pages of that
+/// kind. True if the kernel accepted both; the memory is usable either way.
 ///
 /// # Safety
 /// `[p, p + len)` is page-aligned memory owned by the caller, whose
