@@ -17,6 +17,7 @@ use crate::nodeversion::LockGuard;
 use crate::permuter::WIDTH;
 use crate::raw::RawTree;
 use crate::suffix::Suffix;
+use crate::sync::NARROW;
 
 /// What an insert found.
 pub(crate) enum Inserted {
@@ -122,7 +123,12 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             let mut p = at.perm;
             let slot = p.insert_from_back(at.pos);
             // The slot is free in every permutation a reader can hold
-            // under its version (see ARCHITECTURE.md): no dirty mark needed.
+            // under its version (see ARCHITECTURE.md): no dirty mark needed,
+            // unless the permutation is stored in two halves, which a reader
+            // could see one of: the mark then fails its validation.
+            if NARROW {
+                at.lock.mark_insert();
+            }
             at.leaf.set_slot(slot, key.ikey(), key.keylenx(), stored);
             at.leaf.permutation.publish(p);
             drop(at.lock);
