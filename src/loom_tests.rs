@@ -100,7 +100,7 @@ fn loom_reader_races_insert_into_leaf() {
 /// (waiting on the splitting version, or moving right along the link).
 #[test]
 fn loom_reader_races_leaf_split() {
-    loom::model(|| {
+    model_with_room(|| {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();
@@ -156,7 +156,7 @@ fn loom_reader_races_new_layer() {
 /// never sees the new key's value under the old key.
 #[test]
 fn loom_reader_races_remove_and_slot_reuse() {
-    loom::model(|| {
+    model_with_room(|| {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();
