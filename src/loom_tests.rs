@@ -100,7 +100,7 @@ fn loom_reader_races_insert_into_leaf() {
 /// (waiting on the splitting version, or moving right along the link).
 #[test]
 fn loom_reader_races_leaf_split() {
-    model_with_room(|| {
+    model_with_branches(2_000, || {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();
@@ -156,7 +156,7 @@ fn loom_reader_races_new_layer() {
 /// never sees the new key's value under the old key.
 #[test]
 fn loom_reader_races_remove_and_slot_reuse() {
-    model_with_room(|| {
+    model_with_branches(2_000, || {
         let t = Arc::new(Words::new_in(TestBackend::new()));
         {
             let g = t.guard();
@@ -186,8 +186,16 @@ fn loom_reader_races_remove_and_slot_reuse() {
 /// Runs `f` under loom with room for the many atomic steps of building a
 /// tree of several nodes first (more than loom's default allows).
 fn model_with_room(f: impl Fn() + Sync + Send + 'static) {
+    model_with_branches(10_000, f);
+}
+
+/// Runs `f` under loom with at most `branches` branches per execution: a
+/// tree of one full leaf takes a few more steps than loom's default (its
+/// teardown takes each slot out before freeing it), but far fewer than
+/// `model_with_room`'s, whose longer spins would take minutes to explore.
+fn model_with_branches(branches: usize, f: impl Fn() + Sync + Send + 'static) {
     let mut model = loom::model::Builder::new();
-    model.max_branches = 10_000;
+    model.max_branches = branches;
     model.check(f);
 }
 
