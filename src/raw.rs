@@ -13,6 +13,7 @@ use crate::internode::Internode;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
 use crate::node::{NodeBase, layer_root, parent_link, parent_of, version};
 use crate::nodeversion::ROOT;
+use crate::permuter::Permuter;
 use crate::suffix::Suffix;
 use crate::sync::{AtomicPtr, Ordering};
 use crate::value::ValueStorage;
@@ -131,6 +132,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             tree: self,
             free_word,
             todo: ptr::null_mut(),
+            leaf: None,
         };
         // SAFETY: the caller's guarantees.
         unsafe {
@@ -149,6 +151,8 @@ struct Teardown<'t, A> {
     free_word: FreeWord<A>,
     /// The next node to free (null: done).
     todo: *mut NodeBase,
+    /// The leaf being emptied, and its slots still to free.
+    leaf: Option<(NonNull<Leaf>, Permuter)>,
 }
 
 impl<A: NodeAllocatorGeneric> Teardown<'_, A> {
@@ -162,12 +166,13 @@ impl<A: NodeAllocatorGeneric> Teardown<'_, A> {
     }
 
     /// Frees every node on the list and everything their slots hold. A slot
-    /// leaves its leaf's permutation before its value is dropped, so if the
+    /// leaves [`Self::leaf`]'s list before its value is dropped, so if the
     /// destructor panics, a guard runs the rest while the panic unwinds
     /// (another panic then aborts, as it does in `Vec`'s drop).
     ///
     /// # Safety
-    /// Every node on the list is unreachable and listed once.
+    /// Every node on the list, and the leaf being emptied, is unreachable
+    /// and listed once.
     unsafe fn run(&mut self) {
         struct Rest<'a, 't, A: NodeAllocatorGeneric>(&'a mut Teardown<'t, A>);
         impl<A: NodeAllocatorGeneric> Drop for Rest<'_, '_, A> {
@@ -179,39 +184,46 @@ impl<A: NodeAllocatorGeneric> Teardown<'_, A> {
         let rest = Rest(self);
         let t = &mut *rest.0;
         let alloc = &t.tree.alloc;
-        while !t.todo.is_null() {
-            let n = t.todo;
+        loop {
             // SAFETY: listed nodes are live, unreachable and ours alone.
             unsafe {
-                if !version(n).load().is_leaf() {
-                    t.todo = parent_of(n).cast();
+                if let Some((p, mut perm)) = t.leaf {
+                    let Some(last) = perm.len().checked_sub(1) else {
+                        t.leaf = None;
+                        alloc.free_leaf(p);
+                        continue;
+                    };
+                    let slot = perm.get(last);
+                    perm.remove_to_back(last);
+                    t.leaf = Some((p, perm));
+                    let leaf = p.as_ref();
+                    let word = leaf.value(slot);
+                    match slot_kind(leaf.keylenx(slot)) {
+                        SlotKind::Value => (t.free_word)(alloc, word),
+                        SlotKind::Suffix => {
+                            let s = Leaf::suffix_of(word);
+                            let value = (*s).value();
+                            alloc.free_suffix(NonNull::new_unchecked(s));
+                            (t.free_word)(alloc, value);
+                        }
+                        SlotKind::Layer => t.push(layer_root(word.cast())),
+                    }
+                    continue;
+                }
+                let n = t.todo;
+                if n.is_null() {
+                    break;
+                }
+                t.todo = parent_of(n).cast();
+                if version(n).load().is_leaf() {
+                    let leaf = NonNull::new_unchecked(n.cast::<Leaf>());
+                    t.leaf = Some((leaf, leaf.as_ref().permutation.load()));
+                } else {
                     let inode = &*n.cast::<Internode>();
                     for i in 0..=inode.nkeys() {
                         t.push(inode.child(i));
                     }
                     alloc.free_internode(NonNull::new_unchecked(n.cast()));
-                    continue;
-                }
-                let leaf = &*n.cast::<Leaf>();
-                let mut perm = leaf.permutation.load();
-                let Some(last) = perm.len().checked_sub(1) else {
-                    t.todo = parent_of(n).cast();
-                    alloc.free_leaf(NonNull::new_unchecked(n.cast()));
-                    continue;
-                };
-                let slot = perm.get(last);
-                perm.remove_to_back(last);
-                leaf.permutation.publish(perm);
-                let word = leaf.value(slot);
-                match slot_kind(leaf.keylenx(slot)) {
-                    SlotKind::Value => (t.free_word)(alloc, word),
-                    SlotKind::Suffix => {
-                        let s = Leaf::suffix_of(word);
-                        let value = (*s).value();
-                        alloc.free_suffix(NonNull::new_unchecked(s));
-                        (t.free_word)(alloc, value);
-                    }
-                    SlotKind::Layer => t.push(layer_root(word.cast())),
                 }
             }
         }

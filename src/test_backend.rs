@@ -84,6 +84,7 @@ unsafe fn reclaim_suffix(p: *mut u8) {
     }
 }
 
+#[cfg(not(masstree_loom))]
 impl TestBackend {
     /// A backend that counts its live allocations in `live`.
     pub(crate) fn counting(live: &Arc<AtomicIsize>) -> Self {
