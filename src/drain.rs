@@ -37,6 +37,15 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// Removes the last entry in key order and returns it; as
     /// [`pop_first`](Self::pop_first).
     ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u8>::new();
+    /// let g = tree.guard();
+    /// tree.insert("a", 1, &g);
+    /// tree.insert("b", 2, &g);
+    /// assert_eq!(tree.pop_last(&g), Some((b"b".to_vec(), 2)));
+    /// assert_eq!(tree.len(), 1);
+    /// ```
+    ///
     /// # Panics
     /// If `guard` was created by another tree.
     #[track_caller]
