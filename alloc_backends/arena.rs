@@ -41,7 +41,9 @@ use core::alloc::Layout;
 use core::mem::needs_drop;
 use core::ptr::{self, NonNull};
 
-use allocator_api2::alloc::{AllocError, Allocator, Global};
+#[cfg(feature = "alloc")]
+use allocator_api2::alloc::Global;
+use allocator_api2::alloc::{AllocError, Allocator};
 use spin::mutex::SpinMutex;
 
 use super::NODE_ALIGN;
@@ -57,7 +59,10 @@ const MAX_CHUNK: usize = 16 << 20;
 /// Nodes, suffix records and values bump-allocated from chunks of the
 /// allocator `A` (default: the global allocator), all freed when the backend
 /// drops. See the [module docs](self).
-pub struct ArenaBackend<A: Allocator = Global> {
+pub struct ArenaBackend<
+    #[cfg(feature = "alloc")] A: Allocator = Global,
+    #[cfg(not(feature = "alloc"))] A: Allocator,
+> {
     bump: SpinMutex<Bump>,
     /// Retired values whose destructors wait for `reclaim` or drop.
     pending: Limbo,
@@ -172,6 +177,8 @@ on_global!(
     "An empty arena on the global allocator; allocates nothing yet."
 );
 
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl ArenaBackend<Global> {
     /// An arena on the global allocator whose first chunk holds `bytes`
     /// bytes, or an error if it cannot get it.
@@ -275,6 +282,12 @@ impl<A: Allocator> ArenaBackend<A> {
 // `reclaim(&mut self)` or drop; 4. `AddressGuard` names live backends.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
     address_guard!();
+
+    type Raw = A;
+
+    fn raw_allocator(&self) -> &A {
+        &self.alloc
+    }
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
         Ok(self.bump(Layout::new::<Leaf>())?.cast())

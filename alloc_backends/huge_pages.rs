@@ -54,7 +54,9 @@
 use core::alloc::Layout;
 use core::ptr::NonNull;
 
-use allocator_api2::alloc::{AllocError, Allocator, Global};
+#[cfg(feature = "alloc")]
+use allocator_api2::alloc::Global;
+use allocator_api2::alloc::{AllocError, Allocator};
 
 use super::NODE_ALIGN;
 use super::slabs::Slabs;
@@ -90,7 +92,10 @@ pub struct HugePageStats {
 /// An [`Allocator`] that serves the tree's nodes from 2 MiB slabs backed by
 /// huge pages where the system allows, and passes every other request to
 /// `A` (default: the global allocator). See the [module docs](self).
-pub struct HugePageSlabs<A: Allocator = Global> {
+pub struct HugePageSlabs<
+    #[cfg(feature = "alloc")] A: Allocator = Global,
+    #[cfg(not(feature = "alloc"))] A: Allocator,
+> {
     slabs: Core,
     alloc: A,
 }

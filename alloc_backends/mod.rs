@@ -16,10 +16,13 @@
 //! [`AddressGuard`](crate::backend::AddressGuard), a token.
 
 /// `new()` on the global allocator, and `Default` as `new()`, for a type
-/// generic over its allocator with a `new_in(alloc)`.
+/// generic over its allocator with a `new_in(alloc)` (with the `alloc`
+/// feature: the global allocator is the `alloc` crate's).
 #[allow(unused_macros, reason = "unused when no backend feature is on")]
 macro_rules! on_global {
     ($ty:ident, $doc:literal) => {
+        #[cfg(feature = "alloc")]
+        #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
         impl $ty<allocator_api2::alloc::Global> {
             #[doc = $doc]
             pub fn new() -> Self {
@@ -27,6 +30,7 @@ macro_rules! on_global {
             }
         }
 
+        #[cfg(feature = "alloc")]
         impl Default for $ty<allocator_api2::alloc::Global> {
             fn default() -> Self {
                 Self::new()

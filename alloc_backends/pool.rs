@@ -51,7 +51,9 @@ use core::alloc::Layout;
 use core::ptr::NonNull;
 use core::sync::atomic::{AtomicUsize, Ordering};
 
-use allocator_api2::alloc::{AllocError, Allocator, Global};
+#[cfg(feature = "alloc")]
+use allocator_api2::alloc::Global;
+use allocator_api2::alloc::{AllocError, Allocator};
 
 use super::NODE_SLOT;
 use super::header::{self, place};
@@ -69,7 +71,10 @@ type NodeSlabs = Slabs<SLAB_BYTES, NODE_SLOT, false>;
 /// records from the allocator `A` (default: the global allocator); retired
 /// memory reclaimed at [`Tree::reclaim`](crate::Tree::reclaim) or drop. See
 /// the [module docs](self).
-pub struct PoolBackend<A: Allocator = Global> {
+pub struct PoolBackend<
+    #[cfg(feature = "alloc")] A: Allocator = Global,
+    #[cfg(not(feature = "alloc"))] A: Allocator,
+> {
     slabs: NodeSlabs,
     /// Live leaves and internodes: statistics.
     leaves: AtomicUsize,
@@ -131,6 +136,8 @@ on_global!(
     "An empty pool on the global allocator; allocates nothing yet."
 );
 
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl PoolBackend<Global> {
     /// A pool on the global allocator with room for `leaves` leaves and
     /// `internodes` internodes, or an error if it cannot get it.
@@ -269,6 +276,12 @@ unsafe fn record_of<T>(p: NonNull<T>) -> NonNull<Record> {
 // `free_value` or the limbo; 5. `AddressGuard` names live backends.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     address_guard!();
+
+    type Raw = A;
+
+    fn raw_allocator(&self) -> &A {
+        &self.alloc
+    }
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
         Ok(self.take_slot(&self.leaves)?.cast())

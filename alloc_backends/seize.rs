@@ -207,6 +207,12 @@ unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
 // retirement is gone, and all pending ones when the backend drops, before
 // the slabs and the allocator go.
 unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
+    type Raw = A;
+
+    fn raw_allocator(&self) -> &A {
+        self.allocator()
+    }
+
     type Guard<'a>
         = LocalGuard<'a>
     where

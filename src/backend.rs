@@ -11,6 +11,7 @@ use core::marker::PhantomData;
 use core::ptr::NonNull;
 
 pub use allocator_api2::alloc::AllocError;
+use allocator_api2::alloc::Allocator;
 
 pub use crate::internode::Internode;
 pub use crate::leaf::Leaf;
@@ -54,6 +55,16 @@ pub unsafe trait NodeAllocatorGeneric {
     type Guard<'a>
     where
         Self: 'a;
+
+    /// The allocator the backend takes its memory from. The tree takes its
+    /// scratch memory from it too: the key and frame buffers of cursors and
+    /// iterators and the bulk loader's per-layer builders (a few hundred
+    /// bytes, freed when the cursor or the load ends), so nothing the tree
+    /// does at run time needs the global allocator.
+    type Raw: Allocator;
+
+    /// The allocator of [`Self::Raw`] the backend holds.
+    fn raw_allocator(&self) -> &Self::Raw;
 
     /// Enters a critical section.
     fn guard(&self) -> Self::Guard<'_>;

@@ -125,6 +125,10 @@ impl Drop for TestBackend {
 // SAFETY: memory from `Global` with the right layouts; retired memory is kept
 // until the backend drops, which outlives every guard.
 unsafe impl NodeAllocatorGeneric for TestBackend {
+    type Raw = Global;
+    fn raw_allocator(&self) -> &Global {
+        &Global
+    }
     type Guard<'a> = TestGuard<'a>;
     fn guard(&self) -> TestGuard<'_> {
         TestGuard(self.id, core::marker::PhantomData)
