@@ -16,6 +16,7 @@ mod insert;
 mod internode;
 mod iter;
 mod key;
+pub mod keycode;
 mod leaf;
 mod leaflink;
 mod locate;
@@ -30,6 +31,7 @@ mod suffix;
 mod sync;
 mod traits;
 mod tree;
+mod typed;
 mod update;
 mod value;
 
@@ -53,6 +55,7 @@ pub use entry::{Entry, Keep};
 pub use fallible::{AllocFailed, Fallible};
 pub use iter::{Cursor, Range, Seek};
 pub use tree::Tree;
+pub use typed::{TypedMassTree, TypedRange, TypedTree};
 pub use update::{Change, CompareExchangeError, Exchanged};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};
 

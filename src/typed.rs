@@ -1,0 +1,304 @@
+//! [`TypedTree`]: a tree keyed by typed values, stored under their
+//! order-preserving encodings ([`crate::keycode`]).
+
+use alloc::vec::Vec;
+use core::borrow::Borrow;
+use core::fmt;
+use core::iter::FusedIterator;
+use core::marker::PhantomData;
+use core::ops::RangeBounds;
+
+use crate::backend::NodeAllocatorGeneric;
+use crate::iter::Range;
+use crate::keycode::{KeyDecode, KeyEncode, KeyPrefix};
+use crate::tree::Tree;
+use crate::update::Change;
+use crate::value::{OutOfLine, ValueStorage};
+
+/// A concurrent ordered map keyed by `K` (integers, `bool`, `char`, strings,
+/// byte strings, options and tuples of these): keys are stored encoded so
+/// that their byte order is their `Ord` order, and come back decoded.
+///
+/// It is a [`Tree`] underneath, with the same guards, backends and
+/// concurrency; tuple keys share trie layers by their leading elements, and
+/// [`TypedTree::prefix`] scans all keys that start with given elements.
+///
+/// ```
+/// use masstree::TypedMassTree;
+/// let tree: TypedMassTree<(String, u32), &str> = TypedMassTree::new();
+/// let g = tree.guard();
+/// tree.insert(&("bob".to_string(), 7), "seven", &g);
+/// tree.insert(&("amy".to_string(), 10), "ten", &g);
+/// tree.insert(&("amy".to_string(), 9), "nine", &g);
+/// let amy: Vec<u32> = tree.prefix(&("amy",), &g).map(|((_, n), _)| n).collect();
+/// assert_eq!(amy, [9, 10]);
+/// assert_eq!(tree.get(&("bob".to_string(), 7), &g), Some(&"seven"));
+/// ```
+pub struct TypedTree<K, S, A> {
+    tree: Tree<S, A>,
+    _keys: PhantomData<fn(K) -> K>,
+}
+
+/// A [`TypedTree`] whose values (of any type) are stored out of line.
+#[cfg(feature = "seize")]
+pub type TypedMassTree<K, V, A = crate::alloc_backends::seize::SeizeBackend> =
+    TypedTree<K, OutOfLine<V>, A>;
+/// A [`TypedTree`] whose values (of any type) are stored out of line.
+#[cfg(not(feature = "seize"))]
+pub type TypedMassTree<K, V, A> = TypedTree<K, OutOfLine<V>, A>;
+
+/// The encoding of `key`.
+fn encoded<Q: KeyEncode + ?Sized>(key: &Q) -> Vec<u8> {
+    let mut out = Vec::new();
+    key.encode(&mut out);
+    out
+}
+
+#[cfg(feature = "seize")]
+impl<K: KeyDecode, S: ValueStorage> TypedTree<K, S, crate::alloc_backends::seize::SeizeBackend> {
+    /// An empty tree on the [`seize`](crate::alloc_backends::seize) backend.
+    pub fn new() -> Self {
+        Self::new_in(crate::alloc_backends::seize::SeizeBackend::new())
+    }
+}
+
+#[cfg(feature = "seize")]
+impl<K: KeyDecode, S: ValueStorage> Default
+    for TypedTree<K, S, crate::alloc_backends::seize::SeizeBackend>
+{
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedTree<K, S, A> {
+    /// An empty tree whose nodes and values come from `backend`.
+    pub fn new_in(backend: A) -> Self {
+        TypedTree {
+            tree: Tree::new_in(backend),
+            _keys: PhantomData,
+        }
+    }
+
+    /// A read guard; see [`Tree::guard`].
+    pub fn guard(&self) -> A::Guard<'_> {
+        self.tree.guard()
+    }
+
+    /// The value of `key`, if present.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn get<'g, Q>(&self, key: &Q, guard: &'g A::Guard<'_>) -> Option<S::Ref<'g>>
+    where
+        K: Borrow<Q>,
+        Q: KeyEncode + ?Sized,
+    {
+        self.tree.get(&encoded(key), guard)
+    }
+
+    /// True if `key` is present.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn contains_key<Q>(&self, key: &Q, guard: &A::Guard<'_>) -> bool
+    where
+        K: Borrow<Q>,
+        Q: KeyEncode + ?Sized,
+    {
+        self.get(key, guard).is_some()
+    }
+
+    /// Inserts `value` under `key`, returning the previous value; see
+    /// [`Tree::insert`].
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn insert<'g, Q>(
+        &self,
+        key: &Q,
+        value: S::Value,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<S::Ref<'g>>
+    where
+        K: Borrow<Q>,
+        Q: KeyEncode + ?Sized,
+    {
+        self.tree.insert(&encoded(key), value, guard)
+    }
+
+    /// Removes `key`, returning its value; see [`Tree::remove`].
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn remove<'g, Q>(&self, key: &Q, guard: &'g A::Guard<'_>) -> Option<S::Ref<'g>>
+    where
+        K: Borrow<Q>,
+        Q: KeyEncode + ?Sized,
+    {
+        self.tree.remove(&encoded(key), guard)
+    }
+
+    /// Changes the value of `key` as `f` decides, atomically; see
+    /// [`Tree::update`].
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn update<'g, Q>(
+        &self,
+        key: &Q,
+        f: impl FnOnce(Option<S::Ref<'g>>) -> Change<S::Value>,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<S::Ref<'g>>
+    where
+        S: 'g,
+        K: Borrow<Q>,
+        Q: KeyEncode + ?Sized,
+    {
+        self.tree.update(&encoded(key), f, guard)
+    }
+
+    /// The entries whose keys lie in `range`, in key order.
+    ///
+    /// ```
+    /// let tree = masstree::TypedMassTree::<i32, ()>::new();
+    /// let g = tree.guard();
+    /// for k in -3..3 {
+    ///     tree.insert(&k, (), &g);
+    /// }
+    /// let keys: Vec<i32> = tree.range(-2..1, &g).map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [-2, -1, 0]);
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn range<'g, R: RangeBounds<K>>(
+        &self,
+        range: R,
+        guard: &'g A::Guard<'_>,
+    ) -> TypedRange<'_, 'g, K, S, A>
+    where
+        S: 'g,
+    {
+        let start = range.start_bound().map(encoded);
+        let end = range.end_bound().map(encoded);
+        TypedRange::new(self.tree.range::<Vec<u8>, _>((start, end), guard))
+    }
+
+    /// All entries in key order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn iter<'g>(&self, guard: &'g A::Guard<'_>) -> TypedRange<'_, 'g, K, S, A>
+    where
+        S: 'g,
+    {
+        self.range(.., guard)
+    }
+
+    /// The entries whose keys start with the elements of `prefix` (a tuple
+    /// of references to leading elements of `K`), in key order.
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn prefix<'g, P: KeyPrefix<K>>(
+        &self,
+        prefix: &P,
+        guard: &'g A::Guard<'_>,
+    ) -> TypedRange<'_, 'g, K, S, A>
+    where
+        S: 'g,
+    {
+        TypedRange::new(self.tree.prefix(&encoded(prefix), guard))
+    }
+
+    /// The number of entries; see [`Tree::len`].
+    pub fn len(&self) -> usize {
+        self.tree.len()
+    }
+
+    /// True if the tree holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.tree.is_empty()
+    }
+
+    /// Removes every entry; see [`Tree::clear`].
+    pub fn clear(&mut self) {
+        self.tree.clear();
+    }
+}
+
+impl<K, S, A> fmt::Debug for TypedTree<K, S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TypedTree").finish_non_exhaustive()
+    }
+}
+
+/// The entries of a [`TypedTree`] in a key range, decoded; from
+/// [`TypedTree::range`], [`TypedTree::iter`] and [`TypedTree::prefix`]. Its
+/// guarantees under concurrent writes are those of [`Range`].
+pub struct TypedRange<'t, 'g, K, S, A> {
+    inner: Range<'t, 'g, S, A>,
+    _keys: PhantomData<fn() -> K>,
+}
+
+impl<'t, 'g, K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedRange<'t, 'g, K, S, A>
+where
+    S: 'g,
+{
+    fn new(inner: Range<'t, 'g, S, A>) -> Self {
+        TypedRange {
+            inner,
+            _keys: PhantomData,
+        }
+    }
+
+    /// Decodes an entry of the tree: every key in it was encoded from a `K`.
+    fn decode((key, value): (Vec<u8>, S::Ref<'g>)) -> (K, S::Ref<'g>) {
+        let key = K::decode_all(&key).expect("a typed tree holds only keys it encoded");
+        (key, value)
+    }
+}
+
+impl<'g, K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> Iterator
+    for TypedRange<'_, 'g, K, S, A>
+where
+    S: 'g,
+{
+    type Item = (K, S::Ref<'g>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        self.inner.next().map(Self::decode)
+    }
+}
+
+impl<'g, K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> DoubleEndedIterator
+    for TypedRange<'_, 'g, K, S, A>
+where
+    S: 'g,
+{
+    fn next_back(&mut self) -> Option<Self::Item> {
+        self.inner.next_back().map(Self::decode)
+    }
+}
+
+impl<'g, K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> FusedIterator
+    for TypedRange<'_, 'g, K, S, A>
+where
+    S: 'g,
+{
+}
+
+impl<K, S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for TypedRange<'_, '_, K, S, A> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("TypedRange").field(&self.inner).finish()
+    }
+}
