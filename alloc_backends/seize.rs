@@ -6,9 +6,9 @@
 //! is dropped. Deferred reclaimers are plain functions, so each retired object
 //! carries a pointer to where it goes back: a leaf to the allocator and an
 //! internode to the backend's internode slabs, in their backend word; suffix
-//! records and values to the allocator, in a one-word header. The allocator
-//! and the slabs live in memory the allocator allocated, so those pointers
-//! stay valid when the tree moves.
+//! records and values to the backend's home (allocator, slabs, kept panic),
+//! in a one-word header. The allocator and the slabs live in memory the
+//! allocator allocated, so those pointers stay valid when the tree moves.
 //!
 //! Internodes come from one-page slabs of their own (4 KiB, 15 internodes
 //! each), taken from the allocator; leaves, suffix records and values come
@@ -17,10 +17,28 @@
 //! 2.5 MiB) sit on about 650 pages, whose translations stay in the TLB,
 //! where scattered among the leaves each would sit on a page of its own. A
 //! lookup then walks the page tables for its leaf only.
+//!
+//! # Panicking destructors
+//!
+//! A removed or replaced value is dropped by a reclaimer, when the last
+//! guard that could see it drops (on whichever thread that guard lives), or
+//! by `reclaim()`, `clear()` or the tree's drop. If its destructor panics
+//! there, the panic is caught: the value's memory is still freed, the rest
+//! of its batch is still dropped and freed, and the first such panic is kept
+//! (later ones are dropped) and re-raised by the next call on the tree that
+//! starts from a quiescent point: [`guard()`](NodeAllocatorGeneric::guard)
+//! (on any thread), `reclaim()`/`clear()`, or the tree's drop (unless that
+//! thread is already panicking, then the kept panic is dropped). A guard's
+//! drop and the operations that retire never unwind from a destructor.
 
 use core::alloc::Layout;
+use core::any::Any;
 use core::mem::ManuallyDrop;
 use core::ptr::{self, NonNull};
+use core::sync::atomic::{AtomicBool, Ordering};
+use std::boxed::Box;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::{Mutex, PoisonError};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
 use seize::{Collector, Guard, LocalGuard};
@@ -44,6 +62,91 @@ type InternodeSlabs = Slabs<INTERNODE_SLAB, INTERNODE_SLOT, false>;
 struct Home<A> {
     alloc: A,
     internodes: InternodeSlabs,
+    panic: KeptPanic,
+}
+
+/// A panic payload.
+type Payload = Box<dyn Any + Send>;
+
+/// The first panic of a destructor run by a reclaimer, kept until a call
+/// on the tree re-raises it (see the module's docs). On cache lines of its
+/// own: every `guard()` reads `pending`, and the internode slabs' lock
+/// beside it is written.
+#[repr(align(128))]
+struct KeptPanic {
+    /// A payload may be waiting (only ever changed under `payload`'s lock).
+    pending: AtomicBool,
+    payload: Mutex<Option<Payload>>,
+}
+
+impl KeptPanic {
+    fn new() -> Self {
+        KeptPanic {
+            pending: AtomicBool::new(false),
+            payload: Mutex::new(None),
+        }
+    }
+
+    /// Keeps `p` if no panic is kept yet, or drops it.
+    fn keep(&self, p: Payload) {
+        let extra = {
+            let mut kept = self.payload.lock().unwrap_or_else(PoisonError::into_inner);
+            if kept.is_some() {
+                Some(p)
+            } else {
+                *kept = Some(p);
+                // Relaxed: written under the lock, which orders the payload
+                // for whoever takes it; the flag is only `raise`'s hint.
+                self.pending.store(true, Ordering::Relaxed);
+                None
+            }
+        };
+        if let Some(p) = extra {
+            drop_payload(p);
+        }
+    }
+
+    /// Takes the kept panic, if any.
+    fn take(&self) -> Option<Payload> {
+        // Relaxed: a hint; a payload kept concurrently and missed here is
+        // raised by a later call (the lock orders the payload itself).
+        if !self.pending.load(Ordering::Relaxed) {
+            return None;
+        }
+        let mut kept = self.payload.lock().unwrap_or_else(PoisonError::into_inner);
+        // Relaxed: written under the lock, as in `keep`.
+        self.pending.store(false, Ordering::Relaxed);
+        kept.take()
+    }
+
+    /// Re-raises the kept panic, if any, unless this thread is already
+    /// unwinding (then it stays kept).
+    #[inline]
+    fn raise(&self) {
+        // Relaxed: a hint, as in `take`; the common case is this one load.
+        if self.pending.load(Ordering::Relaxed) {
+            self.raise_slow();
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn raise_slow(&self) {
+        if std::thread::panicking() {
+            return;
+        }
+        if let Some(p) = self.take() {
+            panic::resume_unwind(p);
+        }
+    }
+}
+
+/// Drops a panic payload that will not be raised; a panic from the
+/// payload's own destructor is forgotten, not propagated.
+fn drop_payload(p: Payload) {
+    if let Err(inner) = panic::catch_unwind(AssertUnwindSafe(move || drop(p))) {
+        core::mem::forget(inner);
+    }
 }
 
 /// How many retired objects a thread gathers before handing them to
@@ -87,14 +190,22 @@ impl<A: Allocator> SeizeBackend<A> {
     pub fn try_new_in(alloc: A) -> Result<Self, AllocError> {
         let home = alloc.allocate(Layout::new::<Home<A>>())?.cast::<Home<A>>();
         let internodes = InternodeSlabs::new();
+        let panic = KeptPanic::new();
         // SAFETY: fresh memory with `Home<A>`'s layout.
-        unsafe { home.write(Home { alloc, internodes }) };
+        unsafe {
+            home.write(Home {
+                alloc,
+                internodes,
+                panic,
+            })
+        };
         let collector = ManuallyDrop::new(Collector::new().batch_size(DEFAULT_BATCH_SIZE));
         Ok(SeizeBackend { collector, home })
     }
 
     /// Sets how many retired objects a thread gathers before handing them
-    /// to reclamation (see [`DEFAULT_BATCH_SIZE`]).
+    /// to reclamation (see [`DEFAULT_BATCH_SIZE`]). A destructor's panic
+    /// while the old collector drops is kept, as in a reclaimer.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
         // SAFETY: by value, so no guard borrows the backend; the old
         // collector runs whatever it still holds while `alloc` lives.
@@ -126,13 +237,26 @@ impl<A: Allocator> SeizeBackend<A> {
         unsafe { &raw const (*self.home.as_ptr()).alloc }
     }
 
-    /// `payload` in memory from the allocator, behind a header pointing to it.
+    /// `payload` in memory from the allocator, behind a header pointing to
+    /// the home.
     fn alloc_with_header(&self, payload: Layout) -> Result<NonNull<u8>, AllocError> {
-        let p = header::alloc::<*const A>(payload, |l| Ok(self.allocator().allocate(l)?.cast()))?;
+        let p =
+            header::alloc::<*const Home<A>>(payload, |l| Ok(self.allocator().allocate(l)?.cast()))?;
         // SAFETY: `p` has room for the header in front.
-        unsafe { header::of::<*const A>(p, payload.align()).write(self.alloc_ptr()) };
+        unsafe { header::of::<*const Home<A>>(p, payload.align()).write(self.home.as_ptr()) };
         Ok(p)
     }
+}
+
+/// The home named in the header of an allocation from `alloc_with_header`.
+///
+/// # Safety
+/// `payload` came from `alloc_with_header` with alignment `align`, and the
+/// home is alive for `'h`.
+unsafe fn home_of<'h, A: Allocator>(payload: *mut u8, align: usize) -> &'h Home<A> {
+    // SAFETY: the caller's guarantees: the header is in front, written at
+    // allocation, and the home it names is alive.
+    unsafe { &*header::of::<*const Home<A>>(NonNull::new_unchecked(payload), align).read() }
 }
 
 /// Frees a header-prefixed allocation whose payload is at `payload`.
@@ -141,13 +265,29 @@ impl<A: Allocator> SeizeBackend<A> {
 /// `payload` came from `alloc_with_header` with `layout`, and is not used again.
 unsafe fn free_with_header<A: Allocator>(payload: *mut u8, layout: Layout) {
     // SAFETY: the caller guarantees the allocation shape (so the layout did
-    // not overflow); the header holds the allocator, which outlives all
+    // not overflow); the header names the home, which outlives all
     // allocations (see `Drop`).
     unsafe {
-        let h = header::of::<*const A>(NonNull::new_unchecked(payload), layout.align());
-        let full = header::layout::<*const A>(layout).unwrap_unchecked();
-        (*h.read()).deallocate(h.cast(), full);
+        let home = home_of::<A>(payload, layout.align());
+        let h = header::of::<*const Home<A>>(NonNull::new_unchecked(payload), layout.align());
+        let full = header::layout::<*const Home<A>>(layout).unwrap_unchecked();
+        home.alloc.deallocate(h.cast(), full);
     }
+}
+
+/// Drops the value at `p`, then frees its memory even if the drop panics;
+/// returns the panic, if any.
+///
+/// # Safety
+/// `p` came from `alloc_value::<T>` of a backend on `A` whose home is still
+/// alive, and nobody can reach it any more; called once.
+unsafe fn drop_and_free<T, A: Allocator>(p: *mut T) -> Result<(), Payload> {
+    // SAFETY: the caller's guarantees: a live `T`, dropped exactly once, here
+    // (a destructor that panics has still dropped the fields it owns).
+    let dropped = panic::catch_unwind(AssertUnwindSafe(|| unsafe { ptr::drop_in_place(p) }));
+    // SAFETY: the caller's guarantees; allocated with a header.
+    unsafe { free_with_header::<A>(p.cast(), Layout::new::<T>()) };
+    dropped
 }
 
 /// The deferred free of a retired leaf.
@@ -188,16 +328,19 @@ unsafe fn reclaim_suffix<A: Allocator>(p: *mut Suffix, _: &Collector) {
     unsafe { free_with_header::<A>(p.cast(), Suffix::layout_of(NonNull::new_unchecked(p))) }
 }
 
-/// The drop and free of a value (deferred, or at once by `free_value`).
+/// The deferred drop and free of a value. A panic from its destructor is
+/// kept in the home (see the module's docs), never unwound into the
+/// collector, which would lose the rest of the batch.
 ///
 /// # Safety
 /// As for [`reclaim_suffix`], from `alloc_value::<T>`.
 unsafe fn reclaim_value<T, A: Allocator>(p: *mut T, _: &Collector) {
-    // SAFETY: the caller's guarantees; allocated with a header; the value is
-    // dropped exactly once, here.
-    unsafe {
-        ptr::drop_in_place(p);
-        free_with_header::<A>(p.cast(), Layout::new::<T>());
+    // SAFETY: the caller's guarantees: allocated with a header, and the home
+    // outlives the allocation (it is read here, before the free).
+    let home = unsafe { home_of::<A>(p.cast(), align_of::<T>()) };
+    // SAFETY: the caller's guarantees.
+    if let Err(payload) = unsafe { drop_and_free::<T, A>(p) } {
+        home.panic.keep(payload);
     }
 }
 
@@ -218,7 +361,10 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     where
         Self: 'a;
 
+    /// Re-raises a destructor's panic that a reclaimer kept (see the
+    /// module's docs), then enters a critical section.
     fn guard(&self) -> LocalGuard<'_> {
+        self.home().panic.raise();
         self.collector.enter()
     }
 
@@ -266,7 +412,10 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
 
     unsafe fn free_value<T>(&self, value: NonNull<T>) {
         // SAFETY: the caller guarantees an unreachable value of ours.
-        unsafe { reclaim_value::<T, A>(value.as_ptr(), &self.collector) }
+        if let Err(payload) = unsafe { drop_and_free::<T, A>(value.as_ptr()) } {
+            // The memory is freed; the caller sees the panic now.
+            panic::resume_unwind(payload);
+        }
     }
 
     unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &LocalGuard<'_>) {
@@ -307,6 +456,8 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         // And the empty internode slab, if one is kept.
         let home = self.home();
         home.internodes.trim(&home.alloc);
+        // Everything is freed: now a destructor's panic may surface.
+        home.panic.raise();
     }
 }
 
@@ -316,12 +467,22 @@ impl<A: Allocator> Drop for SeizeBackend<A> {
         // needs the home: it is still alive here. Then the home is moved out
         // of its memory, the internode slabs are given back (the tree freed
         // its nodes before its backend drops), and the memory is freed.
-        unsafe {
+        let panic = unsafe {
             ManuallyDrop::drop(&mut self.collector);
             let mut home = self.home.read();
             home.internodes.release_all(&home.alloc);
             home.alloc
                 .deallocate(self.home.cast(), Layout::new::<Home<A>>());
+            home.panic.take()
+        };
+        // Everything is freed: a destructor's panic kept meanwhile surfaces,
+        // unless this thread is already unwinding.
+        if let Some(p) = panic {
+            if std::thread::panicking() {
+                drop_payload(p);
+            } else {
+                panic::resume_unwind(p);
+            }
         }
     }
 }

@@ -176,6 +176,40 @@ for_each_backend! {
         assert_eq!(alloc.live_bytes(), 0);
     }
 
+    /// Removes every key of a tree whose value `panics_at` panics in drop
+    /// and drops the guard: the destructors that run then (seize: the batches
+    /// handed off under the guard) must not unwind out of the guard's drop.
+    /// `reclaim()` then drops the rest and re-raises the panic; every value
+    /// is dropped exactly once, the tree takes keys again and nothing leaks.
+    // Pool's and arena's guards have no destructor.
+    #[allow(clippy::drop_non_drop)]
+    pub(crate) fn remove_all_then_reclaim(panics_at: impl Fn(usize) -> usize) {
+        let alloc = TestAlloc::new();
+        let n = keys(N).len();
+        let ctx = Ctx::new(2 * N, panics_at(n));
+        let (mut tree, keys) = filled(&alloc, &ctx);
+        let g = tree.guard();
+        for k in &keys {
+            assert!(tree.remove(k, &g).is_some());
+        }
+        assert!(catch_unwind(AssertUnwindSafe(move || drop(g))).is_ok(), "a guard drop panicked");
+        let (once, twice) = ctx.dropped_once();
+        assert!(!twice);
+        let r = catch_unwind(AssertUnwindSafe(|| tree.reclaim()));
+        assert!(r.is_err(), "the value's panic reaches reclaim()");
+        assert_eq!(ctx.dropped_once(), (n, false), "every value dropped once ({once} before reclaim)");
+        assert!(catch_unwind(AssertUnwindSafe(|| tree.reclaim())).is_ok(), "raised twice");
+        {
+            let g = tree.guard();
+            tree.insert(&keys[1], Noisy { id: N + 1, ctx: ctx.clone() }, &g);
+            assert_eq!(tree.get(&keys[1], &g).map(|v| v.id), Some(N + 1));
+            assert_eq!(tree.len(), 1);
+        }
+        drop(tree);
+        assert_eq!(ctx.drops[N + 1].load(SeqCst), 1);
+        assert_eq!(alloc.live_bytes(), 0, "nothing leaked");
+    }
+
     /// An `update` closure that panics changes nothing and leaves the leaf
     /// unlocked.
     #[test]
@@ -266,5 +300,218 @@ mod clone {
         let r = catch_unwind(AssertUnwindSafe(move || drop(tree)));
         assert!(r.is_err());
         assert_eq!(alloc.live_bytes(), 0);
+    }
+}
+
+/// Values removed, then reclaimed, one of whose destructors panics: the panic
+/// reaches `reclaim()`, every value is dropped once, nothing leaks. The value
+/// panics among the first removed (seize: in a batch its guard's drop frees)
+/// or among the last (seize: still in the thread's batch until `reclaim()`).
+mod reclaim {
+    macro_rules! reclaim_tests {
+        ($($(#[$a:meta])* $backend:ident;)*) => {$(
+            mod $backend {
+                $(#[$a])*
+                #[test]
+                fn panic_among_the_first_removed() {
+                    super::super::$backend::remove_all_then_reclaim(|_| 7);
+                }
+                $(#[$a])*
+                #[test]
+                fn panic_among_the_last_removed() {
+                    super::super::$backend::remove_all_then_reclaim(|n| n - 3);
+                }
+            }
+        )*};
+    }
+
+    // Pool and arena release retired values through `Limbo::release`
+    // (alloc_backends/mod.rs), which stops at a panicking destructor: the
+    // values after it, and its own memory, leak (pool's drop then also skips
+    // its slabs). Run with `--ignored` to see it.
+    reclaim_tests! {
+        #[cfg(feature = "seize")] seize;
+        #[cfg(all(feature = "seize", feature = "huge-pages"))] seize_huge_pages;
+        #[cfg(feature = "pool")]
+        #[ignore = "Limbo::release leaks the rest of the records after a panicking destructor"]
+        pool;
+        #[cfg(feature = "arena")]
+        #[ignore = "Limbo::release leaks the rest of the records after a panicking destructor"]
+        arena;
+    }
+}
+
+/// On the seize backend a removed value's destructor runs when the last
+/// guard that could see it drops, in a reclaimer: a panic there is kept and
+/// re-raised by the next `guard()`, `reclaim()` or drop of the tree, and the
+/// rest of its batch is still freed.
+#[cfg(feature = "seize")]
+mod deferred {
+    use super::*;
+
+    /// Removes every key under one guard and drops it (which frees the
+    /// batches handed off meanwhile, the value `panics_at` among them).
+    fn removed(
+        panics_at: usize,
+    ) -> (
+        TestAlloc,
+        Arc<Ctx>,
+        seize::TreeIn<Noisy, TestAlloc>,
+        Vec<Vec<u8>>,
+    ) {
+        let alloc = TestAlloc::new();
+        let ctx = Ctx::new(2 * N, panics_at);
+        let (tree, keys) = seize::filled(&alloc, &ctx);
+        let g = tree.guard();
+        for k in &keys {
+            assert!(tree.remove(k, &g).is_some());
+        }
+        let r = catch_unwind(AssertUnwindSafe(move || drop(g)));
+        assert!(r.is_ok(), "the destructor's panic escaped a guard's drop");
+        let (once, twice) = ctx.dropped_once();
+        assert!(!twice);
+        // The first two batches (256 retirements each) are freed; the rest
+        // waits in the thread's batch.
+        assert!(
+            once >= 200,
+            "{once} values dropped: the rest of the batch was lost"
+        );
+        (alloc, ctx, tree, keys)
+    }
+
+    /// The next `guard()` re-raises the panic (once); the tree stays usable,
+    /// every value is dropped once and nothing leaks.
+    #[test]
+    fn next_guard_raises_the_panic() {
+        let (alloc, ctx, mut tree, keys) = removed(7);
+        let r = catch_unwind(AssertUnwindSafe(|| drop(tree.guard())));
+        let msg = r.expect_err("the panic reaches the next guard()");
+        assert_eq!(
+            msg.downcast_ref::<String>().map(String::as_str),
+            Some("value 7 panics in drop")
+        );
+        {
+            let g = tree.guard();
+            tree.insert(
+                &keys[0],
+                Noisy {
+                    id: N + 1,
+                    ctx: ctx.clone(),
+                },
+                &g,
+            );
+            assert_eq!(tree.get(&keys[0], &g).map(|v| v.id), Some(N + 1));
+        }
+        tree.reclaim();
+        assert_eq!(ctx.dropped_once(), (keys.len(), false));
+        assert_eq!(tree.len(), 1);
+        drop(tree);
+        assert_eq!(ctx.drops[N + 1].load(SeqCst), 1);
+        assert_eq!(alloc.live_bytes(), 0, "nothing leaked");
+    }
+
+    /// Dropping the tree re-raises a panic nobody collected.
+    #[test]
+    fn drop_raises_the_panic() {
+        let (alloc, ctx, tree, keys) = removed(7);
+        assert!(catch_unwind(AssertUnwindSafe(move || drop(tree))).is_err());
+        assert_eq!(ctx.dropped_once(), (keys.len(), false));
+        assert_eq!(alloc.live_bytes(), 0, "nothing leaked");
+    }
+
+    /// Of two panicking destructors, the first to run is raised, the other
+    /// dropped; both values and every other are dropped once.
+    #[test]
+    fn two_panics_raise_one() {
+        let alloc = TestAlloc::new();
+        let ctx = Ctx::new(2 * N, usize::MAX);
+        let mut tree: seize::TreeIn<Twice, TestAlloc> = seize::new_tree_in(alloc.clone());
+        let keys = keys(N);
+        let g = tree.guard();
+        for (id, k) in keys.iter().enumerate() {
+            tree.insert(
+                k,
+                Twice(Noisy {
+                    id,
+                    ctx: ctx.clone(),
+                }),
+                &g,
+            );
+        }
+        for k in &keys {
+            assert!(tree.remove(k, &g).is_some());
+        }
+        assert!(catch_unwind(AssertUnwindSafe(move || drop(g))).is_ok());
+        let r = catch_unwind(AssertUnwindSafe(|| tree.reclaim()));
+        let msg = r.expect_err("a panic reaches reclaim()");
+        let msg = msg.downcast_ref::<String>().map(String::as_str);
+        assert!(
+            matches!(msg, Some("value 3 panics twice" | "value 300 panics twice")),
+            "{msg:?}"
+        );
+        assert!(
+            catch_unwind(AssertUnwindSafe(|| drop(tree.guard()))).is_ok(),
+            "only one is raised"
+        );
+        assert_eq!(ctx.dropped_once(), (keys.len(), false));
+        drop(tree);
+        assert_eq!(alloc.live_bytes(), 0, "nothing leaked");
+    }
+
+    /// A value whose destructor panics if its id is 3 or 300.
+    struct Twice(Noisy);
+
+    impl Drop for Twice {
+        fn drop(&mut self) {
+            let id = self.0.id;
+            if (id == 3 || id == 300) && !std::thread::panicking() {
+                panic!("value {id} panics twice");
+            }
+        }
+    }
+
+    /// A destructor that panics in a reclaimer run by another thread's
+    /// guard drop: that thread carries on, and the panic is raised by this
+    /// thread's next `guard()`.
+    #[test]
+    fn panic_in_another_threads_guard_drop() {
+        let alloc = TestAlloc::new();
+        let ctx = Ctx::new(2 * N, 5);
+        let (tree, keys) = seize::filled(&alloc, &ctx);
+        let (entered, wait_entered) = std::sync::mpsc::channel();
+        let (release, wait_release) = std::sync::mpsc::channel::<()>();
+        std::thread::scope(|s| {
+            let (tree, ctx) = (&tree, &ctx);
+            let other = s.spawn(move || {
+                let g = tree.guard();
+                entered.send(()).unwrap();
+                wait_release.recv().unwrap();
+                // The last guard that could see the removed values: their
+                // destructors run here.
+                drop(g);
+                ctx.dropped_once()
+            });
+            wait_entered.recv().unwrap();
+            {
+                let g = tree.guard();
+                for k in &keys {
+                    assert!(tree.remove(k, &g).is_some());
+                }
+            }
+            assert_eq!(
+                ctx.dropped_once(),
+                (0, false),
+                "freed under the other thread's guard"
+            );
+            release.send(()).unwrap();
+            let (once, twice) = other
+                .join()
+                .expect("the other thread's guard drop panicked");
+            assert!(!twice && once >= 200, "{once} values dropped");
+        });
+        assert!(catch_unwind(AssertUnwindSafe(|| drop(tree.guard()))).is_err());
+        drop(tree);
+        assert_eq!(ctx.dropped_once(), (keys.len(), false));
+        assert_eq!(alloc.live_bytes(), 0, "nothing leaked");
     }
 }
