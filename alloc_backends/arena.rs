@@ -2,29 +2,22 @@
 //! chunks of an `allocator_api2` allocator `A`; nothing is freed one by one,
 //! dropping the backend frees every chunk. No `std`, no global allocator.
 //!
-//! * **Chunks** are aligned to 64 bytes (the nodes') and start with a
-//!   16-byte header that links them for drop. The first is
-//!   [`DEFAULT_FIRST_CHUNK`] bytes or what [`ArenaBackend::with_capacity_in`]
-//!   asks for; each next one is twice as large, up to 16 MiB, or as large as
-//!   a request that needs more. A request that does not fit abandons the rest
-//!   of the current chunk. If `A` refuses a chunk, smaller ones are tried,
-//!   down to what the request needs.
-//! * **Locking.** One spin lock over the bump pointer and the chunk list,
-//!   held for a few instructions per allocation (and across the call to `A`
-//!   when a chunk is added).
+//! * **Chunks** start with a 16-byte header that links them for drop. The
+//!   first is [`DEFAULT_FIRST_CHUNK`] bytes or what
+//!   [`ArenaBackend::with_capacity_in`] asks for; each next one is twice as
+//!   large, up to 16 MiB, or as large as a request that needs more. A
+//!   request that does not fit abandons the rest of the current chunk. If
+//!   `A` refuses a chunk, smaller ones are tried, down to what the request
+//!   needs.
 //! * **Reclamation.** Freeing or retiring a node or suffix record does
-//!   nothing. A value's destructor runs once: at `free_value`, or for a
-//!   retired value (which readers may still hold) at
-//!   [`NodeAllocatorGeneric::reclaim`] (`&mut self`, so no guard is alive)
-//!   or drop; retired values wait on a list linked through a 16-byte header
-//!   in front of every value whose type needs dropping. Guards are free.
+//!   nothing. A value's destructor runs once: at `free_value`, or, retired,
+//!   at [`Tree::reclaim`](crate::Tree::reclaim) or drop, behind a 16-byte
+//!   header that only values that need dropping get. Guards are free.
 //!
-//! # Cost
-//!
-//! Memory is never reused: every removed or replaced entry keeps its bytes
-//! until the backend drops, [`Tree::clear`](crate::Tree::clear) included. The
-//! arena suits build-once or grow-only trees and bounded lifetimes; for
-//! churn, use the pool backend.
+//! Cost: memory is never reused: every removed or replaced entry keeps its
+//! bytes until the backend drops, [`Tree::clear`](crate::Tree::clear)
+//! included. The arena suits build-once or grow-only trees and bounded
+//! lifetimes; for churn, use the pool backend.
 //!
 //! ```
 //! use masstree::{MassTree, alloc_backends::arena::ArenaBackend};
@@ -56,9 +49,8 @@ pub const DEFAULT_FIRST_CHUNK: usize = 64 << 10;
 /// Chunks grow no larger than this, unless one request needs more.
 const MAX_CHUNK: usize = 16 << 20;
 
-/// Nodes, suffix records and values bump-allocated from chunks of the
-/// allocator `A` (default: the global allocator), all freed when the backend
-/// drops. See the [module docs](self).
+/// The arena backend on allocator `A` (default: the global allocator); see
+/// the [module docs](self).
 pub struct ArenaBackend<
     #[cfg(feature = "alloc")] A: Allocator = Global,
     #[cfg(not(feature = "alloc"))] A: Allocator,
@@ -110,8 +102,7 @@ unsafe impl Send for Bump {}
 
 impl Bump {
     /// Room for `layout`: in the current chunk, else in a new one of the
-    /// scheduled size (or what `layout` needs), after which one twice as
-    /// large is scheduled.
+    /// scheduled size (or what `layout` needs), which schedules the next.
     #[inline]
     fn bump<A: Allocator>(&mut self, alloc: &A, layout: Layout) -> Result<NonNull<u8>, AllocError> {
         let pad = self.cur.addr().wrapping_neg() & (layout.align() - 1);
@@ -172,16 +163,12 @@ impl Bump {
     }
 }
 
-on_global!(
-    ArenaBackend,
-    "An empty arena on the global allocator; allocates nothing yet."
-);
+on_global!(ArenaBackend, "An empty arena on the global allocator.");
 
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl ArenaBackend<Global> {
-    /// An arena on the global allocator whose first chunk holds `bytes`
-    /// bytes, or an error if it cannot get it.
+    /// [`Self::with_capacity_in`] on the global allocator.
     pub fn with_capacity(bytes: usize) -> Result<Self, AllocError> {
         Self::with_capacity_in(bytes, Global)
     }
@@ -197,13 +184,11 @@ impl<A: Allocator> ArenaBackend<A> {
             bytes_used: 0,
             pending_drops: 0,
         };
-        let (cur, end, chunks) = (ptr::null_mut(), ptr::null_mut(), ptr::null_mut());
-        let next_size = DEFAULT_FIRST_CHUNK;
         let bump = SpinMutex::new(Bump {
-            cur,
-            end,
-            chunks,
-            next_size,
+            cur: ptr::null_mut(),
+            end: ptr::null_mut(),
+            chunks: ptr::null_mut(),
+            next_size: DEFAULT_FIRST_CHUNK,
             stats,
         });
         ArenaBackend {
@@ -233,10 +218,9 @@ impl<A: Allocator> ArenaBackend<A> {
     /// Makes sure the next `bytes` bytes of node-aligned requests come from
     /// one chunk: if the current chunk has less room, a chunk of exactly
     /// `bytes` (plus its header) is added now and the rest of the current one
-    /// is abandoned. The bulk loader calls this (through
-    /// [`NodeAllocatorGeneric::reserve_nodes`]) with its estimate, so a
-    /// loaded tree wastes no chunk tail. An error, the arena unchanged, if
-    /// the allocator cannot give the chunk.
+    /// is abandoned; the bulk loader asks for its estimate (through
+    /// [`NodeAllocatorGeneric::reserve_nodes`]), so a loaded tree wastes no
+    /// chunk tail. An error, the arena unchanged, if `A` refuses the chunk.
     pub fn reserve(&self, bytes: usize) -> Result<(), AllocError> {
         let layout = Layout::from_size_align(bytes, NODE_ALIGN).map_err(|_| AllocError)?;
         let mut b = self.bump.lock();

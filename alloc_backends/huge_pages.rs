@@ -1,15 +1,9 @@
-//! Huge-page slabs: an [`Allocator`] that packs node-sized blocks (under the
-//! seize backend, the tree's leaves) into 2 MiB slabs and, on Linux with
-//! `std`, asks the kernel to back each slab with one huge page.
-//!
-//! A lookup in a tree much larger than the cache misses in memory once or
-//! twice per node it visits, and with 4 KiB pages each of those misses
-//! usually misses the TLB as well: the processor walks the page tables
-//! before it can even start the load (under a hypervisor, two sets of page
-//! tables). With the leaves in 2 MiB pages, the 32 MiB of leaves of a
-//! million 8-byte keys with inline values need 16 TLB entries instead of
-//! about 8,000. It is an [`Allocator`], not a backend, so it goes under any
-//! backend that takes one; it is made for
+//! Huge-page slabs: an [`Allocator`] that packs node-sized blocks into 2 MiB
+//! slabs and, on Linux with `std`, asks the kernel to back each slab with
+//! one huge page. A lookup in a tree much larger than the cache then misses
+//! the TLB less: the 32 MiB of leaves of a million 8-byte keys with inline
+//! values need 16 TLB entries instead of about 8,000. It goes under any
+//! backend that takes an allocator; it is made for
 //! [`SeizeBackend`](super::seize::SeizeBackend):
 //!
 //! ```
@@ -28,28 +22,18 @@
 //!
 //! Requests aligned to exactly 64 bytes and 1 to [`SLOT_BYTES`] long (the
 //! leaves, and anything else that fits) take a slot of a slab of
-//! [`SLAB_BYTES`], aligned to its size: the slab machinery the pool and the
-//! seize backend's internodes use too (a free list per slab, one spin lock;
-//! a slab whose last slot is freed goes back at once, but one kept empty so
-//! that a tree at a slab boundary does not fault in and zero 2 MiB per
-//! split; [`HugePageSlabs::trim`] returns it). Everything else goes to the
-//! inner allocator `A`: values, suffix records, the seize backend's
-//! internode slabs (so its internodes stay on small pages of their own,
-//! which the TLB keeps), the pool's and the arena's large blocks.
+//! [`SLAB_BYTES`], aligned to its size, from the slab allocator the pool and
+//! the seize backend's internodes use too: one empty slab is kept so that a
+//! tree at a slab boundary does not fault in 2 MiB per split
+//! ([`HugePageSlabs::trim`] returns it). Everything else goes to the inner
+//! allocator `A`, the seize backend's one-page internode slabs included.
+//! The advice needs transparent huge pages set to `always` or `madvise`;
+//! without it, or without `std`, off Linux or under Miri, the slabs are
+//! ordinary memory, still packed.
 //!
-//! The advice, `madvise(MADV_HUGEPAGE)` with `std` on Linux (not under
-//! Miri), needs transparent huge pages set to `always` or `madvise`;
-//! elsewhere the slabs are ordinary memory, still packed. A new slab's pages
-//! are dropped first (`MADV_DONTNEED`: memory from `A` may already sit on
-//! small pages), so its first touch faults in a huge page; a slab going back
-//! is dropped and marked `MADV_NOHUGEPAGE`, so that what `A` later hands out
-//! there is not on huge pages its users did not ask for.
-//!
-//! Cost: memory in 2 MiB steps (a small tree holds a whole slab, a large
-//! one on average 1 MiB more than its nodes); after scattered removals a
-//! slab stays while any one of its nodes lives; a request smaller than a
-//! leaf still takes a 320-byte slot. In return no leaf pays the system
-//! allocator's per-block header.
+//! Cost: memory in 2 MiB steps; after scattered removals a slab stays while
+//! any one of its nodes lives; a request smaller than a leaf still takes a
+//! 320-byte slot.
 
 use core::alloc::Layout;
 use core::ptr::NonNull;
@@ -62,14 +46,13 @@ use super::NODE_ALIGN;
 use super::slabs::Slabs;
 
 /// Bytes of one slab: one huge page on x86-64 and on AArch64 with 4 KiB
-/// base pages. (64 KiB under Miri, which gives no advice and interprets
-/// every slot of a slab the tests fill.)
+/// base pages (64 KiB under Miri, which is slow to fill a slab).
 pub const SLAB_BYTES: usize = if cfg!(miri) { 64 << 10 } else { 2 << 20 };
 /// Bytes of one slot, the node slot of every slab in this crate. Requests
 /// up to this long (and aligned to 64) are served from slabs.
 pub const SLOT_BYTES: usize = super::NODE_SLOT;
 
-/// The slab machinery, with huge-page advice.
+/// The slab allocator, with huge-page advice.
 type Core = Slabs<SLAB_BYTES, SLOT_BYTES, true>;
 
 /// Usage figures of a [`HugePageSlabs`], from [`HugePageSlabs::stats`].
@@ -82,16 +65,14 @@ pub struct HugePageStats {
     pub slab_bytes: usize,
     /// Slots handed out and not freed: nodes (and other 64-aligned requests).
     pub slots_in_use: usize,
-    /// Slabs taken so far (a running total) for which the kernel accepted
-    /// the huge-page advice; 0 without `std`, off Linux, or under Miri.
-    /// Accepted advice is not a huge page (`AnonHugePages` in
-    /// `/proc/self/smaps` says what the kernel granted).
+    /// Slabs taken so far for which the kernel accepted the huge-page advice
+    /// (which is not a huge page: `AnonHugePages` in `/proc/self/smaps` says
+    /// what it granted).
     pub advised: usize,
 }
 
-/// An [`Allocator`] that serves the tree's nodes from 2 MiB slabs backed by
-/// huge pages where the system allows, and passes every other request to
-/// `A` (default: the global allocator). See the [module docs](self).
+/// Node slabs on huge pages over allocator `A` (default: the global
+/// allocator), which serves every other request; see the [module docs](self).
 pub struct HugePageSlabs<
     #[cfg(feature = "alloc")] A: Allocator = Global,
     #[cfg(not(feature = "alloc"))] A: Allocator,
@@ -133,19 +114,18 @@ impl<A: Allocator> HugePageSlabs<A> {
         self.slabs.trim(&self.alloc);
     }
 
-    /// Whether `layout` is served from a slab (zero-sized requests are not:
-    /// they would cost a slot, or a whole slab).
+    /// Whether `layout` is served from a slab (not if zero-sized: that would
+    /// cost a slot, or a whole slab).
     fn fits(layout: Layout) -> bool {
         layout.align() == NODE_ALIGN && layout.size() <= SLOT_BYTES && layout.size() != 0
     }
 }
 
 // SAFETY: slots are disjoint parts of slabs we own, handed out once until
-// freed; slabs stay allocated while any of their slots is in use and until
-// this allocator drops (callers may not use blocks after that). Requests
-// that do not fit a slot go to `A` and back to `A`; a block from a slot may
-// be freed with any size from the one asked for up to `SLOT_BYTES` (what
-// `allocate` reports), and all of those fit a slot too.
+// freed; slabs live while any slot is in use and until this allocator
+// drops. Other requests go to `A` and back. A slot may be freed with any
+// size from the one asked for up to `SLOT_BYTES` (what `allocate`
+// reports), all of which `fits`.
 unsafe impl<A: Allocator> Allocator for HugePageSlabs<A> {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
         if !Self::fits(layout) {

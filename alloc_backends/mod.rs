@@ -45,8 +45,7 @@ macro_rules! debug_as_stats {
     ($ty:ident) => {
         impl<A: Allocator> core::fmt::Debug for $ty<A> {
             fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
-                let name = stringify!($ty);
-                f.debug_struct(name)
+                f.debug_struct(stringify!($ty))
                     .field("stats", &self.stats())
                     .finish_non_exhaustive()
             }
@@ -54,9 +53,8 @@ macro_rules! debug_as_stats {
     };
 }
 
-/// The guard of a backend that frees nothing while the tree is shared: an
-/// [`AddressGuard`](crate::backend::AddressGuard) (items of a
-/// `NodeAllocatorGeneric` impl).
+/// The guard items of a `NodeAllocatorGeneric` impl whose guard is an
+/// [`AddressGuard`](crate::backend::AddressGuard).
 #[allow(unused_macros, reason = "unused without the pool and arena features")]
 macro_rules! address_guard {
     () => {
@@ -91,12 +89,7 @@ pub mod huge_pages;
 mod slabs;
 
 /// The nodes' alignment (64, both kinds): what memory for nodes is aligned to.
-#[cfg(any(
-    feature = "pool",
-    feature = "arena",
-    feature = "huge-pages",
-    feature = "seize"
-))]
+#[allow(dead_code, reason = "unused when no backend feature is on")]
 const NODE_ALIGN: usize = align_of::<crate::backend::Leaf>();
 
 /// The slot that holds a node of either kind: a leaf's size, the larger
@@ -282,11 +275,10 @@ mod limbo {
     }
 
     impl Limbo {
-        /// Parks a record, to be released by `release` (see [`Self::release`]).
+        /// Parks a record, to be released by `release` at [`Self::release`].
         ///
         /// # Safety
-        /// As [`Stack::push`]; `h` heads a payload allocated behind a
-        /// `Record` that `release` accepts.
+        /// As [`Stack::push`]; `h` heads a record that `release` accepts.
         pub(crate) unsafe fn park(&self, h: NonNull<Record>, release: Release) {
             // SAFETY: the caller's guarantees: the header is ours to write.
             unsafe {

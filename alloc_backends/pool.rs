@@ -2,35 +2,22 @@
 //! waits until an explicit quiescent point. No `std`, no global allocator:
 //! every byte comes from an `allocator_api2` allocator `A`.
 //!
-//! * **Slots.** Leaves and internodes share *one* slot size, the larger
-//!   node's (320 bytes on 64-bit targets; internodes are 256). Internodes
-//!   are about a tenth of the nodes, so about 2% of node memory is lost, and
-//!   in return memory freed by one kind serves the other.
-//! * **Slabs** of [`SLAB_BYTES`] from `A`, aligned to their size, 50 slots
-//!   each (the slab machinery `HugePageSlabs` uses too): a free list per
-//!   slab, one spin lock held for a few instructions per node allocated or
-//!   freed. A slab whose last node is freed goes back to `A` at once, except
-//!   one kept empty for the next split.
-//! * **Reclamation.** Without `std` there are no thread-local epochs, so
-//!   nothing retired is reused while the tree is shared. Retired nodes wait
-//!   on lists linked through their backend word, retired values and suffix
-//!   records on one linked through a 16-byte header in front of each: no
-//!   retirement writes where readers look. [`NodeAllocatorGeneric::reclaim`]
-//!   (`&mut self`: guards borrow the backend, so none is alive) empties
-//!   them: values are dropped, records go back to `A`, slots to their slabs,
-//!   and every empty slab to `A`. After [`Tree::reclaim`](crate::Tree::reclaim)
-//!   a tree emptied by removes holds only the slabs of the nodes that stay
-//!   (the leftmost leaf and the key-less internodes above it).
-//! * **Cap.** [`PoolBackend::with_max_slab_bytes`] bounds the slab memory
-//!   (bound `A` itself for a hard total). Past it, node allocation fails,
-//!   which [`Tree::insert`](crate::Tree::insert) treats as fatal, like
-//!   `Vec::push`; `tree.fallible()` reports it.
+//! Leaves and internodes share one slot size (a leaf's, 320 bytes on 64-bit
+//! targets), 50 to a slab of [`SLAB_BYTES`], so memory freed by one kind
+//! serves the other. A slab whose last node is freed goes back to `A` at
+//! once, except one kept empty for the next split. Nothing retired is reused
+//! while the tree is shared: retired nodes, values and suffix records wait
+//! until [`Tree::reclaim`](crate::Tree::reclaim) (`&mut`, so no guard is
+//! alive) or drop, which also return every empty slab.
+//! [`PoolBackend::with_max_slab_bytes`] caps the slab memory (cap `A` for a
+//! hard total); past it node allocation fails, which
+//! [`Tree::insert`](crate::Tree::insert) treats as fatal, like `Vec::push`,
+//! and `tree.fallible()` reports.
 //!
-//! Cost: memory of removed or replaced entries is reused only after
-//! `reclaim` or [`Tree::clear`](crate::Tree::clear) (which need `&mut`) or
-//! drop, so a tree that churns while always shared grows until then. After
-//! scattered removals a slab stays while any of its nodes lives. `A` must
-//! serve blocks of [`SLAB_BYTES`] aligned to their size.
+//! Cost: a tree that churns while always shared grows until `reclaim`,
+//! [`Tree::clear`](crate::Tree::clear) or drop; after scattered removals a
+//! slab stays while any of its nodes lives. `A` must serve blocks of
+//! [`SLAB_BYTES`] aligned to their size.
 //!
 //! ```
 //! use masstree::{InlineMassTree, alloc_backends::pool::PoolBackend};
@@ -67,9 +54,7 @@ pub const SLAB_BYTES: usize = 16 << 10;
 /// The node slabs.
 type NodeSlabs = Slabs<SLAB_BYTES, NODE_SLOT, false>;
 
-/// Nodes from slabs of slots reused through free lists; values and suffix
-/// records from the allocator `A` (default: the global allocator); retired
-/// memory reclaimed at [`Tree::reclaim`](crate::Tree::reclaim) or drop. See
+/// The pool backend on allocator `A` (default: the global allocator); see
 /// the [module docs](self).
 pub struct PoolBackend<
     #[cfg(feature = "alloc")] A: Allocator = Global,
@@ -79,6 +64,7 @@ pub struct PoolBackend<
     /// Live leaves and internodes: statistics.
     leaves: AtomicUsize,
     internodes: AtomicUsize,
+    /// Retired nodes, linked through their backend word.
     retired_leaves: Stack<Leaf>,
     retired_internodes: Stack<Internode>,
     /// Retired values and suffix records.
@@ -131,16 +117,12 @@ impl Linked for Internode {
     }
 }
 
-on_global!(
-    PoolBackend,
-    "An empty pool on the global allocator; allocates nothing yet."
-);
+on_global!(PoolBackend, "An empty pool on the global allocator.");
 
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl PoolBackend<Global> {
-    /// A pool on the global allocator with room for `leaves` leaves and
-    /// `internodes` internodes, or an error if it cannot get it.
+    /// [`Self::with_capacity_in`] on the global allocator.
     pub fn with_capacity(leaves: usize, internodes: usize) -> Result<Self, AllocError> {
         Self::with_capacity_in(leaves, internodes, Global)
     }

@@ -1,20 +1,15 @@
 //! Slabs of equal slots: the one slab allocator, under the pool's nodes,
-//! `HugePageSlabs` (2 MiB slabs advised onto huge pages) and the seize
-//! backend's internodes (one-page slabs: the internodes a descent passes
-//! through sit on few pages, which stay in the TLB).
+//! `HugePageSlabs` and the seize backend's internodes.
 //!
 //! * A slab is `SLAB` bytes from an allocator, aligned to its size, so that a
 //!   slot finds its slab by masking its address. Its first slot holds the
 //!   header: list links, free list, live count, first never-used slot.
 //! * Slabs with room, full and empty slabs are on three lists under one
-//!   spin lock, held for a few instructions per slot, let go while a slab is
-//!   taken from the allocator (and advised and first written, which makes
-//!   the kernel zero it) or given back.
+//!   spin lock, held for a few instructions per slot and let go while a slab
+//!   is taken from the allocator or given back.
 //! * A slab whose last slot is given back returns to the allocator at once,
-//!   unless it is the only empty slab, which is kept so that a user at a
-//!   slab boundary does not take and return a slab per slot.
-//!   [`Slabs::reserve`] adds empty slabs, [`Slabs::trim`] returns them all;
-//!   [`Slabs::set_max_bytes`] caps the slabs' bytes.
+//!   unless it is the only empty slab, kept so that a user at a slab
+//!   boundary does not take and return a slab per slot.
 //!
 //! The allocator is passed to every call rather than owned, so that its
 //! owner can keep it next to the slabs (the seize backend keeps both in one
@@ -108,9 +103,8 @@ struct State {
 // only under its lock.
 unsafe impl Send for State {}
 
-/// Slabs of `SLAB` bytes cut into slots of `SLOT` bytes, each slot aligned
-/// to [`NODE_ALIGN`]; with `HUGE`, each slab is advised onto one huge page
-/// (see [`advise`]). See the [module docs](self).
+/// Slabs of `SLAB` bytes cut into slots of `SLOT` bytes aligned to
+/// [`NODE_ALIGN`]; with `HUGE`, each slab is [`advise`]d onto a huge page.
 pub(crate) struct Slabs<const SLAB: usize, const SLOT: usize, const HUGE: bool> {
     state: SpinMutex<State>,
 }
@@ -160,14 +154,27 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         self.state.lock().counts
     }
 
-    fn slab_layout() -> Layout {
+    fn layout() -> Layout {
         // SLAB is a power of two (checked in `SLOTS`), so a valid alignment.
         Layout::from_size_align(SLAB, SLAB).expect("valid slab layout")
     }
 
     /// A free slot of `SLOT` bytes, aligned to [`NODE_ALIGN`].
     pub(crate) fn take<A: Allocator>(&self, alloc: &A) -> Result<NonNull<u8>, AllocError> {
-        let (mut s, slab) = self.lock_slab_with_room(alloc)?;
+        let mut s = self.state.lock();
+        // A slab with room, else an empty one, else a new one.
+        let mut slab = s.partial.0;
+        if slab.is_null() {
+            slab = s.empty.0;
+            if slab.is_null() {
+                (s, slab) = self.add_slab(s, alloc)?;
+            } else {
+                // SAFETY: a member of the empty list; we hold the lock.
+                unsafe { s.empty.unlink(slab) };
+            }
+            // SAFETY: an initialized slab head on no list; we hold the lock.
+            unsafe { s.partial.push(slab) };
+        }
         s.counts.slots_in_use += 1;
         // SAFETY: a live slab on the partial list, under the lock, reached by
         // raw field accesses only (the list operations write it too); free
@@ -198,16 +205,14 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// `p` came from [`Self::take`] on this value, with `alloc`, and is not
     /// used again.
     pub(crate) unsafe fn give<A: Allocator>(&self, p: NonNull<u8>, alloc: &A) {
-        // The caller's pointer may carry provenance for the slot alone (a
-        // `Box`'s does), so the header's comes from the slab's address,
-        // exposed when the slab was made.
+        // `p` may carry provenance for the slot alone (a `Box`'s does): the
+        // header's comes from the slab's address, exposed in `add_slab`.
         let slab = ptr::with_exposed_provenance_mut::<SlabHead>(Self::slab_base(p.as_ptr().addr()));
         let mut s = self.state.lock();
         s.counts.slots_in_use -= 1;
         // SAFETY: the caller's guarantees: `p` is a slot we handed out and
         // not yet freed, so its slab is live; we hold the lock. The header is
-        // reached through raw field accesses only, as the list operations
-        // write it too.
+        // reached through raw field accesses only, as in `take`.
         unsafe {
             let f = p.as_ptr().cast::<FreeSlot>();
             f.write(FreeSlot { next: (*slab).free });
@@ -246,19 +251,11 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
 
     /// Returns every empty slab to `alloc`.
     pub(crate) fn trim<A: Allocator>(&self, alloc: &A) {
-        let mut s = self.state.lock();
-        let empty = core::mem::replace(&mut s.empty.0, ptr::null_mut());
-        // SAFETY: the detached empty list: slabs we own that nothing else
-        // refers to, linked through `next`.
-        unsafe {
-            let mut slab = empty;
-            while !slab.is_null() {
-                s.counts.slabs -= 1;
-                slab = (*slab).next;
-            }
-            drop(s);
-            Self::return_chain(empty, alloc);
-        }
+        let empty = core::mem::replace(&mut self.state.lock().empty.0, ptr::null_mut());
+        // SAFETY: the detached empty list: slabs we own that nothing refers to.
+        let returned = unsafe { Self::return_chain(empty, alloc) };
+        // Counted out only now: meanwhile the cap counts them still.
+        self.state.lock().counts.slabs -= returned;
     }
 
     /// Returns every slab: full, partial and empty.
@@ -275,11 +272,13 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         }
     }
 
-    /// Returns the slabs of a chain linked through `next`, from `slab` on.
+    /// Returns the slabs of a chain linked through `next`, from `slab` on,
+    /// and how many they were.
     ///
     /// # Safety
     /// As [`Self::return_slab`], for each slab of the chain.
-    unsafe fn return_chain<A: Allocator>(mut slab: *mut SlabHead, alloc: &A) {
+    unsafe fn return_chain<A: Allocator>(mut slab: *mut SlabHead, alloc: &A) -> usize {
+        let mut n = 0;
         while !slab.is_null() {
             // SAFETY: the caller's guarantees; `next` is read before the
             // slab goes back.
@@ -288,30 +287,9 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
                 Self::return_slab(slab, alloc);
                 slab = next;
             }
+            n += 1;
         }
-    }
-
-    /// Takes the lock and returns it with a slab that has a free slot, on
-    /// the partial list: one with room, else an empty one, else a new one.
-    fn lock_slab_with_room<A: Allocator>(
-        &self,
-        alloc: &A,
-    ) -> Result<(SpinMutexGuard<'_, State>, *mut SlabHead), AllocError> {
-        let mut s = self.state.lock();
-        let mut head = s.partial.0;
-        if !head.is_null() {
-            return Ok((s, head));
-        }
-        head = s.empty.0;
-        if head.is_null() {
-            (s, head) = self.add_slab(s, alloc)?;
-        } else {
-            // SAFETY: a member of the empty list; we hold the lock.
-            unsafe { s.empty.unlink(head) };
-        }
-        // SAFETY: `head` is an initialized slab head on no list; we hold the lock.
-        unsafe { s.partial.push(head) };
-        Ok((s, head))
+        n
     }
 
     /// Makes a new empty slab, on no list, if the cap allows and `alloc`
@@ -329,7 +307,7 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
         // the same time stay under the cap together.
         s.counts.slabs += 1;
         drop(s);
-        let made = alloc.allocate(Self::slab_layout()).map(|p| {
+        let made = alloc.allocate(Self::layout()).map(|p| {
             let head = p.as_ptr().cast::<SlabHead>();
             // Slots find their slab from their address alone (`give`).
             let _ = head.expose_provenance();
@@ -337,14 +315,12 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             // written; large and aligned enough for the header.
             unsafe {
                 let advised = HUGE && advise(head.cast(), SLAB, true);
-                let (none, free) = (ptr::null_mut(), ptr::null_mut());
-                let (live, fresh) = (0, 1);
                 head.write(SlabHead {
-                    prev: none,
-                    next: none,
-                    free,
-                    live,
-                    fresh,
+                    prev: ptr::null_mut(),
+                    next: ptr::null_mut(),
+                    free: ptr::null_mut(),
+                    live: 0,
+                    fresh: 1,
                 });
                 (head, advised)
             }
@@ -367,21 +343,22 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
     /// # Safety
     /// `head` starts a slab from `alloc` that nothing uses or refers to any more.
     unsafe fn return_slab<A: Allocator>(head: *mut SlabHead, alloc: &A) {
-        // SAFETY: the caller's guarantees: a slab aligned to its size that
-        // nothing uses, allocated from `alloc` with this layout.
+        // SAFETY: the caller's guarantees: a slab from `alloc`, of `layout()`,
+        // that nothing uses.
         unsafe {
             if HUGE {
                 advise(head.cast(), SLAB, false);
             }
-            alloc.deallocate(NonNull::new_unchecked(head.cast()), Self::slab_layout());
+            alloc.deallocate(NonNull::new_unchecked(head.cast()), Self::layout());
         }
     }
 }
 
-/// Drops the pages of `[p, p + len)` (`MADV_DONTNEED`: the allocator's
-/// memory may sit on small pages, memory given back on huge ones) and marks
-/// it for huge pages or not, so that the next touch faults in pages of that
-/// kind. True if the kernel accepted both; the memory is usable either way.
+/// Drops the pages of `[p, p + len)` and marks it for huge pages or not, so
+/// that the next touch faults in pages of that kind: a new slab's memory may
+/// sit on small pages, and what the allocator later hands out where a slab
+/// was should not sit on huge pages its users did not ask for. True if the
+/// kernel accepted both; the memory is usable either way.
 ///
 /// # Safety
 /// `[p, p + len)` is page-aligned memory owned by the caller, whose
