@@ -10,13 +10,14 @@
 //! separators are the `low` keys of the nodes to their right, as the
 //! invariant of split and remove requires. On bad input or a failed
 //! allocation, every builder is closed into a valid tree, which is dropped:
-//! nothing is left half-built or leaked.
+//! nothing is left half-built or leaked. The builders live in memory from the
+//! backend's allocator, like the nodes.
 
-use alloc::vec::Vec;
 use core::fmt;
 use core::ptr::NonNull;
 
 use crate::backend::NodeAllocatorGeneric;
+use crate::buf::Buf;
 use crate::internode::{IWIDTH, Internode};
 use crate::key::{KSUF, LAYER, SLICE, common_prefix, ikey_of};
 use crate::leaf::Leaf;
@@ -110,7 +111,7 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
             load: Load {
                 raw,
                 free_word: S::free::<A>,
-                layers: Vec::new(),
+                layers: Buf::new_in(raw.alloc.raw_allocator()),
                 fill: self.fill,
                 len: 0,
             },
@@ -256,7 +257,9 @@ struct Failed;
 struct Load<'t, A: NodeAllocatorGeneric> {
     raw: &'t RawTree<A>,
     free_word: FreeWord<A>,
-    layers: Vec<LayerBuild>,
+    /// One builder per trie layer the load is inside, in memory from the
+    /// backend's allocator.
+    layers: Buf<LayerBuild, &'t A::Raw>,
     fill: usize,
     len: usize,
 }
@@ -275,8 +278,9 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
     /// its first `lcp` bytes) with its value word, which the loader owns from
     /// now on, whatever happens.
     fn push(&mut self, prev: &[u8], key: &[u8], lcp: usize, word: *mut ()) -> Result<(), Failed> {
-        if self.layers.is_empty() {
-            self.layers.push(Self::layer());
+        if self.layers.is_empty() && self.layers.try_push(Self::layer()).is_err() {
+            self.free_unstored(word);
+            return Err(Failed);
         }
         // Leave the layers the new key is not inside: the layer at depth d
         // holds the keys longer than 8 * d bytes that share the first 8 * d.
@@ -307,7 +311,11 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         if let Some(pending) = self.layers[d].pending.take() {
             // The previous key shares our slice: both go one layer down.
             if key.len() > SLICE * (d + 1) && lcp >= SLICE * (d + 1) {
-                self.layers.push(Self::layer());
+                if self.layers.try_push(Self::layer()).is_err() {
+                    self.free_unstored(pending);
+                    self.free_unstored(word);
+                    return Err(Failed);
+                }
                 // One layer down the previous key may end within the slice.
                 let rest = &prev[SLICE * (d + 1)..];
                 if rest.len() > SLICE {

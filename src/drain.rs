@@ -1,7 +1,10 @@
 //! Taking entries out: [`Tree::pop_first`], [`Tree::pop_last`],
-//! [`Tree::retain`], and [`IntoIter`], the owned iteration of a tree.
+//! [`Tree::retain`], and [`IntoIter`], the owned iteration of a tree. All
+//! but `retain` hand out owned keys and need the `alloc` feature.
 
+#[cfg(feature = "alloc")]
 use alloc::vec::Vec;
+#[cfg(feature = "alloc")]
 use core::iter::FusedIterator;
 
 use crate::backend::NodeAllocatorGeneric;
@@ -12,7 +15,8 @@ use crate::value::ValueStorage;
 impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// Removes the first entry in key order and returns it. Against other
     /// writers: the key removed was the first one at some moment during the
-    /// call, and its value is the one it held when removed.
+    /// call, and its value is the one it held when removed. Needs the
+    /// `alloc` feature (the key is owned).
     ///
     /// ```
     /// let tree = masstree::InlineMassTree::<u8>::new();
@@ -26,6 +30,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn pop_first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
@@ -35,7 +41,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     }
 
     /// Removes the last entry in key order and returns it; as
-    /// [`pop_first`](Self::pop_first).
+    /// [`pop_first`](Self::pop_first). Needs the `alloc` feature.
     ///
     /// ```
     /// let tree = masstree::InlineMassTree::<u8>::new();
@@ -48,6 +54,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn pop_last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
@@ -56,6 +64,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         self.pop(false, guard)
     }
 
+    #[cfg(feature = "alloc")]
     #[track_caller]
     fn pop<'g>(&self, first: bool, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
@@ -113,6 +122,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 /// The entries of an owned tree, in key order from both ends, moved out;
 /// made by `tree.into_iter()`. Each step takes the first (or last) entry out
 /// of the tree, so what is not iterated is dropped with the iterator.
+/// Needs the `alloc` feature (the keys are owned).
 ///
 /// ```
 /// let tree: masstree::MassTree<String> =
@@ -120,10 +130,14 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 /// let v: Vec<(Vec<u8>, String)> = tree.into_iter().collect();
 /// assert_eq!(v, [(b"a".to_vec(), "1".to_string()), (b"b".to_vec(), "2".to_string())]);
 /// ```
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct IntoIter<S, A> {
     tree: Tree<S, A>,
 }
 
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIterator for Tree<S, A> {
     type Item = (Vec<u8>, S::Value);
     type IntoIter = IntoIter<S, A>;
@@ -133,6 +147,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIterator for Tree<S, A> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIter<S, A> {
     fn take(&mut self, first: bool) -> Option<(Vec<u8>, S::Value)> {
         let tree = &self.tree;
@@ -155,6 +170,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIter<S, A> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> Iterator for IntoIter<S, A> {
     type Item = (Vec<u8>, S::Value);
 
@@ -167,11 +183,14 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Iterator for IntoIter<S, A> {
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> DoubleEndedIterator for IntoIter<S, A> {
     fn next_back(&mut self) -> Option<Self::Item> {
         self.take(false)
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> ExactSizeIterator for IntoIter<S, A> {}
+#[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> FusedIterator for IntoIter<S, A> {}

@@ -108,8 +108,8 @@ where
     }
 
     /// The key's value, after inserting `value` if the key was absent (or
-    /// modifying a present value). Aborts, like `Vec`, if the backend runs
-    /// out of memory.
+    /// modifying a present value). If the backend runs out of memory: as
+    /// [`Tree::insert`] (aborts with `alloc`, panics without).
     #[track_caller]
     pub fn or_insert(self, value: S::Value) -> S::Ref<'g> {
         self.or_insert_with(|| value)

@@ -1,14 +1,23 @@
 //! Cursors and iterators over a [`Tree`]: the safe faces of [`crate::scan`].
+//!
+//! The cursor and the iterators keep their key and frame buffers in memory
+//! from the backend's allocator. Only the iterators that hand out owned
+//! keys (`Vec<u8>`) need the `alloc` feature.
 
+#[cfg(feature = "alloc")]
 use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
-use core::ops::{Bound, ControlFlow, RangeBounds};
+#[cfg(feature = "alloc")]
+use core::ops::RangeBounds;
+use core::ops::{Bound, ControlFlow};
 
 use crate::backend::NodeAllocatorGeneric;
+use crate::buf::Buf;
 use crate::scan::{Dir, RawCursor, Start};
 use crate::tree::Tree;
 use crate::value::ValueStorage;
+use allocator_api2::alloc::Allocator;
 
 impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// A cursor, before the first entry; see [`Cursor`].
@@ -43,8 +52,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// assert_eq!(last, Some((b"d".to_vec(), 3)));
     /// ```
     ///
+    /// Needs the `alloc` feature (the items own their keys); without it,
+    /// [`Tree::cursor`] lends each key.
+    ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn range<'g, K, R>(&self, range: R, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
     where
@@ -58,10 +72,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         Range::new(self, start, end)
     }
 
-    /// All entries in key order.
+    /// All entries in key order. Needs the `alloc` feature (the items own
+    /// their keys); without it, [`Tree::cursor`] lends each key.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn iter<'g>(&self, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
     where
@@ -70,10 +87,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         self.range::<[u8], _>((Bound::Unbounded, Bound::Unbounded), guard)
     }
 
-    /// All keys in order.
+    /// All keys in order. Needs the `alloc` feature (the keys are owned);
+    /// without it, [`Tree::cursor`] lends each key.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn keys<'g>(
         &self,
@@ -97,7 +117,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     where
         S: 'g,
     {
-        self.iter(guard).map(|(_, v)| v)
+        self.check(guard);
+        Values(Span::new(self, Bound::Unbounded, Bound::Unbounded))
     }
 
     /// The entries whose keys start with `prefix`, in key order. A prefix of 8
@@ -112,8 +133,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// assert_eq!(tree.prefix(b"user/1/", &g).count(), 2);
     /// ```
     ///
+    /// Needs the `alloc` feature (the items own their keys); without it,
+    /// [`Cursor::seek`] to the prefix lends each key.
+    ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn prefix<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
@@ -132,10 +158,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         }
     }
 
-    /// The first entry in key order.
+    /// The first entry in key order. Needs the `alloc` feature (the key is
+    /// owned); without it, [`Cursor::seek_first`] lends it.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
@@ -144,10 +173,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         self.iter(guard).next()
     }
 
-    /// The last entry in key order.
+    /// The last entry in key order. Needs the `alloc` feature (the key is
+    /// owned); without it, [`Cursor::seek_last`] lends it.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
+    #[cfg(feature = "alloc")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
     pub fn last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
     where
@@ -156,6 +188,11 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         self.iter(guard).next_back()
     }
 }
+
+/// The backend's allocator as the cursors hold it: behind `dyn`, so that
+/// the cursor and iterator types need no bound on their backend (only a
+/// buffer's growth and its free, both rare, go through the vtable).
+type RawAlloc<'t> = &'t dyn Allocator;
 
 /// Where [`Cursor::seek`] lands, relative to the key it is given.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -172,6 +209,14 @@ pub enum Seek {
 
 /// A position in a tree that moves both ways, lending each key from an
 /// internal buffer (no allocation per step). Made by [`Tree::cursor`].
+///
+/// The buffer, and one frame per trie layer the cursor is inside, are in
+/// memory from the backend's allocator
+/// ([`raw_allocator`](crate::backend::NodeAllocatorGeneric::raw_allocator)):
+/// a few dozen bytes, grown with the longest key seen, kept across seeks and
+/// freed when the cursor drops. A cursor needs no global allocator. If the
+/// allocator refuses to grow them, the cursor goes to the same out-of-memory
+/// handler as [`Tree::insert`].
 ///
 /// Under concurrent writes a cursor sees keys in strictly increasing order
 /// while it moves forward (decreasing backward), and every key that is present
@@ -193,7 +238,7 @@ pub enum Seek {
 /// ```
 pub struct Cursor<'t, 'g, S, A> {
     tree: &'t Tree<S, A>,
-    raw: RawCursor<'g>,
+    raw: RawCursor<'g, RawAlloc<'t>>,
     /// The word of the entry the cursor is on, if any.
     on: Option<*mut ()>,
     /// Whether anything was ever found (so the buffer holds a real key).
@@ -207,7 +252,7 @@ where
     pub(crate) fn new(tree: &'t Tree<S, A>) -> Self {
         Cursor {
             tree,
-            raw: RawCursor::new(Dir::Forward),
+            raw: RawCursor::new(Dir::Forward, tree.backend().raw_allocator() as RawAlloc<'t>),
             on: None,
             moved: false,
         }
@@ -238,20 +283,20 @@ where
             Seek::Le => (Dir::Backward, Start::Inclusive),
             Seek::Lt => (Dir::Backward, Start::Exclusive),
         };
-        self.raw = RawCursor::new(dir);
+        self.raw.reset(dir);
         self.raw.seek(key.as_ref(), start);
         self.step()
     }
 
     /// Moves to the first entry of the tree.
     pub fn seek_first(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
-        self.raw = RawCursor::new(Dir::Forward);
+        self.raw.reset(Dir::Forward);
         self.step()
     }
 
     /// Moves to the last entry of the tree.
     pub fn seek_last(&mut self) -> Option<(&[u8], S::Ref<'g>)> {
-        self.raw = RawCursor::new(Dir::Backward);
+        self.raw.reset(Dir::Backward);
         self.step()
     }
 
@@ -360,7 +405,7 @@ where
                 let inclusive = self.on.is_none();
                 self.raw.turn(dir, inclusive);
             } else {
-                self.raw = RawCursor::new(dir);
+                self.raw.reset(dir);
             }
         }
     }
@@ -376,7 +421,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 
 /// An iterator over the entries of a key range, in key order, from both ends.
 /// Made by [`Tree::range`], [`Tree::iter`] and [`Tree::prefix`]; each item
-/// is a key (copied out) and a value.
+/// is a key (copied out) and a value. Needs the `alloc` feature.
 ///
 /// Under concurrent writes it yields keys strictly increasing from the front
 /// (decreasing from the back) without duplicates, every key present in the
@@ -386,56 +431,83 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 /// guard, and start a new range just beyond the last key seen
 /// (`tree.range(&last[..].., &guard)` then skip it, or
 /// `tree.range::<[u8], _>((Bound::Excluded(&last[..]), Bound::Unbounded), &guard)`).
-pub struct Range<'t, 'g, S, A> {
+#[cfg(feature = "alloc")]
+#[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
+pub struct Range<'t, 'g, S, A>(Span<'t, 'g, S, A>);
+
+/// The values of a tree in key order, from both ends: what
+/// [`Tree::values`] returns. Keys stay in the cursors' buffers, so this
+/// needs no `alloc`.
+struct Values<'t, 'g, S, A>(Span<'t, 'g, S, A>);
+
+/// Two cursors walking toward each other between two bounds: the engine of
+/// [`Range`] and [`Tree::values`]. Keys are lent from the cursors.
+struct Span<'t, 'g, S, A> {
     tree: &'t Tree<S, A>,
     /// The front end (moving forward, from the start bound) and the back end.
-    ends: [End<'g>; 2],
+    ends: [End<'g, RawAlloc<'t>>; 2],
     done: bool,
 }
 
-/// One end of a [`Range`].
-struct End<'g> {
-    cursor: RawCursor<'g>,
-    /// Where this end starts; the other end stops there.
-    bound: Bound<Vec<u8>>,
+/// One end of a [`Span`].
+struct End<'g, R: Allocator> {
+    cursor: RawCursor<'g, R>,
+    /// Where this end starts (its bytes in `key`); the other end stops there.
+    bound: Bound<()>,
+    key: Buf<u8, R>,
     started: bool,
 }
 
-impl<'g> End<'g> {
-    fn new(dir: Dir, bound: Bound<&[u8]>) -> Self {
-        let mut cursor = RawCursor::new(dir);
+impl<'g, R: Allocator + Copy> End<'g, R> {
+    fn new(dir: Dir, bound: Bound<&[u8]>, alloc: R) -> Self {
+        let mut cursor = RawCursor::new(dir, alloc);
+        let mut key = Buf::new_in(alloc);
         match bound {
             Bound::Included(k) => cursor.seek(k, Start::Inclusive),
             Bound::Excluded(k) => cursor.seek(k, Start::Exclusive),
             Bound::Unbounded => {}
         }
+        if let Bound::Included(k) | Bound::Excluded(k) = bound {
+            key.extend_from_slice(k);
+        }
         End {
             cursor,
-            bound: bound.map(<[u8]>::to_vec),
+            bound: bound.map(|_| ()),
+            key,
             started: false,
         }
     }
+
+    fn bound(&self) -> Bound<&[u8]> {
+        self.bound.map(|()| &self.key[..])
+    }
 }
 
-impl<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> Range<'t, 'g, S, A>
+impl<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> Span<'t, 'g, S, A>
 where
     S: 'g,
 {
-    pub(crate) fn new(tree: &'t Tree<S, A>, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Self {
-        Range {
+    fn new(tree: &'t Tree<S, A>, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Self {
+        let alloc: RawAlloc<'t> = tree.backend().raw_allocator();
+        Span {
             tree,
-            ends: [End::new(Dir::Forward, start), End::new(Dir::Backward, end)],
+            ends: [
+                End::new(Dir::Forward, start, alloc),
+                End::new(Dir::Backward, end, alloc),
+            ],
             done: false,
         }
     }
 
     /// The next entry from end `i` (0: front, 1: back), unless it lies
-    /// beyond the other end's bound or where the other end already was.
-    fn step(&mut self, i: usize) -> Option<(Vec<u8>, S::Ref<'g>)> {
+    /// beyond the other end's bound or where the other end already was;
+    /// its key is then [`Self::key`]`(i)`.
+    fn step(&mut self, i: usize) -> Option<S::Ref<'g>> {
         if self.done {
             return None;
         }
-        // SAFETY: `Tree::range` checked that the guard (held for 'g) is ours.
+        // SAFETY: `Tree::range` and `Tree::values` checked that the guard
+        // (held for 'g) is ours.
         let word = unsafe { self.ends[i].cursor.step(self.tree.raw()) };
         let (this, other) = (&self.ends[i], &self.ends[1 - i]);
         let key = this.cursor.key();
@@ -444,17 +516,16 @@ where
             Dir::Forward => key.cmp(b),
             Dir::Backward => b.cmp(key),
         };
-        let stop = match &other.bound {
+        let stop = match other.bound() {
             Bound::Included(b) => along(b).is_gt(),
             Bound::Excluded(b) => along(b).is_ge(),
             Bound::Unbounded => false,
         } || (other.started && along(other.cursor.key()).is_ge());
         match word {
             Some(w) if !stop => {
-                let key = key.to_vec();
                 self.ends[i].started = true;
                 // SAFETY: read under the guard held for 'g.
-                Some((key, unsafe { S::as_ref(w) }))
+                Some(unsafe { S::as_ref(w) })
             }
             _ => {
                 self.done = true;
@@ -462,8 +533,30 @@ where
             }
         }
     }
+
+    /// The key of the entry end `i` yielded last.
+    #[cfg(feature = "alloc")]
+    fn key(&self, i: usize) -> &[u8] {
+        self.ends[i].cursor.key()
+    }
 }
 
+#[cfg(feature = "alloc")]
+impl<'t, 'g, S: ValueStorage, A: NodeAllocatorGeneric> Range<'t, 'g, S, A>
+where
+    S: 'g,
+{
+    pub(crate) fn new(tree: &'t Tree<S, A>, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Self {
+        Range(Span::new(tree, start, end))
+    }
+
+    fn step(&mut self, i: usize) -> Option<(Vec<u8>, S::Ref<'g>)> {
+        let v = self.0.step(i)?;
+        Some((self.0.key(i).to_vec(), v))
+    }
+}
+
+#[cfg(feature = "alloc")]
 impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> Iterator for Range<'_, 'g, S, A>
 where
     S: 'g,
@@ -475,6 +568,7 @@ where
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> DoubleEndedIterator for Range<'_, 'g, S, A>
 where
     S: 'g,
@@ -484,19 +578,45 @@ where
     }
 }
 
+#[cfg(feature = "alloc")]
 impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> FusedIterator for Range<'_, 'g, S, A> where S: 'g {}
 
+#[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Range<'_, '_, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Range")
-            .field("start", &self.ends[0].bound)
-            .field("end", &self.ends[1].bound)
+            .field("start", &self.0.ends[0].bound())
+            .field("end", &self.0.ends[1].bound())
             .finish_non_exhaustive()
     }
 }
 
+impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> Iterator for Values<'_, 'g, S, A>
+where
+    S: 'g,
+{
+    type Item = S::Ref<'g>;
+
+    fn next(&mut self) -> Option<S::Ref<'g>> {
+        self.0.step(0)
+    }
+}
+
+impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> DoubleEndedIterator for Values<'_, 'g, S, A>
+where
+    S: 'g,
+{
+    fn next_back(&mut self) -> Option<S::Ref<'g>> {
+        self.0.step(1)
+    }
+}
+
+impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> FusedIterator for Values<'_, 'g, S, A> where S: 'g
+{}
+
 /// The smallest key greater than every key that starts with `prefix`
 /// (`None`: no such key, the range is unbounded above).
+#[cfg(feature = "alloc")]
 pub(crate) fn prefix_end(prefix: &[u8]) -> Option<Vec<u8>> {
     let keep = prefix.iter().rposition(|&b| b != 0xff)?;
     let mut end = prefix[..=keep].to_vec();

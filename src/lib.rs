@@ -1,11 +1,14 @@
 #![doc = include_str!("../README.md")]
 #![no_std]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(any(feature = "alloc", test))]
 extern crate alloc;
 #[cfg(any(feature = "std", test))]
 extern crate std;
 
 pub mod backend;
+mod buf;
 mod bulk;
 mod counter;
 mod drain;
@@ -16,6 +19,7 @@ mod insert;
 mod internode;
 mod iter;
 mod key;
+#[cfg(feature = "alloc")]
 pub mod keycode;
 mod leaf;
 mod leaflink;
@@ -31,6 +35,7 @@ mod suffix;
 mod sync;
 mod traits;
 mod tree;
+#[cfg(feature = "alloc")]
 mod typed;
 mod update;
 mod value;
@@ -50,11 +55,15 @@ pub mod alloc_backends;
 
 pub use allocator_api2;
 pub use bulk::{BulkLoadError, BulkLoader};
+#[cfg(feature = "alloc")]
 pub use drain::IntoIter;
 pub use entry::{Entry, Keep};
 pub use fallible::{AllocFailed, Fallible};
-pub use iter::{Cursor, Range, Seek};
+#[cfg(feature = "alloc")]
+pub use iter::Range;
+pub use iter::{Cursor, Seek};
 pub use tree::Tree;
+#[cfg(feature = "alloc")]
 pub use typed::{TypedMassTree, TypedRange, TypedTree};
 pub use update::{Change, CompareExchangeError, Exchanged};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};

@@ -23,10 +23,12 @@
 //! (leaves' ranges grow only upward, and `low` never changes), so it is
 //! entered at its edge.
 
-use alloc::vec::Vec;
 use core::cmp::Ordering;
 
+use allocator_api2::alloc::Allocator;
+
 use crate::backend::NodeAllocatorGeneric;
+use crate::buf::Buf;
 use crate::internode::IWIDTH;
 use crate::key::{KSUF, Key, LAYER, SLICE, ikey_of};
 use crate::leaf::{Leaf, SlotKind, slot_kind};
@@ -139,12 +141,15 @@ impl Frame<'_> {
 }
 
 /// The engine behind cursors and iterators. Keys are lent from `bound`.
-pub(crate) struct RawCursor<'g> {
+/// Both buffers are in memory from `R`, the backend's allocator (see
+/// [`NodeAllocatorGeneric::raw_allocator`]); a cursor keeps them while it
+/// is reset and frees them when it drops.
+pub(crate) struct RawCursor<'g, R: Allocator> {
     dir: Dir,
-    frames: Vec<Frame<'g>>,
+    frames: Buf<Frame<'g>, R>,
     /// The bound: the key yielded last (or sought); entries not beyond it
     /// (in `dir`) are skipped. Written only when an entry is yielded.
-    bound: Vec<u8>,
+    bound: Buf<u8, R>,
     /// How many layers below the top the bound shares with the frames: the
     /// bound's first `8 * shared` bytes are the slices of `frames[1..=shared]`.
     shared: usize,
@@ -165,17 +170,33 @@ enum Rel {
     Straddles,
 }
 
-impl<'g> RawCursor<'g> {
-    pub(crate) fn new(dir: Dir) -> Self {
+impl<'g, R: Allocator + Copy> RawCursor<'g, R> {
+    /// A cursor before the first entry in direction `dir`, its buffers in
+    /// memory from `alloc` (none taken yet).
+    pub(crate) fn new(dir: Dir, alloc: R) -> Self {
         RawCursor {
             dir,
-            frames: Vec::new(),
-            bound: Vec::new(),
+            frames: Buf::new_in(alloc),
+            bound: Buf::new_in(alloc),
             shared: 0,
             start: Start::Edge,
             bounded: false,
             exhausted: false,
         }
+    }
+}
+
+impl<'g, R: Allocator> RawCursor<'g, R> {
+    /// Back to before the first entry in direction `dir`, as a new cursor,
+    /// keeping the buffers' memory.
+    pub(crate) fn reset(&mut self, dir: Dir) {
+        self.dir = dir;
+        self.frames.clear();
+        self.bound.clear();
+        self.shared = 0;
+        self.start = Start::Edge;
+        self.bounded = false;
+        self.exhausted = false;
     }
 
     /// Positions the cursor so the next step yields the first key at or beyond

@@ -2,6 +2,7 @@
 //! and printing contents. Each takes a guard of its own for the duration.
 
 use core::fmt;
+use core::ops::ControlFlow;
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::tree::Tree;
@@ -51,9 +52,10 @@ where
         let copy = Self::new_in(self.backend().clone());
         {
             let (guard, copy_guard) = (self.guard(), copy.guard());
-            for (k, v) in self.iter(&guard) {
-                copy.insert(&k, S::borrow(&v).clone(), &copy_guard);
-            }
+            let _ = self.cursor(&guard).for_each_next(|k, v| {
+                copy.insert(k, S::borrow(&v).clone(), &copy_guard);
+                ControlFlow::<()>::Continue(())
+            });
         }
         copy
     }
@@ -67,7 +69,7 @@ where
 {
     fn eq(&self, other: &Self) -> bool {
         let (ga, gb) = (self.guard(), other.guard());
-        let (mut a, mut b) = (self.iter(&ga), other.iter(&gb));
+        let (mut a, mut b) = (self.cursor(&ga), other.cursor(&gb));
         loop {
             match (a.next(), b.next()) {
                 (None, None) => return true,
@@ -111,9 +113,10 @@ where
         }
         let guard = self.guard();
         let mut map = f.debug_map();
-        for (k, v) in self.iter(&guard) {
-            map.entry(&Key(&k), &Value::<S>(v));
-        }
+        let _ = self.cursor(&guard).for_each_next(|k, v| {
+            map.entry(&Key(k), &Value::<S>(v));
+            ControlFlow::<()>::Continue(())
+        });
         map.finish()
     }
 }

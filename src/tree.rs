@@ -188,9 +188,10 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// ```
     ///
     /// # Panics
-    /// If `guard` was created by another tree. Aborts, like `Vec`, if the
-    /// backend runs out of memory; [`Tree::fallible`] has a form that
-    /// returns an error instead.
+    /// If `guard` was created by another tree. If the backend runs out of
+    /// memory: aborts like `Vec` (through `handle_alloc_error`) with the
+    /// `alloc` feature, panics without it; [`Tree::fallible`] has a form
+    /// that returns an error instead.
     #[track_caller]
     pub fn insert<'g, K: AsRef<[u8]> + ?Sized>(
         &self,
@@ -262,9 +263,27 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     }
 }
 
+/// The backend (or its allocator) refused memory on an infallible path.
 #[cold]
 pub(crate) fn out_of_memory() -> ! {
-    alloc::alloc::handle_alloc_error(core::alloc::Layout::new::<crate::leaf::Leaf>())
+    out_of_memory_for(core::alloc::Layout::new::<crate::leaf::Leaf>())
+}
+
+/// The backend's allocator refused a block of `layout` on an infallible
+/// path: with the `alloc` crate, its allocation error handler (which aborts,
+/// as `Vec` does); without it, a panic.
+#[cold]
+#[inline(never)]
+pub(crate) fn out_of_memory_for(layout: core::alloc::Layout) -> ! {
+    #[cfg(feature = "alloc")]
+    {
+        alloc::alloc::handle_alloc_error(layout)
+    }
+    #[cfg(not(feature = "alloc"))]
+    {
+        let _ = layout;
+        panic!("masstree: the backend is out of memory; use Tree::fallible to get the value back")
+    }
 }
 
 /// Drops every value with the tree. Generic over `S` without bounds, so the
