@@ -20,9 +20,16 @@
 #                         with no feature and with each of NOSTD_FEATURES;
 #                         then ci/nostd-check built for the host, linked into a
 #                         C program and run (trees on each no_std backend)
+#   7. sanitizers         nightly, host target: AddressSanitizer (leak detection
+#                         on) over the api, leak, panic, model and stress tests
+#                         on the seize, pool and arena backends; ThreadSanitizer
+#                         (std rebuilt with -Zbuild-std, needs rust-src) over
+#                         the stress tests on pool and arena (not seize: see
+#                         step_sanitizers)
 #
 # Usage: ci/test.sh [STEP...]   (from anywhere; it cd's to the repo root)
-#   STEP is one of: fmt clippy test loom miri nostd (default: all, in order).
+#   STEP is one of: fmt clippy test loom miri nostd sanitizers
+#   (default: all, in order).
 #   Selecting steps is for local use; CI runs them all.
 #
 # Environment knobs (all optional):
@@ -32,6 +39,8 @@
 #   LOOM_TIMEOUT   seconds for the loom run (default 900)
 #   MIRIFLAGS      passed through to Miri unchanged (default: Miri's strict defaults)
 #   CI_SKIP_MIRI=1 skip Miri (prints a loud banner; for quick local runs only)
+#   SANITIZER_TIMEOUT  seconds for each sanitizer run (default 900)
+#   CI_SKIP_SANITIZERS=1 skip the sanitizers (loud banner; local runs only)
 set -euo pipefail
 
 # Backend features (and `huge-pages`, the slab allocator that goes under
@@ -59,14 +68,15 @@ PER_FEATURE_PROPTEST_CASES=32
 NOSTD_TARGETS="aarch64-unknown-none x86_64-unknown-none"
 
 MIRI_TIMEOUT="${MIRI_TIMEOUT:-600}"
+SANITIZER_TIMEOUT="${SANITIZER_TIMEOUT:-900}"
 LOOM_TIMEOUT="${LOOM_TIMEOUT:-900}"
 MIRI_JOBS="${MIRI_JOBS:-$(nproc 2>/dev/null || echo 1)}"
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# Main build cache; loom, miri and the no_std check crate get their own
-# sub-directories so their flags don't invalidate it.
+# Main build cache; loom, miri, the sanitizers and the no_std check crate get
+# their own sub-directories so their flags don't invalidate it.
 MAIN_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # ---------------------------------------------------------------------------
@@ -564,10 +574,128 @@ step_nostd() {
 }
 
 # ---------------------------------------------------------------------------
+# 7. sanitizers
+# ---------------------------------------------------------------------------
+
+# Tests and backends for each sanitizer (backends not in Cargo.toml's
+# [features] are left out). Release builds with debug assertions, like the
+# test step: the stress tests then run at a quarter of their release sizes.
+# AddressSanitizer needs no rebuilt std (std itself is not instrumented, but
+# every allocation and access of the crate and its tests is, and leaks are
+# reported at exit).
+ASAN_TESTS=(--test api --test leak --test panic --test model --test stress)
+ASAN_FEATURES="seize pool arena"
+TSAN_TESTS=(--test stress)
+TSAN_FEATURES="pool arena"
+# Proptest cases for model.rs under the sanitizers.
+SAN_PROPTEST_CASES=16
+
+SAN_TARGET=""
+SAN_SKIP_REASON=""
+
+# Finds the nightly toolchain with rust-src (for -Zbuild-std) and a host
+# target the sanitizers support; sets SAN_SKIP_REASON if there is none.
+install_sanitizers() {
+    if [ -n "${CI_SKIP_SANITIZERS:-}" ]; then
+        SAN_SKIP_REASON="CI_SKIP_SANITIZERS is set"
+        return 0
+    fi
+    if ! command -v rustup >/dev/null 2>&1; then
+        SAN_SKIP_REASON="rustup is not installed"
+        return 0
+    fi
+    if ! { has_toolchain nightly && has_component nightly rust-src; }; then
+        if has_toolchain nightly; then
+            echo "+ rustup component add --toolchain nightly rust-src"
+            rustup component add --toolchain nightly rust-src ||
+                { echo "+ rustup toolchain install nightly --no-self-update --profile minimal --component rust-src" &&
+                    rustup toolchain install nightly --no-self-update --profile minimal --component rust-src; } ||
+                SAN_SKIP_REASON="rustup could not add rust-src to the nightly toolchain"
+        else
+            echo "+ rustup toolchain install nightly --no-self-update --profile minimal --component rust-src"
+            rustup toolchain install nightly --no-self-update --profile minimal --component rust-src ||
+                SAN_SKIP_REASON="rustup could not install a nightly toolchain with rust-src"
+        fi
+    fi
+    [ -z "$SAN_SKIP_REASON" ] || return 0
+    SAN_TARGET="$(rustc +nightly -vV | sed -n 's/^host: //p')"
+    case "$SAN_TARGET" in
+        x86_64-unknown-linux-gnu | aarch64-unknown-linux-gnu) ;;
+        *) SAN_SKIP_REASON="host '$SAN_TARGET' is not one this step runs the sanitizers on" ;;
+    esac
+}
+
+# Declared features among $1, comma-separated.
+declared_list() {
+    local f out=()
+    for f in $1; do
+        is_declared "$f" && out+=("$f")
+    done
+    local IFS=,
+    echo "${out[*]}"
+}
+
+# san_cargo NAME RUSTFLAGS [CARGO ARGS...]: cargo +nightly test, release with
+# debug assertions, for the host target, in $MAIN_TARGET_DIR/NAME, time-boxed.
+san_cargo() {
+    local name=$1 flags=$2 status=0
+    shift 2
+    echo "+ RUSTFLAGS='$flags' CARGO_TARGET_DIR=$MAIN_TARGET_DIR/$name timeout ${SANITIZER_TIMEOUT}s cargo +nightly test --release --target $SAN_TARGET $*"
+    env RUSTFLAGS="$flags" CARGO_TARGET_DIR="$MAIN_TARGET_DIR/$name" \
+        CARGO_PROFILE_RELEASE_DEBUG_ASSERTIONS=true CARGO_PROFILE_RELEASE_OVERFLOW_CHECKS=true \
+        timeout --kill-after=30 "$SANITIZER_TIMEOUT" \
+        cargo +nightly test --release --target "$SAN_TARGET" "$@" || status=$?
+    if [ "$status" -eq 124 ] || [ "$status" -eq 137 ]; then
+        echo
+        echo "XXX $name run exceeded ${SANITIZER_TIMEOUT}s"
+    fi
+    return "$status"
+}
+
+asan_tests() {
+    echo "ASAN_OPTIONS=detect_leaks=1 PROPTEST_CASES=$SAN_PROPTEST_CASES"
+    ASAN_OPTIONS="detect_leaks=1${ASAN_OPTIONS:+:$ASAN_OPTIONS}" PROPTEST_CASES="$SAN_PROPTEST_CASES" \
+        san_cargo asan "-Zsanitizer=address" \
+        --no-default-features --features "$(declared_list "$ASAN_FEATURES")" "${ASAN_TESTS[@]}"
+}
+
+# ThreadSanitizer needs std instrumented too (its synchronization would
+# otherwise be invisible, and every hand-off through it a false report).
+# TSan exits non-zero if it reported anything.
+tsan_tests() {
+    san_cargo tsan "-Zsanitizer=thread" -Zbuild-std \
+        --no-default-features --features "$(declared_list "$TSAN_FEATURES")" "${TSAN_TESTS[@]}"
+}
+
+step_sanitizers() {
+    header "sanitizers: toolchain"
+    install_sanitizers
+    if [ -n "$SAN_SKIP_REASON" ]; then
+        banner "THE SANITIZERS WERE NOT RUN." \
+            "Reason: $SAN_SKIP_REASON" \
+            "No AddressSanitizer (memory errors, leaks) and no ThreadSanitizer (data races) in this run."
+        WARNINGS+=("sanitizers: $SAN_SKIP_REASON")
+        return 0
+    fi
+    echo "sanitizer target: $SAN_TARGET"
+    run_step "sanitizers: AddressSanitizer (api leak panic model stress; $(declared_list "$ASAN_FEATURES"))" asan_tests
+    run_step "sanitizers: ThreadSanitizer (stress; $(declared_list "$TSAN_FEATURES"))" tsan_tests
+    # The seize backend synchronizes reclamation with standalone fences (and,
+    # with seize's default fast-barrier feature, membarrier), which TSan does
+    # not model: every report on its stress tests pairs a reclaimer (freeing
+    # or reading a retired object's header) or seize's own batch bookkeeping
+    # with the retiring or reading thread. No suppression can tell those from
+    # a real early free, so seize runs under AddressSanitizer only.
+    echo
+    echo "--- ThreadSanitizer does not run on the seize backend (fence-based reclamation): ASan only"
+    WARNINGS+=("sanitizers: no ThreadSanitizer on the seize backend (TSan does not model seize's fences; ASan covers it)")
+}
+
+# ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
 
-ALL_STEPS="fmt clippy test loom miri nostd"
+ALL_STEPS="fmt clippy test loom miri nostd sanitizers"
 SELECTED="${*:-$ALL_STEPS}"
 for s in $SELECTED; do
     case " $ALL_STEPS " in
