@@ -506,6 +506,15 @@ nostd_run_on_host() {
     echo "+ cargo build --manifest-path $NOSTD_CHECK --features '${features[*]}'"
     env CARGO_TARGET_DIR="$dir" cargo build --manifest-path "$NOSTD_CHECK" \
         --features "${features[*]}" || return $?
+    # Without its `alloc` feature the check defines no global allocator, so
+    # linking the `alloc` crate already fails the build; the symbols say so too.
+    if command -v nm >/dev/null 2>&1; then
+        echo "+ nm $dir/debug/libmasstree_nostd_check.a | grep global allocator symbols"
+        if nm "$dir/debug/libmasstree_nostd_check.a" 2>/dev/null | grep -E '__rust_alloc|__rg_alloc'; then
+            echo "nostd-check: the build without alloc references the global allocator"
+            return 1
+        fi
+    fi
     echo "+ $cc ci/nostd-check/harness.c $dir/debug/libmasstree_nostd_check.a -o $dir/harness"
     "$cc" -O1 ci/nostd-check/harness.c "$dir/debug/libmasstree_nostd_check.a" \
         -o "$dir/harness" || return $?
@@ -564,6 +573,12 @@ step_nostd() {
             env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/nostd-check" \
             cargo build --manifest-path "$NOSTD_CHECK" --features "$cf" "${target_args[@]}"
     done
+
+    # The check without `alloc` (above) uses no global allocator; with it, the
+    # backends' global-allocator constructors too.
+    run_step "no_std: ci/nostd-check --features alloc,pool,arena for $where" \
+        env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/nostd-check" \
+        cargo build --manifest-path "$NOSTD_CHECK" --features alloc,pool,arena "${target_args[@]}"
 
     if command -v cc >/dev/null 2>&1 || command -v gcc >/dev/null 2>&1; then
         run_step "no_std: run ci/nostd-check on the host (C harness)" nostd_run_on_host
