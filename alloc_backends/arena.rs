@@ -365,6 +365,8 @@ mod tests {
     use std::string::String;
     use std::vec::Vec;
 
+    use allocator_api2::alloc::Global;
+
     use super::*;
     use crate::alloc_backends::testing::{self, Tracked, drops, key, scale};
     use crate::test_alloc::Ledger;
@@ -517,7 +519,10 @@ mod tests {
 
     #[test]
     fn guards_belong_to_one_backend() {
-        testing::guards_belong_to_one_backend::<ArenaBackend>();
+        testing::guards_belong_to_one_backend(
+            ArenaBackend::new_in(Global),
+            ArenaBackend::new_in(Global),
+        );
     }
 
     /// Four threads insert and read; then everything adds up.

@@ -409,8 +409,7 @@ mod testing {
     }
 
     /// A backend owns the guards it made, and no other backend's.
-    pub(crate) fn guards_belong_to_one_backend<B: NodeAllocatorGeneric + Default>() {
-        let (a, b) = (B::default(), B::default());
+    pub(crate) fn guards_belong_to_one_backend<B: NodeAllocatorGeneric>(a: B, b: B) {
         let (ga, gb) = (a.guard(), b.guard());
         assert!(a.owns_guard(&ga) && b.owns_guard(&gb));
         assert!(!a.owns_guard(&gb) && !b.owns_guard(&ga));

@@ -371,6 +371,8 @@ mod tests {
     use core::sync::atomic::AtomicUsize;
     use std::vec::Vec;
 
+    use allocator_api2::alloc::Global;
+
     use super::*;
     use crate::alloc_backends::testing::{self, Tracked, drops, key, scale};
     use crate::test_alloc::Ledger;
@@ -687,14 +689,17 @@ mod tests {
 
     #[test]
     fn guards_belong_to_one_backend() {
-        testing::guards_belong_to_one_backend::<PoolBackend>();
+        testing::guards_belong_to_one_backend(
+            PoolBackend::new_in(Global),
+            PoolBackend::new_in(Global),
+        );
     }
 
     #[test]
     #[should_panic(expected = "different tree")]
     fn foreign_guard_panics() {
-        let a: Tree<Inline<u64>, PoolBackend> = Tree::new_in(PoolBackend::new());
-        let b: Tree<Inline<u64>, PoolBackend> = Tree::new_in(PoolBackend::new());
+        let a: Tree<Inline<u64>, PoolBackend<Global>> = Tree::new_in(PoolBackend::new_in(Global));
+        let b: Tree<Inline<u64>, PoolBackend<Global>> = Tree::new_in(PoolBackend::new_in(Global));
         let g = b.guard();
         a.get(b"x", &g);
     }
