@@ -8,6 +8,10 @@
 //! armed it, only while armed; the user's allocator goes to `System`
 //! directly, so its blocks are not counted.
 #![cfg(feature = "pool")]
+#![allow(
+    clippy::drop_non_drop,
+    reason = "guards are dropped where any backend's would have to be"
+)]
 
 use core::alloc::{GlobalAlloc, Layout};
 use core::cell::Cell;
