@@ -327,3 +327,95 @@ fn out_of_line_values_make_no_global_allocation() {
     assert!(ok, "a check inside the counted region failed");
     assert_eq!(global, 0, "global allocations while the pool tree was used");
 }
+
+/// An allocator on `System` that refuses every request from the `fail_at`-th
+/// on (counting from when it is armed) and counts live blocks.
+struct FailingAlloc {
+    left: AtomicUsize,
+    live: AtomicUsize,
+}
+
+// SAFETY: blocks from `System` with the requested layout, returned to it
+// with the same layout.
+unsafe impl Allocator for FailingAlloc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // Relaxed (all): one thread uses it; statistics and a countdown.
+        if self.left.load(Ordering::Relaxed) == 0 {
+            return Err(AllocError);
+        }
+        self.left.fetch_sub(1, Ordering::Relaxed);
+        let size = layout.size().max(1);
+        // SAFETY: a non-zero size, the layout's alignment.
+        let p = unsafe { System.alloc(Layout::from_size_align(size, layout.align()).unwrap()) };
+        let p = NonNull::new(p).ok_or(AllocError)?;
+        self.live.fetch_add(1, Ordering::Relaxed);
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        // Relaxed: statistics.
+        self.live.fetch_sub(1, Ordering::Relaxed);
+        let size = layout.size().max(1);
+        // SAFETY: allocated above with this size and alignment.
+        unsafe {
+            System.dealloc(
+                ptr.as_ptr(),
+                Layout::from_size_align_unchecked(size, layout.align()),
+            )
+        }
+    }
+}
+
+/// A bulk load takes its per-layer builders from the backend's allocator
+/// too: failing any one of its requests (a slab, a value, a suffix record or
+/// a builder: keys 48 bytes long open 6 layers, past the builders' first
+/// block of 4) reports `OutOfMemory` and leaves nothing allocated.
+#[test]
+fn bulk_load_failures_report_and_leak_nothing() {
+    const PREFIX: &[u8; 40] = b"a-prefix-forty-bytes-long-shared-by-all/";
+    let pairs = || {
+        (0..200u64).map(|i| {
+            let mut k = [0u8; 48];
+            k[..40].copy_from_slice(PREFIX);
+            k[40..].copy_from_slice(&(i * 3).to_be_bytes());
+            (k, i)
+        })
+    };
+    for k in 0.. {
+        let a = FailingAlloc {
+            left: AtomicUsize::new(k),
+            live: AtomicUsize::new(0),
+        };
+        let loaded: Result<MassTree<u64, PoolBackend<&FailingAlloc>>, _> =
+            BulkLoader::new(PoolBackend::new_in(&a)).load(pairs());
+        let done = match loaded {
+            Ok(tree) => {
+                // Room again: the cursor's buffers come from `a` too.
+                // Relaxed: this thread's own countdown.
+                a.left.store(usize::MAX, Ordering::Relaxed);
+                let g = tree.guard();
+                assert_eq!(tree.len(), 200);
+                let mut c = tree.cursor(&g);
+                assert_eq!(c.seek_last().map(|(_, v)| *v), Some(199));
+                true
+            }
+            Err(e) => {
+                assert!(
+                    matches!(e, masstree::BulkLoadError::OutOfMemory { .. }),
+                    "{e:?}"
+                );
+                false
+            }
+        };
+        // Relaxed: this thread's own books.
+        assert_eq!(
+            a.live.load(Ordering::Relaxed),
+            0,
+            "leak after failing request {k}"
+        );
+        if done {
+            assert!(k > 3, "the load took some memory");
+            break;
+        }
+    }
+}
