@@ -168,7 +168,8 @@ on_global!(ArenaBackend, "An empty arena on the global allocator.");
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl ArenaBackend<Global> {
-    /// [`Self::with_capacity_in`] on the global allocator.
+    /// [`Self::with_capacity_in`] on the global allocator. Needs the
+    /// `alloc` feature.
     pub fn with_capacity(bytes: usize) -> Result<Self, AllocError> {
         Self::with_capacity_in(bytes, Global)
     }

@@ -25,6 +25,8 @@ macro_rules! on_global {
         #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
         impl $ty<allocator_api2::alloc::Global> {
             #[doc = $doc]
+            ///
+            /// Needs the `alloc` feature.
             pub fn new() -> Self {
                 Self::new_in(allocator_api2::alloc::Global)
             }

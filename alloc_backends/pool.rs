@@ -122,7 +122,8 @@ on_global!(PoolBackend, "An empty pool on the global allocator.");
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl PoolBackend<Global> {
-    /// [`Self::with_capacity_in`] on the global allocator.
+    /// [`Self::with_capacity_in`] on the global allocator. Needs the
+    /// `alloc` feature.
     pub fn with_capacity(leaves: usize, internodes: usize) -> Result<Self, AllocError> {
         Self::with_capacity_in(leaves, internodes, Global)
     }
