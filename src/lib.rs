@@ -30,6 +30,8 @@ mod permuter;
 mod raw;
 mod remove;
 mod scan;
+#[cfg(feature = "serde")]
+mod serialize;
 mod split;
 mod suffix;
 mod sync;
@@ -63,6 +65,8 @@ pub use fallible::{AllocFailed, Fallible};
 pub use iter::Range;
 pub use iter::{Cursor, Seek};
 pub use tree::Tree;
+#[cfg(feature = "serde")]
+pub use serialize::TreeSeed;
 #[cfg(feature = "alloc")]
 pub use typed::{TypedMassTree, TypedRange, TypedTree};
 pub use update::{Change, CompareExchangeError, Exchanged};

@@ -62,12 +62,11 @@ impl<K: KeyDecode, S: ValueStorage> TypedTree<K, S, crate::alloc_backends::seize
     }
 }
 
-#[cfg(feature = "seize")]
-impl<K: KeyDecode, S: ValueStorage> Default
-    for TypedTree<K, S, crate::alloc_backends::seize::SeizeBackend>
+impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric + Default> Default
+    for TypedTree<K, S, A>
 {
     fn default() -> Self {
-        Self::new()
+        Self::new_in(A::default())
     }
 }
 
