@@ -20,7 +20,12 @@
 #                         with no feature and with each of NOSTD_FEATURES;
 #                         then ci/nostd-check built for the host, linked into a
 #                         C program and run (trees on each no_std backend)
-#   7. sanitizers         nightly, host target: AddressSanitizer (leak detection
+#   7. embedded           ci/embedded.sh: core+pool+arena for thumbv7em, thumbv7m,
+#                         riscv32imac (debug, release) and aarch64-unknown-none
+#                         (release); ci/firmware run on qemu-system-arm
+#                         (mps2-an386, installed with apt-get if missing); the
+#                         narrow-word (--cfg masstree_narrow) unit tests, loom, Miri
+#   8. sanitizers         nightly, host target: AddressSanitizer (leak detection
 #                         on) over the api, leak, panic, model and stress tests
 #                         on the seize, pool and arena backends; ThreadSanitizer
 #                         (std rebuilt with -Zbuild-std, needs rust-src) over
@@ -28,7 +33,7 @@
 #                         step_sanitizers)
 #
 # Usage: ci/test.sh [STEP...]   (from anywhere; it cd's to the repo root)
-#   STEP is one of: fmt clippy test loom miri nostd sanitizers
+#   STEP is one of: fmt clippy test loom miri nostd embedded sanitizers
 #   (default: all, in order).
 #   Selecting steps is for local use; CI runs them all.
 #
@@ -589,7 +594,16 @@ step_nostd() {
 }
 
 # ---------------------------------------------------------------------------
-# 7. sanitizers
+# 7. embedded (ci/embedded.sh: 32-bit bare-metal builds, the firmware under
+#    qemu-system-arm, the narrow-word unit tests, loom models and Miri)
+# ---------------------------------------------------------------------------
+
+step_embedded() {
+    run_step "embedded: ci/embedded.sh" env CARGO_TARGET_DIR="$MAIN_TARGET_DIR" bash ci/embedded.sh
+}
+
+# ---------------------------------------------------------------------------
+# 8. sanitizers
 # ---------------------------------------------------------------------------
 
 # Tests and backends for each sanitizer (backends not in Cargo.toml's
@@ -710,7 +724,7 @@ step_sanitizers() {
 # main
 # ---------------------------------------------------------------------------
 
-ALL_STEPS="fmt clippy test loom miri nostd sanitizers"
+ALL_STEPS="fmt clippy test loom miri nostd embedded sanitizers"
 SELECTED="${*:-$ALL_STEPS}"
 for s in $SELECTED; do
     case " $ALL_STEPS " in

@@ -421,25 +421,3 @@ fn value_of_index(key: &[u8]) -> u32 {
         .iter()
         .fold(0, |n, d| n * 10 + u32::from(d - b'0'))
 }
-
-/// TEMPORARY, until masstree builds without the `alloc` crate: the core
-/// still links `alloc`, which wants a global allocator. This one panics on
-/// any use (and so fails the run), proving nothing is allocated through it.
-mod trap_global_alloc {
-    use core::alloc::{GlobalAlloc, Layout};
-
-    struct Trap;
-
-    // SAFETY: never returns memory: every call panics.
-    unsafe impl GlobalAlloc for Trap {
-        unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-            panic!("global allocation of {} bytes", layout.size())
-        }
-        unsafe fn dealloc(&self, _: *mut u8, _: Layout) {
-            panic!("global deallocation")
-        }
-    }
-
-    #[global_allocator]
-    static TRAP: Trap = Trap;
-}
