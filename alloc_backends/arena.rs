@@ -252,7 +252,8 @@ impl<A: Allocator> ArenaBackend<A> {
         self.bump.lock().bump(&self.alloc, layout)
     }
 
-    /// Runs the destructors of every retired value.
+    /// Runs the destructors of every retired value; a panicking one still
+    /// lets the rest run (see [`Limbo::release`]), then goes on.
     fn run_pending(&mut self) {
         // SAFETY: `&mut self`: no guard is alive, so no reader sees a retired
         // value; each was parked once. Its memory stays in the chunks.
@@ -342,19 +343,34 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for ArenaBackend<A> {
 
 impl<A: Allocator> Drop for ArenaBackend<A> {
     fn drop(&mut self) {
-        self.run_pending();
-        let mut chunk = self.bump.get_mut().chunks;
-        while !chunk.is_null() {
-            // SAFETY: every chunk was allocated by `add_chunk` with its size
-            // and the nodes' alignment, and is freed once, here.
-            unsafe {
-                let Chunk { next, size } = chunk.read();
-                let layout = Layout::from_size_align_unchecked(size, NODE_ALIGN);
-                self.alloc
-                    .deallocate(NonNull::new_unchecked(chunk.cast()), layout);
-                chunk = next;
+        /// Frees every chunk when dropped: after the retired values'
+        /// destructors (which run on memory in the chunks), also if one
+        /// panics.
+        struct FreeChunks<'a, A: Allocator>(*mut Chunk, &'a A);
+
+        impl<A: Allocator> Drop for FreeChunks<'_, A> {
+            fn drop(&mut self) {
+                let mut chunk = self.0;
+                while !chunk.is_null() {
+                    // SAFETY: every chunk was allocated by `add_chunk` with
+                    // its size and the nodes' alignment, and is freed once,
+                    // here, as the backend drops: nothing in it is used
+                    // again.
+                    unsafe {
+                        let Chunk { next, size } = chunk.read();
+                        let layout = Layout::from_size_align_unchecked(size, NODE_ALIGN);
+                        self.1
+                            .deallocate(NonNull::new_unchecked(chunk.cast()), layout);
+                        chunk = next;
+                    }
+                }
             }
         }
+
+        let _chunks = FreeChunks(self.bump.get_mut().chunks, &self.alloc);
+        // SAFETY: as in `run_pending` (inlined: `self.alloc` is borrowed);
+        // the chunks are freed only after, by `_chunks`.
+        unsafe { self.pending.release(|_, _| {}) };
     }
 }
 

@@ -175,9 +175,14 @@ mod limbo {
 
     use super::header;
 
-    /// Drops a record's payload (if it has a destructor) and returns the
-    /// layout of the whole allocation, header included.
-    pub(crate) type Release = unsafe fn(NonNull<Record>) -> Layout;
+    /// Frees a record's whole allocation (header included), given its
+    /// address and layout.
+    pub(crate) type Free<'a> = &'a mut dyn FnMut(NonNull<u8>, Layout);
+
+    /// Drops a record's payload (if it has a destructor) and hands the whole
+    /// allocation, header included, to the free function, even when the
+    /// payload's destructor panics (the panic then goes on).
+    pub(crate) type Release = unsafe fn(NonNull<Record>, Free<'_>);
 
     /// The [`header`] of a value or suffix record, written at retirement:
     /// its [`Limbo`] link, and how to release it.
@@ -186,18 +191,42 @@ mod limbo {
         release: Release,
     }
 
-    /// Releases a `T` record: drops the `T`, returns the allocation's layout.
+    /// Hands an allocation to its free function when dropped: after the
+    /// payload's destructor, or while it unwinds.
+    struct FreeOnDrop<'a> {
+        base: NonNull<u8>,
+        layout: Layout,
+        free: Free<'a>,
+    }
+
+    impl Drop for FreeOnDrop<'_> {
+        fn drop(&mut self) {
+            (self.free)(self.base, self.layout);
+        }
+    }
+
+    /// Releases a `T` record: drops the `T`, then frees the allocation
+    /// through `free` (also if the `T`'s destructor panics).
     ///
     /// # Safety
     /// `h` heads a live `T` allocated behind a [`Record`], not used again.
-    pub(crate) unsafe fn release_value<T>(h: NonNull<Record>) -> Layout {
-        // SAFETY: the caller guarantees a live `T` at the payload, dropped
-        // once, here; its layout did not overflow when it was allocated.
-        unsafe {
+    pub(crate) unsafe fn release_value<T>(h: NonNull<Record>, free: Free<'_>) {
+        // SAFETY: the caller guarantees a live `T` at the payload; its
+        // layout did not overflow when it was allocated.
+        let (payload, layout) = unsafe {
             let off = header::offset::<Record>(align_of::<T>());
-            ptr::drop_in_place(h.cast::<u8>().add(off).cast::<T>().as_ptr());
-            header::layout::<Record>(Layout::new::<T>()).unwrap_unchecked()
-        }
+            let payload = h.cast::<u8>().add(off).cast::<T>();
+            let layout = header::layout::<Record>(Layout::new::<T>()).unwrap_unchecked();
+            (payload, layout)
+        };
+        let _free = FreeOnDrop {
+            base: h.cast(),
+            layout,
+            free,
+        };
+        // SAFETY: the caller guarantees a live `T`, dropped once, here; the
+        // memory is freed only after, by `_free`.
+        unsafe { ptr::drop_in_place(payload.as_ptr()) };
     }
 
     /// Something a [`Stack`] links through one word of its own.
@@ -262,17 +291,45 @@ mod limbo {
         }
 
         /// Takes every entry off and hands each to `f`, which may free it.
-        /// The stack is detached first: if `f` panics, the rest leak rather
-        /// than being handed out twice.
-        pub(crate) fn drain(&mut self, mut f: impl FnMut(NonNull<T>)) {
-            let mut p = core::mem::replace(self.head.get_mut(), ptr::null_mut());
-            *self.len.get_mut() = 0;
-            while let Some(e) = NonNull::new(p) {
-                // SAFETY: `push`'s contract: a live entry, on this stack only,
-                // its link written by `push`; read before `f` frees it.
-                p = unsafe { T::link(e).read() };
-                f(e);
+        /// The stack is detached first, so no entry is handed out twice. If
+        /// `f` panics, the rest still go to `f` while the panic unwinds (a
+        /// second panic then aborts, as in `Vec`), and the panic goes on.
+        pub(crate) fn drain(&mut self, f: impl FnMut(NonNull<T>)) {
+            /// The entries not handed out yet, and where they go: its drop
+            /// hands out the rest if the loop below unwinds.
+            struct Rest<T: Linked, F: FnMut(NonNull<T>)> {
+                next: *mut T,
+                f: F,
             }
+
+            impl<T: Linked, F: FnMut(NonNull<T>)> Rest<T, F> {
+                /// Hands out the next entry; `false` once there is none.
+                fn step(&mut self) -> bool {
+                    let Some(e) = NonNull::new(self.next) else {
+                        return false;
+                    };
+                    // SAFETY: `push`'s contract: a live entry, on the drained
+                    // stack only, its link written by `push`; read before `f`
+                    // frees it, and advanced past before `f` runs, so a
+                    // panicking `f` does not get it again.
+                    self.next = unsafe { T::link(e).read() };
+                    (self.f)(e);
+                    true
+                }
+            }
+
+            impl<T: Linked, F: FnMut(NonNull<T>)> Drop for Rest<T, F> {
+                fn drop(&mut self) {
+                    // Only after a panic in `f`: otherwise the loop in
+                    // `drain` has emptied the list.
+                    while self.step() {}
+                }
+            }
+
+            let next = core::mem::replace(self.head.get_mut(), ptr::null_mut());
+            *self.len.get_mut() = 0;
+            let mut rest = Rest { next, f };
+            while rest.step() {}
         }
     }
 
@@ -290,14 +347,19 @@ mod limbo {
         }
 
         /// Releases every parked record (see [`Release`]) and hands its
-        /// allocation to `free`.
+        /// allocation to `free`. A panicking destructor does not stop it:
+        /// that record and the rest are still released and freed (see
+        /// [`Stack::drain`]), then the panic goes on to the caller.
         ///
         /// # Safety
         /// No reader can still see a parked record.
         pub(crate) unsafe fn release(&mut self, mut free: impl FnMut(NonNull<u8>, Layout)) {
-            // SAFETY: the caller's guarantees; `park` wrote each `release`,
-            // which is called once.
-            self.drain(|h| free(h.cast(), unsafe { ((*h.as_ptr()).release)(h) }));
+            self.drain(|h| {
+                // SAFETY: the caller's guarantees; `park` wrote each
+                // `release`, which is called once, on the record it was
+                // parked with.
+                unsafe { ((*h.as_ptr()).release)(h, &mut free) }
+            });
         }
     }
 }

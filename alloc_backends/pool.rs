@@ -44,7 +44,7 @@ use allocator_api2::alloc::{AllocError, Allocator};
 
 use super::NODE_SLOT;
 use super::header::{self, place};
-use super::limbo::{Limbo, Linked, Record, Stack, release_value};
+use super::limbo::{Free, Limbo, Linked, Record, Stack, release_value};
 use super::slabs::Slabs;
 use crate::backend::{AddressGuard, Internode, Leaf, NodeAllocatorGeneric, Suffix};
 
@@ -219,27 +219,31 @@ impl<A: Allocator> PoolBackend<A> {
         header::alloc::<Record>(payload, |l| Ok(self.alloc.allocate(l)?.cast()))
     }
 
-    /// Releases every retired value and suffix record.
-    fn release_records(&mut self) {
-        let alloc = &self.alloc;
-        // SAFETY: `&mut self`: no guard is alive, so no reader sees a
-        // retired record; each came from `alloc_record`.
-        unsafe { self.records.release(|p, l| alloc.deallocate(p, l)) };
+    /// Releases every retired value and suffix record; a panicking
+    /// destructor still lets the rest be released and freed (see
+    /// [`Limbo::release`]), then goes on.
+    fn release_records(records: &mut Limbo, alloc: &A) {
+        // SAFETY: the caller has the backend by `&mut`: no guard is alive,
+        // so no reader sees a retired record; each came from `alloc_record`.
+        unsafe { records.release(|p, l| alloc.deallocate(p, l)) };
     }
 }
 
-/// Releases a suffix record (no destructor): returns the allocation's layout.
+/// Releases a suffix record (no destructor): frees the allocation through
+/// `free`.
 ///
 /// # Safety
-/// `h` heads an initialized [`Suffix`] allocated behind a [`Record`].
-unsafe fn release_suffix(h: NonNull<Record>) -> Layout {
+/// `h` heads an initialized [`Suffix`] allocated behind a [`Record`], not
+/// used again.
+unsafe fn release_suffix(h: NonNull<Record>, free: Free<'_>) {
     // SAFETY: the caller guarantees an initialized record at the payload;
     // its layout did not overflow when it was allocated.
-    unsafe {
+    let layout = unsafe {
         let off = header::offset::<Record>(align_of::<Suffix>());
         let payload = Suffix::layout_of(h.cast::<u8>().add(off).cast());
         header::layout::<Record>(payload).unwrap_unchecked()
-    }
+    };
+    free(h.cast(), layout);
 }
 
 /// The record header of a suffix record or a `T` from this backend.
@@ -296,18 +300,13 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
         // SAFETY: the caller guarantees an initialized record of ours that
         // nobody can reach, allocated behind a header; released once, here.
-        unsafe {
-            let h = record_of(suffix);
-            self.alloc.deallocate(h.cast(), release_suffix(h));
-        }
+        unsafe { release_suffix(record_of(suffix), &mut |p, l| self.alloc.deallocate(p, l)) }
     }
 
     unsafe fn free_value<T>(&self, value: NonNull<T>) {
-        // SAFETY: as in `free_suffix`; the value is dropped exactly once, here.
-        unsafe {
-            let h = record_of(value);
-            self.alloc.deallocate(h.cast(), release_value::<T>(h));
-        }
+        // SAFETY: as in `free_suffix`; the value is dropped exactly once,
+        // here, and its memory freed even if its destructor panics.
+        unsafe { release_value::<T>(record_of(value), &mut |p, l| self.alloc.deallocate(p, l)) }
     }
 
     unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &AddressGuard<'_>) {
@@ -342,7 +341,9 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
     }
 
     fn reclaim(&mut self) {
-        self.release_records();
+        // If a destructor panics, the retired nodes stay parked, for the
+        // next `reclaim` or the drop (which frees every slab).
+        Self::release_records(&mut self.records, &self.alloc);
         let (slabs, alloc) = (&self.slabs, &self.alloc);
         // SAFETY: `&mut self`: no guard is alive, so no reader sees a
         // retired node; each was taken from the slabs and parked once.
@@ -357,11 +358,21 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for PoolBackend<A> {
 
 impl<A: Allocator> Drop for PoolBackend<A> {
     fn drop(&mut self) {
-        // Values first (their destructors run), then every slab, which holds
-        // every node, live or retired.
-        self.release_records();
-        // SAFETY: the tree is gone: no node is used again.
-        unsafe { self.slabs.release_all(&self.alloc) };
+        /// Frees every slab, which holds every node, live or retired, when
+        /// dropped: also if a value's destructor panics.
+        struct ReleaseSlabs<'a, A: Allocator>(&'a mut NodeSlabs, &'a A);
+
+        impl<A: Allocator> Drop for ReleaseSlabs<'_, A> {
+            fn drop(&mut self) {
+                // SAFETY: the backend is being dropped, so the tree is gone:
+                // no node is used again.
+                unsafe { self.0.release_all(self.1) };
+            }
+        }
+
+        // Values first (their destructors run), then the slabs.
+        let _slabs = ReleaseSlabs(&mut self.slabs, &self.alloc);
+        Self::release_records(&mut self.records, &self.alloc);
     }
 }
 

@@ -326,17 +326,14 @@ mod reclaim {
     }
 
     // Pool and arena release retired values through `Limbo::release`
-    // (alloc_backends/mod.rs), which stops at a panicking destructor: the
-    // values after it, and its own memory, leak (pool's drop then also skips
-    // its slabs). Run with `--ignored` to see it.
+    // (alloc_backends/mod.rs), which goes on past a panicking destructor
+    // (freeing its memory too) and re-raises the panic after.
     reclaim_tests! {
         #[cfg(feature = "seize")] seize;
         #[cfg(all(feature = "seize", feature = "huge-pages"))] seize_huge_pages;
         #[cfg(feature = "pool")]
-        #[ignore = "Limbo::release leaks the rest of the records after a panicking destructor"]
         pool;
         #[cfg(feature = "arena")]
-        #[ignore = "Limbo::release leaks the rest of the records after a panicking destructor"]
         arena;
     }
 }
