@@ -8,9 +8,7 @@
 use alloc::vec::Vec;
 use core::fmt;
 use core::iter::FusedIterator;
-#[cfg(feature = "alloc")]
-use core::ops::RangeBounds;
-use core::ops::{Bound, ControlFlow};
+use core::ops::{self, Bound, ControlFlow};
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::buf::Buf;
@@ -36,7 +34,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// The entries whose keys fall in `range`, in key order (and reversed with
     /// `.rev()`), as with `BTreeMap::range`. Any range of byte-string-like
     /// keys works (`&[u8]`, `&str`, `Vec<u8>`, `[u8; N]`...), and so does a
-    /// pair of `Bound<&[u8]>` (name the key type: `tree.range::<[u8], _>(..)`).
+    /// pair of `Bound`s of them; see [`KeyRange`].
     /// An empty or inverted range yields nothing (where `BTreeMap` panics).
     /// See [`Range`] for what a scan guarantees under concurrent writes.
     ///
@@ -50,6 +48,10 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// assert_eq!(keys, [b"b".to_vec(), b"c".to_vec()]);
     /// let last = tree.range(&b"b"[..].., &g).next_back();
     /// assert_eq!(last, Some((b"d".to_vec(), 3)));
+    /// assert_eq!(tree.range(.., &g).count(), 4);
+    /// assert_eq!(tree.range("b"..="c", &g).count(), 2);
+    /// let from = String::from("c");
+    /// assert_eq!(tree.range(from.., &g).count(), 2);
     /// ```
     ///
     /// Needs the `alloc` feature (the items own their keys); without it,
@@ -60,15 +62,12 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
-    pub fn range<'g, K, R>(&self, range: R, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
+    pub fn range<'g, R: KeyRange>(&self, range: R, guard: &'g A::Guard<'_>) -> Range<'_, 'g, S, A>
     where
         S: 'g,
-        K: AsRef<[u8]> + ?Sized,
-        R: RangeBounds<K>,
     {
         self.check(guard);
-        let start = range.start_bound().map(|k| k.as_ref());
-        let end = range.end_bound().map(|k| k.as_ref());
+        let (start, end) = range.bounds();
         Range::new(self, start, end)
     }
 
@@ -84,7 +83,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     where
         S: 'g,
     {
-        self.range::<[u8], _>((Bound::Unbounded, Bound::Unbounded), guard)
+        self.range(.., guard)
     }
 
     /// All keys in order. Needs the `alloc` feature (the keys are owned);
@@ -151,10 +150,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     {
         let p = prefix.as_ref();
         match prefix_end(p) {
-            Some(end) => {
-                self.range::<[u8], _>((Bound::Included(p), Bound::Excluded(&end[..])), guard)
-            }
-            None => self.range::<[u8], _>((Bound::Included(p), Bound::Unbounded), guard),
+            Some(end) => self.range((Bound::Included(p), Bound::Excluded(&end[..])), guard),
+            None => self.range((Bound::Included(p), Bound::Unbounded), guard),
         }
     }
 
@@ -193,6 +190,53 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 /// the cursor and iterator types need no bound on their backend (only a
 /// buffer's growth and its free, both rare, go through the vtable).
 type RawAlloc<'t> = &'t dyn Allocator;
+
+/// A range of byte-string keys, what [`Tree::range`] takes: `..`, `a..b`,
+/// `a..`, `..b`, `a..=b`, `..=b` and `(Bound, Bound)` pairs of any
+/// `AsRef<[u8]>` key type (`&[u8]`, `&str`, `Vec<u8>`, `String`, `&[u8; N]`),
+/// without naming the key type.
+///
+/// ```
+/// use core::ops::Bound;
+/// use masstree::KeyRange;
+/// assert_eq!((..).bounds(), (Bound::Unbounded, Bound::Unbounded));
+/// assert_eq!(("a".."b").bounds(), (Bound::Included(&b"a"[..]), Bound::Excluded(&b"b"[..])));
+/// let lo = vec![1u8];
+/// assert_eq!((Bound::Excluded(&lo), Bound::Unbounded).bounds().0, Bound::Excluded(&[1u8][..]));
+/// ```
+pub trait KeyRange {
+    /// The start and end bounds as byte strings.
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>);
+}
+
+impl KeyRange for ops::RangeFull {
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (Bound::Unbounded, Bound::Unbounded)
+    }
+}
+
+/// `KeyRange` for a std range type, from its two `Bound`s.
+macro_rules! key_range {
+    ($($t:ident),*) => {$(
+        impl<K: AsRef<[u8]>> KeyRange for ops::$t<K> {
+            fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+                use ops::RangeBounds;
+                let start = self.start_bound().map(AsRef::as_ref);
+                (start, self.end_bound().map(AsRef::as_ref))
+            }
+        }
+    )*};
+}
+key_range!(Range, RangeFrom, RangeTo, RangeInclusive, RangeToInclusive);
+
+impl<K: AsRef<[u8]>> KeyRange for (Bound<K>, Bound<K>) {
+    fn bounds(&self) -> (Bound<&[u8]>, Bound<&[u8]>) {
+        (
+            self.0.as_ref().map(AsRef::as_ref),
+            self.1.as_ref().map(AsRef::as_ref),
+        )
+    }
+}
 
 /// Where [`Cursor::seek`] lands, relative to the key it is given.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -430,7 +474,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 /// scan release memory now and then, drop the iterator, drop or refresh the
 /// guard, and start a new range just beyond the last key seen
 /// (`tree.range(&last[..].., &guard)` then skip it, or
-/// `tree.range::<[u8], _>((Bound::Excluded(&last[..]), Bound::Unbounded), &guard)`).
+/// `tree.range((Bound::Excluded(&last[..]), Bound::Unbounded), &guard)`).
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 pub struct Range<'t, 'g, S, A>(Span<'t, 'g, S, A>);

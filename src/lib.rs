@@ -63,7 +63,7 @@ pub use entry::{Entry, Keep};
 pub use fallible::{AllocFailed, Fallible};
 #[cfg(feature = "alloc")]
 pub use iter::Range;
-pub use iter::{Cursor, Seek};
+pub use iter::{Cursor, KeyRange, Seek};
 pub use tree::Tree;
 #[cfg(feature = "serde")]
 pub use serialize::TreeSeed;

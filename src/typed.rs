@@ -187,7 +187,7 @@ impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedTree<K, S, A> 
     {
         let start = range.start_bound().map(encoded);
         let end = range.end_bound().map(encoded);
-        TypedRange::new(self.tree.range::<Vec<u8>, _>((start, end), guard))
+        TypedRange::new(self.tree.range((start, end), guard))
     }
 
     /// All entries in key order.
