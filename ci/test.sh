@@ -6,6 +6,7 @@
 #
 #   1. rustfmt            cargo fmt --all --check
 #   2. clippy             cargo clippy --all-targets --all-features -- -D warnings
+#                         cargo doc --no-deps --all-features (RUSTDOCFLAGS=-D warnings)
 #   3. tests              cargo test --release --all-features   (+ doctests)
 #                         cargo test --release --no-default-features --lib --test api --test ordered
 #                         cargo test --release --no-default-features --features <f> (same targets)
@@ -250,6 +251,10 @@ step_fmt() {
 
 step_clippy() {
     run_step "clippy" cargo clippy --all-targets --all-features -- -D warnings
+    # The docs, as docs.rs builds them (all features), without a warning
+    # (broken or private intra-doc links included).
+    run_step "rustdoc (all features, warnings are errors)" \
+        env RUSTDOCFLAGS="-D warnings" cargo doc --no-deps --all-features
 }
 
 # ---------------------------------------------------------------------------

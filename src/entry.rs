@@ -14,8 +14,9 @@ use crate::value::ValueStorage;
 /// a present value is kept, or replaced by what
 /// [`and_modify`](Self::and_modify)'s closure makes of it, and an absent key
 /// gets the value given. The closures run with the leaf locked: keep them
-/// short, and do not write to this tree from inside them (see
-/// [`crate::update`]).
+/// short, and do not write to this tree from inside them: the write would
+/// wait forever for the lock (debug builds with `std` detect it and panic;
+/// see [`Tree::update`](crate::Tree::update)).
 ///
 /// ```
 /// use masstree::InlineMassTree;
