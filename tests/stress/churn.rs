@@ -4,11 +4,12 @@
 //! for stable keys.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 use std::time::Instant;
 
+use crate::check::{Coherence, Progress, batched, join_all, until_done};
 use crate::common::{Rng, hex};
-use crate::map::{DoneOnDrop, StressMap, Tag};
+use crate::map::{DoneOnDrop, Session, StressMap, Tag};
 
 #[derive(Clone, Debug)]
 pub(crate) struct ChurnCfg {
@@ -58,217 +59,250 @@ pub(crate) fn stable_key(g: usize) -> Vec<u8> {
 
 pub(crate) fn run_churn<M: StressMap>(map: &M, cfg: &ChurnCfg) {
     let start = Instant::now();
-    let nw = cfg.writers;
-    let id_of = |g: usize, w: usize, slot: usize| ((g * nw + w) * CHURN_SLOTS + slot) as u32;
-    let nkeys = cfg.groups * nw * CHURN_SLOTS;
-    let mut keys: Vec<Vec<u8>> = vec![Vec::new(); nkeys];
-    for g in 0..cfg.groups {
-        for w in 0..nw {
-            for slot in 0..CHURN_SLOTS {
-                keys[id_of(g, w, slot) as usize] = churn_key(g, w, slot);
+    let plan = ChurnPlan::new(cfg);
+    map.session(|sess| {
+        for (g, k) in &plan.stable {
+            assert_eq!((sess.insert)(k, plan.stable_tag(*g)), None);
+        }
+    });
+    let finals = std::thread::scope(|s| {
+        let plan = &plan;
+        let writers: Vec<_> = (0..plan.nw)
+            .map(|w| s.spawn(move || plan.writer(map, w)))
+            .collect();
+        for r in 0..cfg.readers {
+            s.spawn(move || plan.reader(map, cfg, r));
+        }
+        join_all(writers, "writer")
+    });
+    plan.check_final(map, &finals);
+    plan.remove_all(map, &finals);
+    eprintln!(
+        "run_churn {cfg:?}: {} ops, {:?}",
+        plan.nw * cfg.ops_per_writer,
+        start.elapsed()
+    );
+}
+
+/// Key id of slot `slot` of writer `w` in group `g`, with `nw` writers.
+fn id_of(nw: usize, g: usize, w: usize, slot: usize) -> u32 {
+    ((g * nw + w) * CHURN_SLOTS + slot) as u32
+}
+
+/// The keys, the writers' schedules and what the writers publish.
+struct ChurnPlan {
+    nw: usize,
+    nkeys: usize,
+    /// `keys[id_of(g, w, slot)] = churn_key(g, w, slot)`
+    keys: Vec<Vec<u8>>,
+    /// the never-removed keys, with their groups
+    stable: Vec<(usize, Vec<u8>)>,
+    /// `schedules[w][seq - 1]` = (key id, is_insert)
+    schedules: Vec<Vec<(u32, bool)>>,
+    progress: Progress,
+    writers_done: AtomicUsize,
+}
+
+impl ChurnPlan {
+    fn new(cfg: &ChurnCfg) -> ChurnPlan {
+        let nw = cfg.writers;
+        let nkeys = cfg.groups * nw * CHURN_SLOTS;
+        let mut keys: Vec<Vec<u8>> = vec![Vec::new(); nkeys];
+        for g in 0..cfg.groups {
+            for w in 0..nw {
+                for slot in 0..CHURN_SLOTS {
+                    keys[id_of(nw, g, w, slot) as usize] = churn_key(g, w, slot);
+                }
             }
         }
-    }
-    let owner = |id: u32| (id as usize / CHURN_SLOTS) % nw;
-    let stable: Vec<(usize, Vec<u8>)> = (0..cfg.groups)
-        .step_by(2)
-        .map(|g| (g, stable_key(g)))
-        .collect();
-    let stable_tag = |g: usize| Tag {
-        id: (nkeys + g) as u32,
-        w: 15,
-        seq: 1,
-    };
-    // schedules[w][seq - 1] = (key id, is_insert)
-    let schedules: Vec<Vec<(u32, bool)>> = (0..nw)
-        .map(|w| {
+        let schedule = |w: usize| -> Vec<(u32, bool)> {
             let mut rng = Rng::new(cfg.seed ^ ((w as u64) << 32));
             (0..cfg.ops_per_writer)
                 .map(|_| {
                     let g = rng.below(cfg.groups as u64) as usize;
                     let slot = rng.below(CHURN_SLOTS as u64) as usize;
-                    (id_of(g, w, slot), rng.below(100) < cfg.insert_pct)
+                    (id_of(nw, g, w, slot), rng.below(100) < cfg.insert_pct)
                 })
                 .collect()
-        })
-        .collect();
-    let progress: Vec<AtomicU32> = (0..nw).map(|_| AtomicU32::new(0)).collect();
-    let writers_done = AtomicUsize::new(0);
-
-    map.session(|sess| {
-        for (g, k) in &stable {
-            assert_eq!((sess.insert)(k, stable_tag(*g)), None);
+        };
+        ChurnPlan {
+            nw,
+            nkeys,
+            keys,
+            stable: (0..cfg.groups)
+                .step_by(2)
+                .map(|g| (g, stable_key(g)))
+                .collect(),
+            schedules: (0..nw).map(schedule).collect(),
+            progress: Progress::new(nw),
+            writers_done: AtomicUsize::new(0),
         }
-    });
+    }
 
-    let validate = |t: Tag, id: u32, what: &str| {
+    /// The only writer of key `id`.
+    fn owner(&self, id: u32) -> usize {
+        (id as usize / CHURN_SLOTS) % self.nw
+    }
+
+    fn stable_tag(&self, g: usize) -> Tag {
+        Tag {
+            id: (self.nkeys + g) as u32,
+            w: 15,
+            seq: 1,
+        }
+    }
+
+    /// Checks that `t`, observed for key `id`, was inserted there by its
+    /// owner. Must be called after the observation (it loads `progress`).
+    fn validate(&self, t: Tag, id: u32, what: &str) {
         assert_eq!(
             t.id, id,
             "{what}: value of key id {} found under key id {id}",
             t.id
         );
-        let w = owner(id);
+        let w = self.owner(id);
         assert_eq!(
             t.w as usize, w,
             "{what}: key {id} is only written by writer {w}: {t:?}"
         );
-        assert!(t.seq >= 1);
-        let p = progress[w].load(Ordering::Acquire);
-        assert!(
-            t.seq <= p,
-            "{what}: {t:?} observed before writer {w} started it ({p})"
-        );
+        self.progress.check_started(t, what);
         assert_eq!(
-            schedules[w][t.seq as usize - 1],
+            self.schedules[w][t.seq as usize - 1],
             (id, true),
             "{what}: writer {w} never inserted {t:?}"
         );
-    };
+    }
 
-    let finals =
-        std::thread::scope(|s| {
-            let writers: Vec<_> =
-                (0..nw)
-                    .map(|w| {
-                        let (keys, schedules, progress, writers_done) =
-                            (&keys, &schedules, &progress, &writers_done);
-                        s.spawn(move || {
-                            let _d = DoneOnDrop(writers_done);
-                            let mut state: HashMap<u32, Tag> = HashMap::new();
-                            let sched = &schedules[w];
-                            let mut pos = 0;
-                            let batch = if w % 2 == 0 { 32 } else { 1 };
-                            while pos < sched.len() {
-                                map.session(|sess| {
-                            for _ in 0..batch {
-                                if pos == sched.len() {
-                                    break;
-                                }
-                                let (id, ins) = sched[pos];
-                                let seq = pos as u32 + 1;
-                                let k = &keys[id as usize];
-                                progress[w].store(seq, Ordering::Release);
-                                if ins {
-                                    let t = Tag { id, w: w as u32, seq };
-                                    let old = (sess.insert)(k, t);
-                                    assert_eq!(
-                                        old,
-                                        state.insert(id, t),
-                                        "writer {w} op {seq}: insert {} returned a wrong \
-                                         previous value",
-                                        hex(k)
-                                    );
-                                } else {
-                                    let old = (sess.remove)(k);
-                                    assert_eq!(
-                                        old,
-                                        state.remove(&id),
-                                        "writer {w} op {seq}: remove {} returned a wrong value",
-                                        hex(k)
-                                    );
-                                }
-                                pos += 1;
-                            }
-                        });
-                            }
-                            state
-                        })
-                    })
-                    .collect();
-            for r in 0..cfg.readers {
-                let (keys, stable, writers_done, validate) =
-                    (&keys, &stable, &writers_done, &validate);
-                s.spawn(move || {
-                    let mut rng = Rng::new(cfg.seed.wrapping_add(500 + r as u64));
-                    let mut last: HashMap<u32, u32> = HashMap::new();
-                    loop {
-                        let finished = writers_done.load(Ordering::Acquire) == nw;
-                        map.session(|sess| {
-                            for i in 0..64 {
-                                let id = rng.below(nkeys as u64) as u32;
-                                if let Some(t) = (sess.get)(&keys[id as usize]) {
-                                    validate(t, id, "reader");
-                                    let l = last.entry(id).or_insert(0);
-                                    assert!(
-                                        t.seq >= *l,
-                                        "reader {r}: key {id} went back in time ({} after {})",
-                                        t.seq,
-                                        *l
-                                    );
-                                    *l = t.seq;
-                                }
-                                if i % 4 == 0 {
-                                    let (g, k) = &stable[rng.below(stable.len() as u64) as usize];
-                                    assert_eq!(
-                                        (sess.get)(k),
-                                        Some(stable_tag(*g)),
-                                        "reader {r}: stable key {} of group {g} not visible",
-                                        hex(k)
-                                    );
-                                }
-                            }
-                        });
-                        if finished {
-                            break;
-                        }
-                    }
-                });
+    /// Writer `w` follows its schedule (even writers hold a guard for 32
+    /// operations, odd ones one guard per operation), checking every value
+    /// an insert replaced or a remove took against its own record; returns
+    /// that record (the value of each of its present keys).
+    fn writer<M: StressMap>(&self, map: &M, w: usize) -> HashMap<u32, Tag> {
+        let _d = DoneOnDrop(&self.writers_done);
+        let mut state: HashMap<u32, Tag> = HashMap::new();
+        let sched = &self.schedules[w];
+        let batch = if w % 2 == 0 { 32 } else { 1 };
+        batched(map, sched.len(), batch, |sess, pos| {
+            let ((id, ins), seq) = (sched[pos], pos as u32 + 1);
+            let k = &self.keys[id as usize];
+            self.progress.publish(w as u32, seq);
+            if ins {
+                let t = Tag {
+                    id,
+                    w: w as u32,
+                    seq,
+                };
+                let old = (sess.insert)(k, t);
+                assert_eq!(
+                    old,
+                    state.insert(id, t),
+                    "writer {w} op {seq}: insert {} returned a wrong previous value",
+                    hex(k)
+                );
+            } else {
+                let old = (sess.remove)(k);
+                assert_eq!(
+                    old,
+                    state.remove(&id),
+                    "writer {w} op {seq}: remove {} returned a wrong value",
+                    hex(k)
+                );
             }
-            writers
-                .into_iter()
-                .map(|h| h.join().expect("writer panicked"))
-                .collect::<Vec<_>>()
         });
+        state
+    }
 
-    // exact final state
-    let mut present = stable.len();
-    map.session(|sess| {
-        for id in 0..nkeys as u32 {
-            let expected = finals[owner(id)].get(&id).copied();
-            present += expected.is_some() as usize;
-            assert_eq!(
-                (sess.get)(&keys[id as usize]),
-                expected,
-                "final value of key {id} ({})",
-                hex(&keys[id as usize])
-            );
-        }
-        for (g, k) in &stable {
-            assert_eq!(
-                (sess.get)(k),
-                Some(stable_tag(*g)),
-                "final stable key {}",
-                hex(k)
-            );
-        }
-    });
-    assert_eq!(map.count(), present, "len() after join");
-    // remove everything: the tree must become empty (and stay usable)
-    map.session(|sess| {
-        for (id, k) in keys.iter().enumerate() {
-            let expected = finals[owner(id as u32)].get(&(id as u32)).copied();
-            assert_eq!((sess.remove)(k), expected, "final remove {}", hex(k));
-        }
-        for (g, k) in &stable {
-            assert_eq!((sess.remove)(k), Some(stable_tag(*g)));
-        }
-    });
-    assert_eq!(map.count(), 0);
-    map.session(|sess| {
-        for (id, k) in keys.iter().enumerate() {
-            assert_eq!((sess.get)(k), None, "key {id} after removing everything");
-        }
-        let t = Tag {
-            id: 0,
-            w: 0,
-            seq: 1,
-        };
-        assert_eq!((sess.insert)(&keys[0], t), None);
-        assert_eq!((sess.get)(&keys[0]), Some(t));
-    });
-    eprintln!(
-        "run_churn {cfg:?}: {} ops, {:?}",
-        nw * cfg.ops_per_writer,
-        start.elapsed()
-    );
+    /// A reader: random churned keys (values as inserted, never going back)
+    /// and stable keys (always there), until the writers are done.
+    fn reader<M: StressMap>(&self, map: &M, cfg: &ChurnCfg, r: usize) {
+        let mut rng = Rng::new(cfg.seed.wrapping_add(500 + r as u64));
+        let mut coherence: Coherence<u32> = Coherence::new();
+        until_done(&self.writers_done, self.nw, || {
+            map.session(|sess| {
+                for i in 0..64 {
+                    let id = rng.below(self.nkeys as u64) as u32;
+                    if let Some(t) = (sess.get)(&self.keys[id as usize]) {
+                        self.validate(t, id, "reader");
+                        coherence.advance(id, t.seq, || format!("reader {r}: key {id}"));
+                    }
+                    if i % 4 == 0 {
+                        let (g, k) = &self.stable[rng.below(self.stable.len() as u64) as usize];
+                        self.check_stable(sess, *g, k, || format!("reader {r}: stable key"));
+                    }
+                }
+            })
+        });
+    }
+
+    /// The stable key `k` of group `g` holds its value.
+    fn check_stable(
+        &self,
+        sess: &mut Session<'_>,
+        g: usize,
+        k: &[u8],
+        what: impl FnOnce() -> String,
+    ) {
+        let got = (sess.get)(k);
+        assert_eq!(
+            got,
+            Some(self.stable_tag(g)),
+            "{} {} of group {g}",
+            what(),
+            hex(k)
+        );
+    }
+
+    /// The value key `id` ends with: its owner's record.
+    fn expected(&self, finals: &[HashMap<u32, Tag>], id: u32) -> Option<Tag> {
+        finals[self.owner(id)].get(&id).copied()
+    }
+
+    /// After the join: exactly the writers' records and the stable keys,
+    /// and `len()` counts them.
+    fn check_final<M: StressMap>(&self, map: &M, finals: &[HashMap<u32, Tag>]) {
+        let mut present = self.stable.len();
+        map.session(|sess| {
+            for id in 0..self.nkeys as u32 {
+                let expected = self.expected(finals, id);
+                present += expected.is_some() as usize;
+                let k = &self.keys[id as usize];
+                assert_eq!(
+                    (sess.get)(k),
+                    expected,
+                    "final value of key {id} ({})",
+                    hex(k)
+                );
+            }
+            for (g, k) in &self.stable {
+                self.check_stable(sess, *g, k, || "final stable key".to_string());
+            }
+        });
+        assert_eq!(map.count(), present, "len() after join");
+    }
+
+    /// Removing everything empties the tree, which stays usable.
+    fn remove_all<M: StressMap>(&self, map: &M, finals: &[HashMap<u32, Tag>]) {
+        map.session(|sess| {
+            for (id, k) in self.keys.iter().enumerate() {
+                let expected = self.expected(finals, id as u32);
+                assert_eq!((sess.remove)(k), expected, "final remove {}", hex(k));
+            }
+            for (g, k) in &self.stable {
+                assert_eq!((sess.remove)(k), Some(self.stable_tag(*g)));
+            }
+        });
+        assert_eq!(map.count(), 0);
+        map.session(|sess| {
+            for (id, k) in self.keys.iter().enumerate() {
+                assert_eq!((sess.get)(k), None, "key {id} after removing everything");
+            }
+            let t = Tag {
+                id: 0,
+                w: 0,
+                seq: 1,
+            };
+            assert_eq!((sess.insert)(&self.keys[0], t), None);
+            assert_eq!((sess.get)(&self.keys[0]), Some(t));
+        });
+    }
 }

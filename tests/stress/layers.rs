@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Instant;
 
 use crate::common::hex;
-use crate::map::{StressMap, Tag};
+use crate::map::{Session, StressMap, Tag};
 use crate::writers::{StressCfg, run_stress};
 
 /// A spinning barrier that does not deadlock when a participant panics: a
@@ -76,63 +76,18 @@ pub(crate) fn layer_keys(round: usize, t: usize) -> [Vec<u8>; 4] {
 
 pub(crate) fn run_layer_race<M: StressMap>(map: &M, threads: usize, rounds: usize) {
     let start = Instant::now();
-    let barrier = Lockstep::new(threads);
-    let tag = |round: usize, t: usize, i: usize| Tag {
-        id: ((round * threads + t) * 4 + i) as u32,
-        w: t as u32,
-        seq: round as u32 + 1,
+    let race = LayerRace {
+        threads,
+        barrier: Lockstep::new(threads),
     };
     std::thread::scope(|s| {
         for t in 0..threads {
-            let barrier = &barrier;
+            let race = &race;
             s.spawn(move || {
-                let _poison = PoisonOnUnwind(barrier);
+                let _poison = PoisonOnUnwind(&race.barrier);
                 for round in 0..rounds {
-                    barrier.wait();
-                    map.session(|sess| {
-                        for (i, k) in layer_keys(round, t).iter().enumerate() {
-                            assert_eq!(
-                                (sess.insert)(k, tag(round, t, i)),
-                                None,
-                                "round {round} thread {t}: fresh key {} already present",
-                                hex(k)
-                            );
-                        }
-                        for (i, k) in layer_keys(round, t).iter().enumerate() {
-                            assert_eq!(
-                                (sess.get)(k),
-                                Some(tag(round, t, i)),
-                                "round {round} thread {t}: own key {} not found",
-                                hex(k)
-                            );
-                        }
-                        // everything of the previous round (finished before the barrier)
-                        if round > 0 {
-                            for u in 0..threads {
-                                for (i, k) in layer_keys(round - 1, u).iter().enumerate() {
-                                    assert_eq!(
-                                        (sess.get)(k),
-                                        Some(tag(round - 1, u, i)),
-                                        "round {round} thread {t}: key {} of round {} \
-                                         thread {u}",
-                                        hex(k),
-                                        round - 1
-                                    );
-                                }
-                            }
-                        }
-                        // the keys of other threads in this round: absent or exact
-                        for u in 0..threads {
-                            for (i, k) in layer_keys(round, u).iter().enumerate() {
-                                let got = (sess.get)(k);
-                                assert!(
-                                    got.is_none() || got == Some(tag(round, u, i)),
-                                    "round {round}: key {} has {got:?}",
-                                    hex(k)
-                                );
-                            }
-                        }
-                    });
+                    race.barrier.wait();
+                    map.session(|sess| race.round(sess, round, t));
                 }
             });
         }
@@ -140,9 +95,7 @@ pub(crate) fn run_layer_race<M: StressMap>(map: &M, threads: usize, rounds: usiz
     map.session(|sess| {
         for round in 0..rounds {
             for t in 0..threads {
-                for (i, k) in layer_keys(round, t).iter().enumerate() {
-                    assert_eq!((sess.get)(k), Some(tag(round, t, i)), "final {}", hex(k));
-                }
+                race.expect_keys(sess, round, t, "final");
             }
         }
     });
@@ -151,6 +104,73 @@ pub(crate) fn run_layer_race<M: StressMap>(map: &M, threads: usize, rounds: usiz
         "run_layer_race threads={threads} rounds={rounds}: {:?}",
         start.elapsed()
     );
+}
+
+/// `threads` threads adding their [`layer_keys`] round by round in lockstep.
+struct LayerRace {
+    threads: usize,
+    barrier: Lockstep,
+}
+
+impl LayerRace {
+    fn tag(&self, round: usize, t: usize, i: usize) -> Tag {
+        Tag {
+            id: ((round * self.threads + t) * 4 + i) as u32,
+            w: t as u32,
+            seq: round as u32 + 1,
+        }
+    }
+
+    /// Thread `t`'s part of `round`: its fresh keys go in and are found;
+    /// every key of the previous round (finished before the barrier) is
+    /// there; the other threads' keys of this round are absent or exact.
+    fn round(&self, sess: &mut Session<'_>, round: usize, t: usize) {
+        for (i, k) in layer_keys(round, t).iter().enumerate() {
+            assert_eq!(
+                (sess.insert)(k, self.tag(round, t, i)),
+                None,
+                "round {round} thread {t}: fresh key {} already present",
+                hex(k)
+            );
+        }
+        self.expect_keys(
+            sess,
+            round,
+            t,
+            &format!("round {round} thread {t}: own key"),
+        );
+        if round > 0 {
+            for u in 0..self.threads {
+                let what = format!(
+                    "round {round} thread {t}: of round {} thread {u}",
+                    round - 1
+                );
+                self.expect_keys(sess, round - 1, u, &what);
+            }
+        }
+        for u in 0..self.threads {
+            for (i, k) in layer_keys(round, u).iter().enumerate() {
+                let got = (sess.get)(k);
+                assert!(
+                    got.is_none() || got == Some(self.tag(round, u, i)),
+                    "round {round}: key {} has {got:?}",
+                    hex(k)
+                );
+            }
+        }
+    }
+
+    /// The keys of thread `t` in `round` hold their values.
+    fn expect_keys(&self, sess: &mut Session<'_>, round: usize, t: usize, what: &str) {
+        for (i, k) in layer_keys(round, t).iter().enumerate() {
+            assert_eq!(
+                (sess.get)(k),
+                Some(self.tag(round, t, i)),
+                "{what}: key {}",
+                hex(k)
+            );
+        }
+    }
 }
 
 // Driver 3: hammer a handful of keys (constant replacement of out-of-line

@@ -33,20 +33,42 @@
 #[macro_use]
 #[path = "../common/mod.rs"]
 mod common;
+mod check;
 mod churn;
 mod layers;
 mod map;
 mod readers;
 mod writers;
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::AtomicUsize;
 
+use check::until_done;
 use churn::{ChurnCfg, run_churn};
 use common::{Rng, scaled};
 use layers::{run_hot_keys, run_layer_race};
-use map::{DoneOnDrop, Session, StressMap, Tag, Val};
+use map::{DoneOnDrop, Session, StressMap, Tag, Val, hold};
 use readers::{run_conversion_under_readers, run_splits_under_readers};
 use writers::{StressCfg, run_stress};
+
+/// The `String` value number `v` of key `k`: the key, the number, and a
+/// padding whose length depends on the number.
+fn string_value(k: u64, v: u64) -> String {
+    format!("key={k:08};val={v};{}", "p".repeat((v % 50) as usize))
+}
+
+/// Checks that `s` is a [`string_value`] of key `k`; returns its number.
+fn check_string_value(k: u64, s: &str) -> u64 {
+    let prefix = format!("key={k:08};val=");
+    assert!(
+        s.starts_with(&prefix),
+        "value {s:?} does not belong to key {k}"
+    );
+    let rest = &s[prefix.len()..];
+    let (v, pad) = rest.split_once(';').expect("corrupt value");
+    let v: u64 = v.parse().expect("corrupt value");
+    assert_eq!(pad.len() as u64, v % 50, "corrupt value {s:?}");
+    v
+}
 
 for_each_backend! {
     use std::cell::RefCell;
@@ -68,29 +90,13 @@ for_each_backend! {
         fn session<R>(&self, f: impl FnOnce(&mut Session<'_>) -> R) -> R {
             let g = self.guard();
             // every reference obtained under `g`, re-verified before `g` is dropped
-            let held: RefCell<Vec<(&Val, Tag)>> = RefCell::new(Vec::new());
+            let held = RefCell::new(Vec::new());
             let r = {
                 let mut ins = |k: &[u8], t: Tag| {
-                    self.insert(k, Val::new(k, t), &g).map(|v| {
-                        let tag = v.verify(Some(k));
-                        held.borrow_mut().push((v, tag));
-                        tag
-                    })
+                    self.insert(k, Val::new(k, t), &g).map(|v| hold(&held, k, v))
                 };
-                let mut get = |k: &[u8]| {
-                    self.get(k, &g).map(|v| {
-                        let tag = v.verify(Some(k));
-                        held.borrow_mut().push((v, tag));
-                        tag
-                    })
-                };
-                let mut rem = |k: &[u8]| {
-                    self.remove(k, &g).map(|v| {
-                        let tag = v.verify(Some(k));
-                        held.borrow_mut().push((v, tag));
-                        tag
-                    })
-                };
+                let mut get = |k: &[u8]| self.get(k, &g).map(|v| hold(&held, k, v));
+                let mut rem = |k: &[u8]| self.remove(k, &g).map(|v| hold(&held, k, v));
                 f(&mut Session { insert: &mut ins, get: &mut get, remove: &mut rem })
             };
             for (v, tag) in held.into_inner() {
@@ -178,66 +184,55 @@ for_each_backend! {
         let t = new_tree::<String>();
         let nkeys = 64u64;
         let writes = scaled(40_000) as u64;
-        let mk = |k: u64, v: u64| format!("key={k:08};val={v};{}", "p".repeat((v % 50) as usize));
-        let check = |k: u64, s: &str| {
-            let prefix = format!("key={k:08};val=");
-            assert!(s.starts_with(&prefix), "value {s:?} does not belong to key {k}");
-            let rest = &s[prefix.len()..];
-            let (v, pad) = rest.split_once(';').expect("corrupt value");
-            let v: u64 = v.parse().expect("corrupt value");
-            assert_eq!(pad.len() as u64, v % 50, "corrupt value {s:?}");
-            v
-        };
         {
             let g = t.guard();
             for k in 0..nkeys {
-                assert!(t.insert(&k.to_be_bytes(), mk(k, 0), &g).is_none());
+                assert!(t.insert(&k.to_be_bytes(), string_value(k, 0), &g).is_none());
             }
         }
         let done = AtomicUsize::new(0);
         std::thread::scope(|s| {
+            let (t, done) = (&t, &done);
             for w in 0..2u64 {
-                let (t, done) = (&t, &done);
                 s.spawn(move || {
                     let _d = DoneOnDrop(done);
                     for i in 0..writes {
                         let k = (i * 7 + w) % nkeys;
                         let g = t.guard();
-                        let old = t.insert(&k.to_be_bytes(), mk(k, i + 1), &g).expect("present");
-                        check(k, old);
+                        let old = t.insert(&k.to_be_bytes(), string_value(k, i + 1), &g);
+                        check_string_value(k, old.expect("present"));
                     }
                 });
             }
             for r in 0..4u64 {
-                let (t, done) = (&t, &done);
                 s.spawn(move || {
                     let mut rng = Rng::new(r);
-                    loop {
-                        let finished = done.load(Ordering::Acquire) == 2;
-                        let g = t.guard();
-                        let mut held: Vec<(u64, &String, String)> = Vec::new();
-                        for _ in 0..256 {
-                            let k = rng.below(nkeys);
-                            let v = t.get(&k.to_be_bytes(), &g).expect("present");
-                            check(k, v);
-                            held.push((k, v, v.clone()));
-                        }
-                        // let writers replace (and retire) what we hold
-                        std::thread::yield_now();
-                        for (k, v, copy) in &held {
-                            assert_eq!(*v, copy, "value of key {k} changed under a guard");
-                            check(*k, v);
-                        }
-                        drop(held);
-                        drop(g);
-                        if finished {
-                            break;
-                        }
-                    }
+                    until_done(done, 2, || string_reader_pass(t, &mut rng, nkeys));
                 });
             }
         });
         assert_eq!(t.len(), nkeys as usize);
+    }
+
+    /// 256 random keys read under one guard, each checked again (same
+    /// reference, same content) after the writers had a chance to replace it.
+    fn string_reader_pass(t: &Tree<String>, rng: &mut Rng, nkeys: u64) {
+        let g = t.guard();
+        let mut held: Vec<(u64, &String, String)> = Vec::new();
+        for _ in 0..256 {
+            let k = rng.below(nkeys);
+            let v = t.get(&k.to_be_bytes(), &g).expect("present");
+            check_string_value(k, v);
+            held.push((k, v, v.clone()));
+        }
+        // let writers replace (and retire) what we hold
+        std::thread::yield_now();
+        for (k, v, copy) in &held {
+            assert_eq!(*v, copy, "value of key {k} changed under a guard");
+            check_string_value(*k, v);
+        }
+        drop(held);
+        drop(g);
     }
 
     #[test]
@@ -269,7 +264,6 @@ for_each_backend! {
         };
         run_splits_under_readers(&new_tree::<Val>(), key, 64, scaled(1000) as u64, 2, 4);
     }
-
 
     fn churn_cfg(seed: u64) -> ChurnCfg {
         ChurnCfg {
@@ -305,5 +299,4 @@ for_each_backend! {
         let cfg = ChurnCfg { groups: 400, insert_pct: 55, ..churn_cfg(14) };
         run_churn(&new_tree::<Val>(), &cfg);
     }
-
 }

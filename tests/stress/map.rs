@@ -1,5 +1,6 @@
 //! Value tags and the map abstraction the drivers use.
 
+use std::cell::RefCell;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::common::{hex, key_hash};
@@ -60,6 +61,14 @@ impl Val {
         }
         self.tag
     }
+}
+
+/// Verifies `v`, returned for `key`, and keeps it in `held` to be verified
+/// again before the guard protecting it is dropped; returns its tag.
+pub(crate) fn hold<'g>(held: &RefCell<Vec<(&'g Val, Tag)>>, key: &[u8], v: &'g Val) -> Tag {
+    let tag = v.verify(Some(key));
+    held.borrow_mut().push((v, tag));
+    tag
 }
 
 /// Operations available while one guard is held.
