@@ -34,6 +34,36 @@ mod seize_defaults {
         assert_send_sync::<SeizeBackend>();
     }
 
+    /// `FromIterator`, `Extend`, `PartialEq`, `Clone` and `Debug` of the map.
+    #[test]
+    fn std_traits() {
+        let pairs: Vec<(Vec<u8>, u64)> = (0..common::scaled(3000) as u64)
+            .map(|i| (format!("k/{:x}/{}", i * 7919, i).into_bytes(), i))
+            .collect();
+        let a: InlineMassTree<u64> = pairs.iter().cloned().collect();
+        let mut b = InlineMassTree::<u64>::default();
+        b.extend(pairs.iter().rev().cloned());
+        assert_eq!(a.len(), pairs.len());
+        assert!(a == b);
+        let c = a.clone();
+        assert!(c == a);
+        {
+            let g = b.guard();
+            b.insert(&pairs[0].0, 999_999, &g);
+        }
+        assert!(a != b, "a changed value differs");
+        {
+            let g = b.guard();
+            b.insert(&pairs[0].0, pairs[0].1, &g);
+            b.insert(b"extra", 1, &g);
+        }
+        assert!(a != b, "an extra key differs");
+        let s: MassTree<String> = [("x", String::from("1"))].into_iter().collect();
+        assert_eq!(format!("{s:?}"), r#"{b"x": "1"}"#);
+        let s2 = s.clone();
+        assert!(s == s2);
+    }
+
     #[test]
     fn default_constructors() {
         let t: MassTree<String> = MassTree::new();
@@ -327,6 +357,46 @@ for_each_backend! {
             s.insert(b"a", "b".to_string(), &g);
         }
         assert!(!format!("{s:?}").is_empty());
+    }
+
+    /// `Debug` prints the map in key order, keys as byte strings.
+    #[test]
+    fn debug_format() {
+        let t = new_itree::<u64>();
+        assert_eq!(format!("{t:?}"), "{}");
+        let g = t.guard();
+        t.insert(b"a\0\xff", 3, &g);
+        t.insert(b"", 1, &g);
+        assert_eq!(format!("{t:?}"), r#"{b"": 1, b"a\x00\xff": 3}"#);
+        let s = new_tree::<String>();
+        let g = s.guard();
+        s.insert(b"x", "1".to_string(), &g);
+        assert_eq!(format!("{s:?}"), r#"{b"x": "1"}"#);
+    }
+
+    /// A panicking `update` or `get_or_insert_with` closure leaves the leaf
+    /// unlocked and the tree unchanged, also when the new key shares a slice
+    /// with suffixed keys (a layer may be made before the closure runs).
+    #[test]
+    #[cfg_attr(miri, ignore = "unwinding is slow under Miri")]
+    fn panicking_closure_leaves_tree_consistent() {
+        let t = new_itree::<u64>();
+        let g = t.guard();
+        for i in 0..100u64 {
+            t.insert(&format!("key-{i:03}-long-enough"), i, &g);
+        }
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.update(b"key-050-long-enough", |_| panic!("closure fails"), &g);
+        }));
+        assert!(r.is_err());
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            t.get_or_insert_with(b"key-050-long-enough-and-more", || panic!("no value"), &g);
+        }));
+        assert!(r.is_err());
+        assert_eq!(t.insert(b"key-050-long-enough", 7, &g), Some(50));
+        assert_eq!(t.len(), 100);
+        assert_eq!(t.iter(&g).count(), 100);
+        assert_eq!(t.get(b"key-050-long-enough-and-more", &g), None);
     }
 
     /// Keys compare as byte strings: a prefix, the same key with trailing zeros
