@@ -64,9 +64,9 @@ pub use fallible::{AllocFailed, Fallible};
 #[cfg(feature = "alloc")]
 pub use iter::Range;
 pub use iter::{Cursor, KeyRange, Seek};
-pub use tree::Tree;
 #[cfg(feature = "serde")]
 pub use serialize::TreeSeed;
+pub use tree::Tree;
 #[cfg(feature = "alloc")]
 pub use typed::{TypedMassTree, TypedRange, TypedTree};
 pub use update::{Change, CompareExchangeError, Exchanged};
