@@ -84,16 +84,24 @@ fn global_allocs_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
 // The user's allocator: `System` directly, with its own books.
 // ---------------------------------------------------------------------------
 
+/// Counts its blocks, and refuses every request once `left` reaches zero.
 struct UserAlloc {
     allocs: AtomicUsize,
     live: AtomicUsize,
+    left: AtomicUsize,
 }
 
 impl UserAlloc {
     const fn new() -> Self {
+        Self::failing_after(usize::MAX)
+    }
+
+    /// Grants `n` requests, then refuses.
+    const fn failing_after(n: usize) -> Self {
         UserAlloc {
             allocs: AtomicUsize::new(0),
             live: AtomicUsize::new(0),
+            left: AtomicUsize::new(n),
         }
     }
 }
@@ -102,6 +110,11 @@ impl UserAlloc {
 // with the same layout.
 unsafe impl Allocator for UserAlloc {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        // Relaxed: a countdown of this allocator's own requests.
+        if self.left.load(Ordering::Relaxed) == 0 {
+            return Err(AllocError);
+        }
+        self.left.fetch_sub(1, Ordering::Relaxed);
         let size = layout.size().max(1);
         // SAFETY: a non-zero size, the layout's alignment.
         let p = unsafe { System.alloc(Layout::from_size_align(size, layout.align()).unwrap()) };
@@ -328,44 +341,6 @@ fn out_of_line_values_make_no_global_allocation() {
     assert_eq!(global, 0, "global allocations while the pool tree was used");
 }
 
-/// An allocator on `System` that refuses every request from the `fail_at`-th
-/// on (counting from when it is armed) and counts live blocks.
-struct FailingAlloc {
-    left: AtomicUsize,
-    live: AtomicUsize,
-}
-
-// SAFETY: blocks from `System` with the requested layout, returned to it
-// with the same layout.
-unsafe impl Allocator for FailingAlloc {
-    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        // Relaxed (all): one thread uses it; statistics and a countdown.
-        if self.left.load(Ordering::Relaxed) == 0 {
-            return Err(AllocError);
-        }
-        self.left.fetch_sub(1, Ordering::Relaxed);
-        let size = layout.size().max(1);
-        // SAFETY: a non-zero size, the layout's alignment.
-        let p = unsafe { System.alloc(Layout::from_size_align(size, layout.align()).unwrap()) };
-        let p = NonNull::new(p).ok_or(AllocError)?;
-        self.live.fetch_add(1, Ordering::Relaxed);
-        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
-    }
-
-    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
-        // Relaxed: statistics.
-        self.live.fetch_sub(1, Ordering::Relaxed);
-        let size = layout.size().max(1);
-        // SAFETY: allocated above with this size and alignment.
-        unsafe {
-            System.dealloc(
-                ptr.as_ptr(),
-                Layout::from_size_align_unchecked(size, layout.align()),
-            )
-        }
-    }
-}
-
 /// A bulk load takes its per-layer builders from the backend's allocator
 /// too: failing any one of its requests (a slab, a value, a suffix record or
 /// a builder: keys 48 bytes long open 6 layers, past the builders' first
@@ -382,11 +357,8 @@ fn bulk_load_failures_report_and_leak_nothing() {
         })
     };
     for k in 0.. {
-        let a = FailingAlloc {
-            left: AtomicUsize::new(k),
-            live: AtomicUsize::new(0),
-        };
-        let loaded: Result<MassTree<u64, PoolBackend<&FailingAlloc>>, _> =
+        let a = UserAlloc::failing_after(k);
+        let loaded: Result<MassTree<u64, PoolBackend<&UserAlloc>>, _> =
             BulkLoader::new(PoolBackend::new_in(&a)).load(pairs());
         let done = match loaded {
             Ok(tree) => {

@@ -76,6 +76,7 @@ impl Heap {
         }
         // SAFETY: the lock is held, so this is the only reference to `state`.
         let r = f(unsafe { &mut *self.state.get() });
+        // Release: publishes the writes to `state` to the next Acquire of the lock.
         self.locked.store(false, Ordering::Release);
         r
     }
