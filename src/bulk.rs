@@ -112,6 +112,7 @@ impl<A: NodeAllocatorGeneric> BulkLoader<A> {
                 raw,
                 free_word: S::free::<A>,
                 layers: Buf::new_in(raw.alloc.raw_allocator()),
+                levels: Buf::new_in(raw.alloc.raw_allocator()),
                 fill: self.fill,
                 len: 0,
             },
@@ -244,8 +245,8 @@ struct LayerBuild {
     leaf: Option<(NonNull<Leaf>, usize)>,
     /// The last finished leaf (for links).
     last_leaf: *mut Leaf,
-    /// Per level, from the leaves up: the parents being built.
-    levels: [Level; MAX_LEVELS + 1],
+    /// Where this layer's levels start in [`Load::levels`].
+    levels_at: usize,
     /// The value word of the previous key, if it is longer than this layer's
     /// slice and waits for the next key to decide: suffix or new layer.
     pending: Option<*mut ()>,
@@ -260,25 +261,58 @@ struct Load<'t, A: NodeAllocatorGeneric> {
     /// One builder per trie layer the load is inside, in memory from the
     /// backend's allocator.
     layers: Buf<LayerBuild, &'t A::Raw>,
+    /// Per level, from the leaves up, the parents being built: the levels
+    /// of each layer in `layers`, one after another. Only the innermost
+    /// layer adds levels, so each layer's levels are a stretch that ends
+    /// where the next layer's start, and a chain of one-leaf layers (keys
+    /// sharing a long prefix) costs one level each, not [`MAX_LEVELS`].
+    levels: Buf<Level, &'t A::Raw>,
     fill: usize,
     len: usize,
 }
 
 impl<A: NodeAllocatorGeneric> Load<'_, A> {
-    fn layer() -> LayerBuild {
-        LayerBuild {
+    /// Opens a layer inside the innermost one (or the top layer).
+    fn open_layer(&mut self) -> Result<(), Failed> {
+        let layer = LayerBuild {
             leaf: None,
             last_leaf: core::ptr::null_mut(),
-            levels: [NO_LEVEL; MAX_LEVELS + 1],
+            levels_at: self.levels.len(),
             pending: None,
+        };
+        self.layers.try_push(layer).map_err(|_| Failed)
+    }
+
+    /// Closes the innermost layer's builder (its nodes are finished).
+    fn pop_layer(&mut self) {
+        if let Some(layer) = self.layers.pop() {
+            self.levels.truncate(layer.levels_at);
         }
+    }
+
+    /// Level `level` of layer `d` (the innermost), or an empty one.
+    fn level(&self, d: usize, level: usize) -> Level {
+        debug_assert_eq!(d, self.layers.len() - 1);
+        let at = self.layers[d].levels_at + level;
+        self.levels.get(at).copied().unwrap_or(NO_LEVEL)
+    }
+
+    /// The index in [`Self::levels`] of level `level` of layer `d` (the
+    /// innermost), making room for it if the layer has not reached it yet.
+    fn level_at(&mut self, d: usize, level: usize) -> Result<usize, Failed> {
+        debug_assert_eq!(d, self.layers.len() - 1);
+        let at = self.layers[d].levels_at + level;
+        while self.levels.len() <= at {
+            self.levels.try_push(NO_LEVEL).map_err(|_| Failed)?;
+        }
+        Ok(at)
     }
 
     /// Adds the next key (greater than `prev`, the key before it, sharing
     /// its first `lcp` bytes) with its value word, which the loader owns from
     /// now on, whatever happens.
     fn push(&mut self, prev: &[u8], key: &[u8], lcp: usize, word: *mut ()) -> Result<(), Failed> {
-        if self.layers.is_empty() && self.layers.try_push(Self::layer()).is_err() {
+        if self.layers.is_empty() && self.open_layer().is_err() {
             self.free_unstored(word);
             return Err(Failed);
         }
@@ -300,28 +334,32 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         Ok(())
     }
 
+    /// Adds the key at layer `d`, the innermost; goes down a layer for each
+    /// slice it shares with a previous key that waits there (a loop, not a
+    /// recursion: keys may share any number of slices).
     fn push_at(
         &mut self,
-        d: usize,
+        mut d: usize,
         prev: &[u8],
         key: &[u8],
         lcp: usize,
         word: *mut (),
     ) -> Result<(), Failed> {
-        if let Some(pending) = self.layers[d].pending.take() {
+        while let Some(pending) = self.layers[d].pending.take() {
             // The previous key shares our slice: both go one layer down.
             if key.len() > SLICE * (d + 1) && lcp >= SLICE * (d + 1) {
-                if self.layers.try_push(Self::layer()).is_err() {
+                if self.open_layer().is_err() {
                     self.free_unstored(pending);
                     self.free_unstored(word);
                     return Err(Failed);
                 }
+                d += 1;
                 // One layer down the previous key may end within the slice.
-                let rest = &prev[SLICE * (d + 1)..];
+                let rest = &prev[SLICE * d..];
                 if rest.len() > SLICE {
-                    self.layers[d + 1].pending = Some(pending);
+                    self.layers[d].pending = Some(pending);
                 } else if let Err(f) = self.entry(
-                    d + 1,
+                    d,
                     Entry {
                         ikey: ikey_of(rest),
                         keylenx: rest.len() as u8,
@@ -331,12 +369,13 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                     self.free_unstored(word);
                     return Err(f);
                 }
-                return self.push_at(d + 1, prev, key, lcp, word);
+                continue;
             }
             if let Err(f) = self.suffixed(prev, pending, d) {
                 self.free_unstored(word);
                 return Err(f);
             }
+            break;
         }
         let rest = &key[SLICE * d..];
         if rest.len() > SLICE {
@@ -494,11 +533,16 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         node: *mut NodeBase,
         low: u64,
     ) -> Result<(), Failed> {
-        let lv = self.layers[d].levels[level];
+        let Ok(at) = self.level_at(d, level) else {
+            // SAFETY: as below, for a failed internode.
+            unsafe { self.raw.free_subtree(node, self.free_word) };
+            return Err(Failed);
+        };
+        let lv = self.levels[at];
         let (parent, c, plow) = match (lv.open, lv.waiting) {
             (Some(open), _) => open,
             (None, None) => {
-                let lv = &mut self.layers[d].levels[level];
+                let lv = &mut self.levels[at];
                 lv.waiting = Some((node, low));
                 lv.added += 1;
                 return Ok(());
@@ -518,7 +562,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
                 unsafe { p.as_ref() }.set_child(0, first);
                 // SAFETY: `first` is ours; its parent link is private until the end.
                 unsafe { set_parent(first, p.as_ptr()) };
-                self.layers[d].levels[level].waiting = None;
+                self.levels[at].waiting = None;
                 (p, 1, first_low)
             }
         };
@@ -529,7 +573,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         p.set_nkeys(c);
         // SAFETY: `node` is ours; its parent link is private until the end.
         unsafe { set_parent(node, parent.as_ptr()) };
-        let lv = &mut self.layers[d].levels[level];
+        let lv = &mut self.levels[at];
         lv.added += 1;
         if c + 1 == IWIDTH + 1 {
             // Full: hand it up.
@@ -545,7 +589,7 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
     fn close_top(&mut self, prev: &[u8]) -> Result<(), Failed> {
         let d = self.layers.len() - 1;
         let (root, r) = self.close_layer(d, prev);
-        self.layers.pop();
+        self.pop_layer();
         let ikey = ikey_of(&prev[SLICE * (d - 1)..]);
         let entry = if root.is_null() {
             Ok(())
@@ -578,8 +622,11 @@ impl<A: NodeAllocatorGeneric> Load<'_, A> {
         // to the level above, until a level has nothing above it: its node
         // is the root (none at the leaf level: an empty layer).
         for level in 0..=MAX_LEVELS {
-            let lv = core::mem::replace(&mut self.layers[d].levels[level], NO_LEVEL);
-            let above = level < MAX_LEVELS && self.layers[d].levels[level + 1].added > 0;
+            let lv = self.level(d, level);
+            if let Some(slot) = self.levels.get_mut(self.layers[d].levels_at + level) {
+                *slot = NO_LEVEL;
+            }
+            let above = level < MAX_LEVELS && self.level(d, level + 1).added > 0;
             let top = match (lv.open, lv.waiting) {
                 (Some((p, _, low)), _) => Some((p.as_ptr().cast::<NodeBase>(), low)),
                 (None, waiting) => waiting,

@@ -9,7 +9,7 @@
 use core::ptr::NonNull;
 
 use crate::backend::{AllocError, NodeAllocatorGeneric};
-use crate::key::{KSUF, LAYER, SLICE, ikey_of};
+use crate::key::{KSUF, LAYER, SLICE, common_prefix, ikey_of};
 use crate::leaf::{LAYER_ROOT, Leaf};
 use crate::locate::Located;
 use crate::node::{NodeBase, NodeRef};
@@ -49,38 +49,59 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         Ok(Inserted::New)
     }
 
-    /// Turns the suffixed key in `slot` into a one-key layer, because another
-    /// key with the same slice arrived. Returns the new layer's root.
+    /// Moves the suffixed key in `slot` down, because `incoming`, another key
+    /// with the same slice, arrived (`rest` is the part of it past the slice).
+    /// Builds, privately and in one pass, the chain of one-entry layers for
+    /// the slices both keys still share, with the old key at its bottom, and
+    /// publishes it with one store into the slot. Returns the chain's top.
+    ///
+    /// The old key's bytes are copied once, into a record for what is left
+    /// past the chain: keys sharing `L` bytes cost `O(L)` time and memory.
     pub(crate) fn make_layer(
         &self,
         leaf: &Leaf,
         lock: &LockGuard<'_>,
         slot: usize,
         old: NodeRef<'_, Suffix>,
+        incoming: &[u8],
         guard: &A::Guard<'_>,
     ) -> Result<*mut NodeBase, AllocError> {
         // SAFETY: `old` is the live record of `slot`.
         let rest = unsafe { Suffix::bytes(old.as_ptr()) };
+        // Layer `j` of the chain holds the old key's slice `j`; it leads on
+        // into layer `j + 1` while both keys share that slice and go past it.
+        let shared = common_prefix(rest, incoming) / SLICE;
+        let depth = shared.min((rest.len().min(incoming.len()) - 1) / SLICE);
+        let bottom_rest = &rest[SLICE * depth..];
         let value = old.value();
-        let p = self.alloc.alloc_leaf()?;
-        let (keylenx, word) = if rest.len() > SLICE {
-            match self.new_suffix(&rest[SLICE..], value) {
-                Ok(s) => (KSUF, s.cast()),
+        let (keylenx, word) = if bottom_rest.len() > SLICE {
+            (KSUF, self.new_suffix(&bottom_rest[SLICE..], value)?.cast())
+        } else {
+            (bottom_rest.len() as u8, value)
+        };
+        // Bottom-up: each new layer's one entry leads to the one built before.
+        let mut top: *mut NodeBase = core::ptr::null_mut();
+        for j in (0..=depth).rev() {
+            let p = match self.alloc.alloc_leaf() {
+                Ok(p) => p,
                 Err(e) => {
-                    // SAFETY: never published.
-                    unsafe { self.alloc.free_leaf(p) };
+                    // SAFETY: the chain and record were never published.
+                    unsafe { self.free_chain(top, keylenx, word) };
                     return Err(e);
                 }
+            };
+            // SAFETY: fresh memory, private until the slot store below publishes it.
+            let layer = unsafe { Leaf::init_at(p, LAYER_ROOT, 0) };
+            // SAFETY: as above.
+            let l = unsafe { layer.as_ref() };
+            if top.is_null() {
+                l.set_slot(0, ikey_of(bottom_rest), keylenx, word);
+            } else {
+                l.set_slot(0, ikey_of(&rest[SLICE * j..]), LAYER, top.cast());
             }
-        } else {
-            (rest.len() as u8, value)
-        };
-        // SAFETY: fresh memory, private until the slot store below publishes it.
-        let layer = unsafe { Leaf::init_at(p, LAYER_ROOT, 0) };
-        // SAFETY: as above.
-        let l = unsafe { layer.as_ref() };
-        l.set_slot(0, ikey_of(rest), keylenx, word);
-        l.permutation.publish(crate::permuter::Permuter::sorted(1));
+            l.permutation.publish(crate::permuter::Permuter::sorted(1));
+            top = layer.as_ptr().cast();
+        }
 
         lock.mark_insert();
         // Order matters for lock-free readers, which read the word first and
@@ -88,14 +109,40 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         // word (Release/Acquire) also sees LAYER, and one that sees KSUF has the
         // old record's word. Either way it validates before using them.
         leaf.set_keylenx(slot, LAYER);
-        leaf.set_value(slot, layer.as_ptr().cast());
+        leaf.set_value(slot, top.cast());
         // SAFETY: the record is unlinked from the slot; readers that loaded it
-        // hold guards. Its value word now belongs to the new layer.
+        // hold guards. Its value word now belongs to the chain's bottom.
         unsafe {
             self.alloc
                 .retire_suffix(core::ptr::NonNull::new_unchecked(old.as_ptr()), guard)
         };
-        Ok(layer.as_ptr().cast())
+        Ok(top)
+    }
+
+    /// Frees a chain of one-entry layers that [`Self::make_layer`] built but
+    /// could not publish (`top` may be null: none built), and the bottom
+    /// entry's suffix record (`keylenx`, `word`), but not the value word,
+    /// which still belongs to the old record.
+    ///
+    /// # Safety
+    /// The chain and the record are private to the caller.
+    unsafe fn free_chain(&self, mut top: *mut NodeBase, keylenx: u8, word: *mut ()) {
+        while !top.is_null() {
+            let leaf = top.cast::<Leaf>();
+            // SAFETY: the caller's guarantees: a private leaf with one entry.
+            unsafe {
+                top = if (*leaf).keylenx(0) == LAYER {
+                    (*leaf).value(0).cast()
+                } else {
+                    core::ptr::null_mut()
+                };
+                self.alloc.free_leaf(NonNull::new_unchecked(leaf));
+            }
+        }
+        if keylenx == KSUF {
+            // SAFETY: the caller's guarantees.
+            unsafe { self.alloc.free_suffix(NonNull::new_unchecked(word.cast())) };
+        }
     }
 
     /// Replaces the value word of a present key; returns the old one (the

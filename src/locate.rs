@@ -200,7 +200,14 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                             found.slot = None;
                             return Ok(Some(found));
                         }
-                        root = self.make_layer(&found.leaf, &found.lock, slot, s, guard)?;
+                        root = self.make_layer(
+                            &found.leaf,
+                            &found.lock,
+                            slot,
+                            s,
+                            key.suffix(),
+                            guard,
+                        )?;
                     }
                 }
                 drop(found);

@@ -161,11 +161,23 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     }
 
     /// Removes the empty layer that the slot for `full`'s first `depth` slices
-    /// points to, if it is still empty; then, if that emptied the leaf of the
-    /// slot, removes that leaf too, and so on up.
+    /// points to, if it is still empty, with the chain of layers above it
+    /// that held nothing but the way down to it; if that empties the leaf of
+    /// the slot above the chain, removes that leaf too, and so on up.
     ///
-    /// Locks go top-down across layers (the slot's leaf, then the layer's
-    /// leaf) and bottom-up within the layer, as everywhere else.
+    /// One pass from the top: in each layer the key passes through, lock the
+    /// leaf of its slot. A layer whose only node is that leaf and whose only
+    /// entry is that slot (a *link* of the chain) keeps its lock; any other
+    /// layer becomes the *cut*, and the locks of the cut and links above it
+    /// are released. At the bottom, if the layer is empty, the cut's slot is
+    /// removed and every link is deleted under the lock it has held since
+    /// the pass went through: nothing can have entered them. So a chain of
+    /// `n` layers (keys that shared a long prefix) goes in `O(n)`, whatever
+    /// its length, and with no memory: the links are found again by
+    /// following their slots, which their locks keep as they were.
+    ///
+    /// Locks go top-down across layers and bottom-up within a layer, as
+    /// everywhere else.
     ///
     /// # Safety
     /// The caller holds `guard` and no lock.
@@ -173,34 +185,49 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         'top: while depth > 0 {
             let mut key = Key::new(full);
             let mut root = self.top_root();
-            for _ in 0..depth - 1 {
+            let mut cut: Option<Cut<'_>> = None;
+            for k in 0..depth {
                 // SAFETY: `root` is a node of a live layer; we hold a guard.
-                let Some((leaf, _lock)) = (unsafe { find_locked(root, key.ikey()) }) else {
+                let found = unsafe { find_locked(root, key.ikey()) };
+                let Some((leaf, lock)) = found else {
+                    // SAFETY: the links below the cut are locked by us.
+                    unsafe { release(cut, k) };
                     spin_loop();
                     continue 'top;
                 };
-                let Some(slot) = search(&leaf, leaf.permutation.load(), &key).slot else {
+                let perm = leaf.permutation.load();
+                let at = search(&leaf, perm, &key);
+                let slot = at
+                    .slot
+                    .filter(|&s| slot_kind(leaf.keylenx(s)) == SlotKind::Layer);
+                let Some(slot) = slot else {
+                    drop(lock);
+                    // SAFETY: as above.
+                    unsafe { release(cut, k) };
                     return;
                 };
-                if slot_kind(leaf.keylenx(slot)) != SlotKind::Layer {
-                    return;
+                if k > 0 && perm.len() == 1 && lock.current().is_root() {
+                    // A link: its lock is held until the end of the pass
+                    // (released or adopted again by walking the chain).
+                    core::mem::forget(lock);
+                } else {
+                    // SAFETY: as above.
+                    unsafe { release(cut, k) };
+                    cut = Some(Cut {
+                        leaf,
+                        lock,
+                        perm,
+                        pos: at.pos,
+                        slot,
+                        depth: k,
+                    });
                 }
-                root = leaf.value(slot).cast();
+                // SAFETY: a layer slot under its leaf's lock points into a live layer.
+                root = unsafe { layer_root(leaf.value(slot).cast()) };
                 key.shift();
             }
-            // SAFETY: as above.
-            let Some((upper, ulock)) = (unsafe { find_locked(root, key.ikey()) }) else {
-                spin_loop();
-                continue 'top;
-            };
-            let perm = upper.permutation.load();
-            let at = search(&upper, perm, &key);
-            let Some(slot) = at.slot else { return };
-            if slot_kind(upper.keylenx(slot)) != SlotKind::Layer {
-                return;
-            }
-            // SAFETY: a layer slot under its leaf's lock points into a live layer.
-            let top = unsafe { layer_root(upper.value(slot).cast()) };
+            let cut = cut.expect("layer 0 is always the cut");
+            let top = root;
             let mut n = top;
             // SAFETY: nodes of a live layer; the leftmost spine never changes
             // its first children (splits keep child 0, removals spare it).
@@ -215,31 +242,49 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 && leaf.permutation.load().len() == 0
                 && leaf.prev.load(Ordering::Acquire).is_null()
                 && leaf.next_leaf().is_null();
-            // With the slot's leaf and the layer's only leaf locked, nothing in
-            // the layer can change: inserts need the leaf, and so do splits.
-            // SAFETY: we hold both locks and a guard.
+            // With the cut's leaf, the links and the layer's only leaf locked,
+            // nothing in the chain can change: inserts need the leaves, and
+            // so do splits.
+            // SAFETY: we hold those locks and a guard.
             if !alone || !unsafe { self.delete_spine(leaf.as_ptr().cast(), top, guard) } {
+                drop(llock);
+                // SAFETY: the links below the cut are locked by us.
+                unsafe { release(Some(cut), depth) };
                 return;
             }
             llock.mark_deleted();
-            ulock.mark_insert();
-            let mut p = perm;
-            p.remove_to_back(at.pos);
-            upper.permutation.publish(p);
+            // The first link (or the bottom layer), before the slot goes.
+            let mut link = cut.leaf.value(cut.slot).cast::<NodeBase>();
+            cut.lock.mark_insert();
+            let mut p = cut.perm;
+            p.remove_to_back(cut.pos);
+            cut.leaf.permutation.publish(p);
             drop(llock);
             // SAFETY: the layer is unreachable from the slot now.
             unsafe {
                 self.alloc
                     .retire_leaf(NonNull::new_unchecked(leaf.as_ptr()), guard)
             };
+            for _ in cut.depth + 1..depth {
+                // SAFETY: a link, locked by us since the pass, unreachable
+                // now; its slot still leads to the next link.
+                unsafe {
+                    let l = layer_root(link).cast::<Leaf>();
+                    link = (*l).value((*l).permutation.load().get(0)).cast();
+                    let lock = (*l).version.adopt_lock();
+                    lock.mark_deleted();
+                    drop(lock);
+                    self.alloc.retire_leaf(NonNull::new_unchecked(l), guard);
+                }
+            }
             if p.len() > 0 {
                 return;
             }
-            // SAFETY: we hold the upper leaf's lock, and it is empty.
-            if !unsafe { self.remove_leaf(upper, ulock, guard) } {
+            // SAFETY: we hold the cut leaf's lock, and it is empty.
+            if !unsafe { self.remove_leaf(cut.leaf, cut.lock, guard) } {
                 return;
             }
-            depth -= 1;
+            depth = cut.depth;
         }
     }
 
@@ -304,4 +349,35 @@ unsafe fn redirect(n: *mut NodeBase, low: u64, new_low: u64) {
         q.set_ikey(j - 1, new_low);
     }
     drop(qlock);
+}
+
+/// The leaf, locked, of the slot whose layer [`RawTree::gc_layer`] would
+/// remove: the deepest layer on the key's way that is more than a link.
+struct Cut<'a> {
+    leaf: NodeRef<'a, Leaf>,
+    lock: LockGuard<'a>,
+    perm: crate::permuter::Permuter,
+    pos: usize,
+    slot: usize,
+    depth: usize,
+}
+
+/// Unlocks `cut` and the links below it, down to (not including) layer
+/// `below`.
+///
+/// # Safety
+/// The links of layers `cut.depth + 1 .. below` are locked by the caller
+/// (their guards forgotten); the caller holds a guard.
+unsafe fn release(cut: Option<Cut<'_>>, below: usize) {
+    let Some(cut) = cut else { return };
+    let mut link = cut.leaf.value(cut.slot).cast::<NodeBase>();
+    for _ in cut.depth + 1..below {
+        // SAFETY: a link locked by us: its one slot leads to the next link.
+        unsafe {
+            let l = layer_root(link).cast::<Leaf>();
+            link = (*l).value((*l).permutation.load().get(0)).cast();
+            drop((*l).version.adopt_lock());
+        }
+    }
+    drop(cut.lock);
 }

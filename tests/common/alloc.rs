@@ -33,6 +33,8 @@ use allocator_api2::alloc::{AllocError, Allocator, Global};
 pub(crate) struct Ledger {
     /// Bytes currently allocated (signed, so that a bug shows as negative).
     live_bytes: AtomicIsize,
+    /// The most `live_bytes` has been since the last [`Ledger::reset_peak`].
+    peak_bytes: AtomicIsize,
     /// Allocations currently live.
     live_allocs: AtomicIsize,
     /// Successful allocations ever.
@@ -64,6 +66,7 @@ impl Ledger {
     pub(crate) const fn new() -> Self {
         Ledger {
             live_bytes: AtomicIsize::new(0),
+            peak_bytes: AtomicIsize::new(0),
             live_allocs: AtomicIsize::new(0),
             total_allocs: AtomicUsize::new(0),
             total_frees: AtomicUsize::new(0),
@@ -89,6 +92,14 @@ impl Ledger {
 
     pub(crate) fn live_bytes(&self) -> isize {
         self.live_bytes.load(SeqCst)
+    }
+    /// The most bytes live at once since the last [`Self::reset_peak`].
+    pub(crate) fn peak_bytes(&self) -> isize {
+        self.peak_bytes.load(SeqCst)
+    }
+    /// Starts measuring the peak again from the bytes live now.
+    pub(crate) fn reset_peak(&self) {
+        self.peak_bytes.store(self.live_bytes(), SeqCst);
     }
     pub(crate) fn live_allocs(&self) -> isize {
         self.live_allocs.load(SeqCst)
@@ -173,7 +184,9 @@ impl Ledger {
     }
 
     fn on_alloc(&self, p: *mut u8, layout: Layout) {
-        self.live_bytes.fetch_add(layout.size() as isize, SeqCst);
+        let live = self.live_bytes.fetch_add(layout.size() as isize, SeqCst);
+        self.peak_bytes
+            .fetch_max(live + layout.size() as isize, SeqCst);
         self.live_allocs.fetch_add(1, SeqCst);
         self.total_allocs.fetch_add(1, SeqCst);
         if self.logging.load(SeqCst) {

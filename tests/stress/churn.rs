@@ -25,7 +25,8 @@ pub(crate) struct ChurnCfg {
 pub(crate) const CHURN_SLOTS: usize = 4;
 
 /// Key `slot` of writer `w` in group `g`; all keys of a group share the
-/// group's 8-byte prefix; slots 1-3 also share a second slice.
+/// group's 8-byte prefix; slots 1-3 also share a second slice, and slot 3
+/// ten more.
 pub(crate) fn churn_key(g: usize, w: usize, slot: usize) -> Vec<u8> {
     let mut k = ((g as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
         .to_be_bytes()
@@ -41,7 +42,10 @@ pub(crate) fn churn_key(g: usize, w: usize, slot: usize) -> Vec<u8> {
             k.extend_from_slice(format!("a-long-suffix-{w}").as_bytes());
         }
         _ => {
+            // Slot 3 keys of a group share 88 bytes: a chain of ten layers
+            // that inserts build in one pass and removes collect in one.
             k.extend_from_slice(b"deeper--deepest-");
+            k.extend_from_slice(&[b'z'; 64]);
             k.extend_from_slice(&(w as u64).to_be_bytes());
         }
     }
