@@ -30,10 +30,22 @@
 //! (on any thread), `reclaim()`/`clear()`, or the tree's drop (unless that
 //! thread is already panicking, then the kept panic is dropped). A guard's
 //! drop and the operations that retire never unwind from a destructor.
+//!
+//! # Guards in async code
+//!
+//! `tree.guard()` returns a [`SeizeGuard`] of the calling thread: cheap, and
+//! not `Send`, so a future that holds one across an `.await` is not `Send`
+//! either. [`Tree::owned_guard`](crate::Tree::owned_guard) returns an
+//! [`OwnedGuard`]: a critical section of its own, independent of threads,
+//! `Send + Sync`, and usable wherever the tree takes a guard (it derefs to a
+//! [`SeizeGuard`]). It costs more to enter and to drop (seize gives it a
+//! thread slot of its own); memory retired while it lives waits for it, as
+//! for any guard, so drop it as soon as the task no longer reads.
 
 use core::alloc::Layout;
 use core::any::Any;
 use core::mem::ManuallyDrop;
+use core::ops::Deref;
 use core::ptr::{self, NonNull};
 use core::sync::atomic::{AtomicBool, Ordering};
 use std::boxed::Box;
@@ -41,7 +53,7 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Mutex, PoisonError};
 
 use allocator_api2::alloc::{AllocError, Allocator, Global};
-use seize::{Collector, Guard, LocalGuard};
+use seize::{Collector, LocalGuard};
 
 use super::header::{self, place};
 use super::slabs::Slabs;
@@ -158,6 +170,114 @@ fn drop_payload(p: Payload) {
 /// memory waiting (at most 255 objects per thread, 80 KiB of leaves).
 pub const DEFAULT_BATCH_SIZE: usize = 256;
 
+/// The read guard of a [`SeizeBackend`] (what `tree.guard()` returns, and
+/// what an [`OwnedGuard`] derefs to): while it lives, nothing retired after
+/// it was made is freed, so everything read through it stays valid.
+///
+/// The one `tree.guard()` returns belongs to the calling thread and is not
+/// `Send`:
+///
+/// ```compile_fail,E0277
+/// let tree = masstree::InlineMassTree::<u64>::new();
+/// let tree = &tree;
+/// let g = tree.guard();
+/// std::thread::scope(|s| {
+///     s.spawn(move || tree.get("k", &g));
+/// });
+/// ```
+///
+/// For a guard that moves between threads (an async task held across
+/// `.await`), see [`OwnedGuard`].
+pub struct SeizeGuard<'a> {
+    /// The collector it was entered from, for `owns_guard`: a guard borrows
+    /// its backend, so the address is unique among live collectors.
+    collector: &'a Collector,
+    /// Never read: holds the critical section open until it drops.
+    section: Section<'a>,
+}
+
+/// The seize guard behind a [`SeizeGuard`].
+enum Section<'a> {
+    /// The calling thread's (re-entrant, cheap; not `Send`).
+    Local(#[allow(dead_code, reason = "held for its Drop")] LocalGuard<'a>),
+    /// A thread slot of its own (`Send + Sync`).
+    Owned(#[allow(dead_code, reason = "held for its Drop")] seize::OwnedGuard<'a>),
+}
+
+impl core::fmt::Debug for SeizeGuard<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        let kind = match self.section {
+            Section::Local(_) => "local",
+            Section::Owned(_) => "owned",
+        };
+        f.debug_tuple("SeizeGuard").field(&kind).finish()
+    }
+}
+
+/// A read guard of a [`SeizeBackend`] that is `Send + Sync`: hold it across
+/// `.await` in a task that a work-stealing runtime may resume on another
+/// thread, or hand it to another thread. It derefs to a [`SeizeGuard`], so
+/// `&owned` goes wherever the tree takes `&guard`; the tree still refuses a
+/// guard of another tree. From
+/// [`Tree::owned_guard`](crate::Tree::owned_guard) (or
+/// [`SeizeBackend::owned_guard`]).
+///
+/// Entering and dropping cost more than `tree.guard()` (a thread slot is
+/// taken and given back, under a lock); prefer `tree.guard()` for code that
+/// stays on one thread. Memory retired while it lives waits for it: drop it
+/// when the task stops reading.
+///
+/// ```
+/// use masstree::MassTree;
+///
+/// let tree: MassTree<String> = MassTree::new();
+/// tree.insert("k", "v".to_string(), &tree.guard());
+/// let tree = &tree;
+/// let g = tree.owned_guard();
+/// std::thread::scope(|s| {
+///     // The guard moves to another thread.
+///     s.spawn(move || {
+///         let v = tree.get("k", &g).unwrap();
+///         tree.insert("k", "w".to_string(), &g);
+///         assert_eq!(v, "v"); // replaced, still readable while `g` lives
+///         assert_eq!(tree.get("k", &g).map(String::as_str), Some("w"));
+///     });
+/// });
+///
+/// // Or it is shared: `&OwnedGuard` is `Send` too.
+/// let g = tree.owned_guard();
+/// let v = tree.get("k", &g).unwrap();
+/// std::thread::scope(|s| {
+///     for _ in 0..2 {
+///         s.spawn(|| assert_eq!(tree.get("k", &g), Some(v)));
+///     }
+/// });
+/// ```
+pub struct OwnedGuard<'a>(SeizeGuard<'a>);
+
+// SAFETY: the inner guard is always `Section::Owned`, a `seize::OwnedGuard`,
+// which is `Send` (it owns its thread slot and no thread-local state); the
+// collector reference is to a `Sync` collector.
+unsafe impl Send for OwnedGuard<'_> {}
+// SAFETY: as for `Send`; `seize::OwnedGuard` is `Sync`, and what `&SeizeGuard`
+// allows (comparing the collector's address) reads nothing mutable.
+unsafe impl Sync for OwnedGuard<'_> {}
+
+impl<'a> Deref for OwnedGuard<'a> {
+    type Target = SeizeGuard<'a>;
+
+    #[inline]
+    fn deref(&self) -> &SeizeGuard<'a> {
+        &self.0
+    }
+}
+
+impl core::fmt::Debug for OwnedGuard<'_> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_tuple("OwnedGuard").finish()
+    }
+}
+
 /// Nodes and values from an allocator `A` (default: the global allocator),
 /// reclaimed through a [`seize::Collector`]. `A` is asked for leaves (320
 /// bytes, aligned to 64), suffix records and values (with a one-word
@@ -222,6 +342,26 @@ impl<A: Allocator> SeizeBackend<A> {
     /// The collector that reclaims retired memory.
     pub fn collector(&self) -> &Collector {
         &self.collector
+    }
+
+    /// A guard that is `Send + Sync`, for async tasks and hand-offs between
+    /// threads; see [`OwnedGuard`]. Like `guard()`, re-raises a destructor's
+    /// panic that a reclaimer kept (see the module's docs).
+    ///
+    /// ```
+    /// use masstree::backend::NodeAllocatorGeneric;
+    ///
+    /// let tree = masstree::InlineMassTree::<u8>::new();
+    /// let g = tree.backend().owned_guard();
+    /// assert!(tree.backend().owns_guard(&g));
+    /// tree.insert("k", 1, &g);
+    /// ```
+    pub fn owned_guard(&self) -> OwnedGuard<'_> {
+        self.home().panic.raise();
+        OwnedGuard(SeizeGuard {
+            collector: &self.collector,
+            section: Section::Owned(self.collector.enter_owned()),
+        })
     }
 
     fn home(&self) -> &Home<A> {
@@ -357,19 +497,26 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     type Guard<'a>
-        = LocalGuard<'a>
+        = SeizeGuard<'a>
     where
         Self: 'a;
 
     /// Re-raises a destructor's panic that a reclaimer kept (see the
-    /// module's docs), then enters a critical section.
-    fn guard(&self) -> LocalGuard<'_> {
+    /// module's docs), then enters a critical section of this thread.
+    #[inline]
+    fn guard(&self) -> SeizeGuard<'_> {
         self.home().panic.raise();
-        self.collector.enter()
+        SeizeGuard {
+            collector: &self.collector,
+            section: Section::Local(self.collector.enter()),
+        }
     }
 
-    fn owns_guard(&self, guard: &LocalGuard<'_>) -> bool {
-        *guard.collector() == *self.collector
+    /// By address: a guard borrows its backend, so no other live collector
+    /// has this one's address.
+    #[inline]
+    fn owns_guard(&self, guard: &SeizeGuard<'_>) -> bool {
+        ptr::eq(guard.collector, &*self.collector)
     }
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
@@ -418,7 +565,7 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         }
     }
 
-    unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &LocalGuard<'_>) {
+    unsafe fn retire_leaf(&self, leaf: NonNull<Leaf>, _: &SeizeGuard<'_>) {
         // SAFETY: the backend word is ours to use; the caller guarantees the
         // leaf is unlinked, so the collector may free it after current guards.
         unsafe {
@@ -429,7 +576,7 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         }
     }
 
-    unsafe fn retire_internode(&self, node: NonNull<Internode>, _: &LocalGuard<'_>) {
+    unsafe fn retire_internode(&self, node: NonNull<Internode>, _: &SeizeGuard<'_>) {
         // SAFETY: as in `retire_leaf`.
         unsafe {
             Internode::backend_word(node)
@@ -439,12 +586,12 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
         }
     }
 
-    unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, _: &LocalGuard<'_>) {
+    unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, _: &SeizeGuard<'_>) {
         // SAFETY: the caller guarantees the record is unlinked.
         unsafe { self.collector.retire(suffix.as_ptr(), reclaim_suffix::<A>) }
     }
 
-    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &LocalGuard<'_>) {
+    unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &SeizeGuard<'_>) {
         // SAFETY: the caller guarantees the value is unlinked.
         unsafe { self.collector.retire(value.as_ptr(), reclaim_value::<T, A>) }
     }
@@ -484,6 +631,47 @@ impl<A: Allocator> Drop for SeizeBackend<A> {
                 panic::resume_unwind(p);
             }
         }
+    }
+}
+
+impl<S, A: Allocator> crate::Tree<S, SeizeBackend<A>> {
+    /// A read guard that is `Send + Sync`: hold it across `.await` in a task
+    /// that may resume on another thread, or move it to another thread. It
+    /// goes wherever the tree takes a guard (`&owned`, through `Deref`).
+    /// Costs more than [`guard`](crate::Tree::guard) to enter and drop;
+    /// see [`OwnedGuard`].
+    ///
+    /// ```
+    /// use masstree::InlineMassTree;
+    ///
+    /// // An async task: the future holds the guard across an await point,
+    /// // so it is `Send` only because the guard is.
+    /// async fn sum(tree: &InlineMassTree<u64>, keys: &[&str]) -> u64 {
+    ///     let g = tree.owned_guard();
+    ///     let mut total = 0;
+    ///     for k in keys {
+    ///         total += tree.get(k, &g).unwrap_or(0);
+    ///         std::future::ready(()).await; // a runtime's yield point
+    ///     }
+    ///     total
+    /// }
+    /// fn spawnable<F: std::future::Future + Send>(f: F) -> F {
+    ///     f
+    /// }
+    ///
+    /// let tree = InlineMassTree::new();
+    /// tree.insert("a", 1, &tree.guard());
+    /// tree.insert("b", 2, &tree.guard());
+    /// let mut task = std::pin::pin!(spawnable(sum(&tree, &["a", "b", "c"])));
+    /// let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    /// assert_eq!(task.as_mut().poll(&mut cx), std::task::Poll::Ready(3));
+    /// ```
+    ///
+    /// # Panics
+    /// Re-raises a value destructor's panic that a reclaimer kept (see
+    /// [the seize backend](super::seize)).
+    pub fn owned_guard(&self) -> OwnedGuard<'_> {
+        self.raw.alloc.owned_guard()
     }
 }
 

@@ -55,6 +55,8 @@ mod tree_tests;
 #[path = "../alloc_backends/mod.rs"]
 pub mod alloc_backends;
 
+#[cfg(feature = "seize")]
+pub use alloc_backends::seize::OwnedGuard;
 pub use allocator_api2;
 pub use bulk::{BulkLoadError, BulkLoader};
 #[cfg(feature = "alloc")]

@@ -62,6 +62,26 @@ impl<K: KeyDecode, S: ValueStorage> TypedTree<K, S, crate::alloc_backends::seize
     }
 }
 
+#[cfg(feature = "seize")]
+impl<K, S, A: allocator_api2::alloc::Allocator>
+    TypedTree<K, S, crate::alloc_backends::seize::SeizeBackend<A>>
+{
+    /// A read guard that is `Send + Sync`, for async tasks and other threads;
+    /// see [`Tree::owned_guard`].
+    ///
+    /// ```
+    /// let tree = masstree::TypedMassTree::<u32, &str>::new();
+    /// tree.insert(&1, "one", &tree.guard());
+    /// let tree = &tree;
+    /// let g = tree.owned_guard();
+    /// let v = std::thread::scope(|s| s.spawn(move || *tree.get(&1, &g).unwrap()).join().unwrap());
+    /// assert_eq!(v, "one");
+    /// ```
+    pub fn owned_guard(&self) -> crate::OwnedGuard<'_> {
+        self.tree.owned_guard()
+    }
+}
+
 impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric + Default> Default
     for TypedTree<K, S, A>
 {
