@@ -176,6 +176,12 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
             unsafe { s.partial.push(slab) };
         }
         s.counts.slots_in_use += 1;
+        // Fresh slots are handed out one at a time, straight from the
+        // never-used tail, and never threaded onto the free list in a loop:
+        // rustc 1.95.0 (LLVM 22.1.2) crashed (SIGSEGV in LLVM's loop
+        // vectorizer) in release builds for aarch64-unknown-none on such a
+        // loop (`while let Some(slot) = self.take_fresh() { self.push(slot) }`,
+        // in the old pool's `add_slab`). Reintroducing it brings the crash back.
         // SAFETY: a live slab on the partial list, under the lock, reached by
         // raw field accesses only (the list operations write it too); free
         // slots and the fresh tail lie inside it. A freed slot is handed out
