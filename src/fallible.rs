@@ -210,7 +210,8 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     }
 
     /// Inserts every pair, stopping at the first that cannot be stored, which
-    /// comes back in the error (the rest of the iterator is dropped).
+    /// comes back in the error (the rest of the iterator is dropped). Pairs go
+    /// in a window at a time, as [`Tree::insert_batch`] puts them.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
@@ -220,14 +221,13 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
         iter: I,
         guard: &A::Guard<'_>,
     ) -> Result<(), AllocFailed<(K, S::Value)>> {
-        for (k, v) in iter {
-            if let Err(e) = self.insert(&k, v, guard) {
-                return Err(AllocFailed {
+        self.tree
+            .warmed(iter, guard, |(k, v)| match self.insert(&k, v, guard) {
+                Ok(_) => Ok(()),
+                Err(e) => Err(AllocFailed {
                     value: (k, e.into_value()),
-                });
-            }
-        }
-        Ok(())
+                }),
+            })
     }
 
     /// Runs `f` on the key's current value with the key's leaf locked, and

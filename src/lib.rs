@@ -8,6 +8,7 @@ extern crate alloc;
 extern crate std;
 
 pub mod backend;
+mod batch;
 mod buf;
 mod bulk;
 mod counter;

@@ -15,15 +15,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric + Default> Default for Tree<S, A> 
     }
 }
 
-/// Inserts every pair (later pairs replace earlier ones with the same key).
+/// Inserts every pair (later pairs replace earlier ones with the same key),
+/// as [`Tree::insert_batch`] does.
 impl<K: AsRef<[u8]>, S: ValueStorage, A: NodeAllocatorGeneric> Extend<(K, S::Value)>
     for Tree<S, A>
 {
     fn extend<I: IntoIterator<Item = (K, S::Value)>>(&mut self, iter: I) {
-        let guard = self.guard();
-        for (k, v) in iter {
-            self.insert(&k, v, &guard);
-        }
+        self.insert_batch(iter, &self.guard());
     }
 }
 

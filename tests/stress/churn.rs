@@ -223,6 +223,7 @@ impl ChurnPlan {
         let mut coherence: Coherence<u32> = Coherence::new();
         until_done(&self.writers_done, self.nw, || {
             map.session(|sess| {
+                self.reader_batch(sess, &mut rng, &mut coherence, r);
                 for i in 0..64 {
                     let id = rng.below(self.nkeys as u64) as u32;
                     if let Some(t) = (sess.get)(&self.keys[id as usize]) {
@@ -236,6 +237,51 @@ impl ChurnPlan {
                 }
             })
         });
+    }
+
+    /// The reader's checks on a batch looked up together (`get_batch`):
+    /// distinct random churned keys and, every fourth, a stable key.
+    fn reader_batch(
+        &self,
+        sess: &mut Session<'_>,
+        rng: &mut Rng,
+        coherence: &mut Coherence<u32>,
+        r: usize,
+    ) {
+        let mut ids: Vec<u32> = Vec::with_capacity(24);
+        let mut keys: Vec<&[u8]> = Vec::with_capacity(32);
+        let mut stable: Vec<usize> = Vec::new();
+        for i in 0..24 {
+            let id = rng.below(self.nkeys as u64) as u32;
+            // Distinct keys: two lookups of one key may finish in either order.
+            if !ids.contains(&id) {
+                ids.push(id);
+                keys.push(&self.keys[id as usize]);
+            }
+            if i % 4 == 0 {
+                let g = rng.below(self.stable.len() as u64) as usize;
+                stable.push(g);
+            }
+        }
+        let churned = keys.len();
+        keys.extend(stable.iter().map(|&g| &self.stable[g].1[..]));
+        let mut out = vec![None; keys.len()];
+        (sess.get_batch)(&keys, &mut out);
+        for (&id, got) in ids.iter().zip(&out) {
+            if let Some(t) = *got {
+                self.validate(t, id, "reader get_batch");
+                coherence.advance(id, t.seq, || format!("reader {r}: key {id} (get_batch)"));
+            }
+        }
+        for (&g, got) in stable.iter().zip(&out[churned..]) {
+            let (group, k) = &self.stable[g];
+            assert_eq!(
+                *got,
+                Some(self.stable_tag(*group)),
+                "reader {r}: stable key {} of group {group} (get_batch)",
+                hex(k)
+            );
+        }
     }
 
     /// The stable key `k` of group `g` holds its value.

@@ -79,7 +79,10 @@ for_each_backend! {
             let mut ins = |k: &[u8], t: Tag| self.insert(k, t.pack(), &g).map(Tag::unpack);
             let mut get = |k: &[u8]| self.get(k, &g).map(Tag::unpack);
             let mut rem = |k: &[u8]| self.remove(k, &g).map(Tag::unpack);
-            f(&mut Session { insert: &mut ins, get: &mut get, remove: &mut rem })
+            let mut batch = |ks: &[&[u8]], out: &mut [Option<Tag>]| {
+                self.get_batch_with(ks, &g, |i, v| out[i] = v.map(Tag::unpack));
+            };
+            f(&mut Session { insert: &mut ins, get: &mut get, remove: &mut rem, get_batch: &mut batch })
         }
         fn count(&self) -> usize {
             self.len()
@@ -97,7 +100,15 @@ for_each_backend! {
                 };
                 let mut get = |k: &[u8]| self.get(k, &g).map(|v| hold(&held, k, v));
                 let mut rem = |k: &[u8]| self.remove(k, &g).map(|v| hold(&held, k, v));
-                f(&mut Session { insert: &mut ins, get: &mut get, remove: &mut rem })
+                let mut batch = |ks: &[&[u8]], out: &mut [Option<Tag>]| {
+                    self.get_batch_with(ks, &g, |i, v| out[i] = v.map(|v| hold(&held, ks[i], v)));
+                };
+                f(&mut Session {
+                    insert: &mut ins,
+                    get: &mut get,
+                    remove: &mut rem,
+                    get_batch: &mut batch,
+                })
             };
             for (v, tag) in held.into_inner() {
                 assert_eq!(

@@ -71,11 +71,16 @@ pub(crate) fn hold<'g>(held: &RefCell<Vec<(&'g Val, Tag)>>, key: &[u8], v: &'g V
     tag
 }
 
+/// A batched lookup: fills `out[i]` with the value of `keys[i]`.
+pub(crate) type GetBatch = dyn FnMut(&[&[u8]], &mut [Option<Tag>]);
+
 /// Operations available while one guard is held.
 pub(crate) struct Session<'a> {
     pub(crate) insert: &'a mut dyn FnMut(&[u8], Tag) -> Option<Tag>,
     pub(crate) get: &'a mut dyn FnMut(&[u8]) -> Option<Tag>,
     pub(crate) remove: &'a mut dyn FnMut(&[u8]) -> Option<Tag>,
+    /// `get` of every key at once (`Tree::get_batch`): `out[i]` for `keys[i]`.
+    pub(crate) get_batch: &'a mut GetBatch,
 }
 
 /// A tree under test, seen through tags.

@@ -205,6 +205,7 @@ impl Plan {
                 for _ in 0..64 {
                     self.reader_step(sess, &mut st);
                 }
+                self.reader_batch(sess, &mut st);
             })
         });
         // final: everything ever seen is still there
@@ -256,6 +257,42 @@ impl Plan {
         }
         if st.iters % 8 == 0 {
             self.check_published(sess, st);
+        }
+    }
+
+    /// The checks of [`Self::reader_step`] on a batch of distinct keys
+    /// looked up together (`get_batch`): random keys, and keys seen before.
+    fn reader_batch(&self, sess: &mut Session<'_>, st: &mut ReaderState) {
+        let mut ids: Vec<u32> = Vec::with_capacity(24);
+        for i in 0..24 {
+            let id = if i % 3 == 2 && !st.seen_vec.is_empty() {
+                st.seen_vec[st.rng.below(st.seen_vec.len() as u64) as usize]
+            } else {
+                st.rng.below(self.universe as u64) as u32
+            };
+            // Distinct keys: two lookups of one key may finish in either order.
+            if !ids.contains(&id) {
+                ids.push(id);
+            }
+        }
+        let keys: Vec<&[u8]> = ids.iter().map(|&id| self.key(id)).collect();
+        let mut out = vec![None; keys.len()];
+        (sess.get_batch)(&keys, &mut out);
+        for (&id, got) in ids.iter().zip(out) {
+            match got {
+                Some(t) => {
+                    self.observe(&mut st.coherence, t, id, "reader get_batch");
+                    if st.seen.insert(id) {
+                        st.seen_vec.push(id);
+                    }
+                }
+                None => assert!(
+                    !st.seen.contains(&id),
+                    "reader {}: key {id} ({}) disappeared (get_batch)",
+                    st.r,
+                    hex(self.key(id))
+                ),
+            }
         }
     }
 
