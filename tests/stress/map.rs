@@ -72,7 +72,7 @@ pub(crate) fn hold<'g>(held: &RefCell<Vec<(&'g Val, Tag)>>, key: &[u8], v: &'g V
 }
 
 /// A batched lookup: fills `out[i]` with the value of `keys[i]`.
-pub(crate) type GetBatch = dyn FnMut(&[&[u8]], &mut [Option<Tag>]);
+pub(crate) type GetBatch<'a> = dyn FnMut(&[&[u8]], &mut [Option<Tag>]) + 'a;
 
 /// Operations available while one guard is held.
 pub(crate) struct Session<'a> {
@@ -80,7 +80,7 @@ pub(crate) struct Session<'a> {
     pub(crate) get: &'a mut dyn FnMut(&[u8]) -> Option<Tag>,
     pub(crate) remove: &'a mut dyn FnMut(&[u8]) -> Option<Tag>,
     /// `get` of every key at once (`Tree::get_batch`): `out[i]` for `keys[i]`.
-    pub(crate) get_batch: &'a mut GetBatch,
+    pub(crate) get_batch: &'a mut GetBatch<'a>,
 }
 
 /// A tree under test, seen through tags.
