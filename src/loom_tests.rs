@@ -149,6 +149,32 @@ fn loom_reader_races_leaf_split() {
     );
 }
 
+/// A batched reader ([`RawTree::get_batch`](crate::raw::RawTree), steps of
+/// its lookups interleaved) racing the same split: each of its lookups
+/// keeps `get`'s protocol across its yields, so key 14 is found wherever the
+/// split put it, and key 1 is absent or complete.
+#[test]
+fn loom_batched_reader_races_leaf_split() {
+    race(
+        full_leaf,
+        |t, g| {
+            let mut out = [None; 3];
+            t.get_batch(&[key(14), key(1), key(28)], &mut out, g);
+            assert_eq!(out[0], Some(7));
+            assert!(out[1].is_none() || out[1] == Some(100));
+            assert_eq!(out[2], Some(14));
+        },
+        |t, g| {
+            t.insert(&key(1), 100, g);
+        },
+        |t, g| {
+            let mut out = [None; 2];
+            t.get_batch(&[key(28), key(1)], &mut out, g);
+            assert_eq!(out, [Some(14), Some(100)]);
+        },
+    );
+}
+
 /// A suffixed key turning into a chain of two new layers (the keys share
 /// two slices past the first) while a reader looks it up: the chain is
 /// published by one store, so the reader finds the key in the old record or
