@@ -4,8 +4,9 @@
 # The project's test command: runs every check CI runs, in order, and stops at
 # the first failure.
 #
-#   1. rustfmt            cargo fmt --all --check
+#   1. rustfmt            cargo fmt --all --check (the crate, ci/nostd-check, bench/)
 #   2. clippy             cargo clippy --all-targets --all-features -- -D warnings
+#                         the same for bench/ (the benchmark against the peers)
 #                         cargo doc --no-deps --all-features (RUSTDOCFLAGS=-D warnings)
 #   3. tests              cargo test --release --all-features   (+ doctests)
 #                         cargo test --release --no-default-features --lib --test api --test ordered
@@ -32,9 +33,14 @@
 #                         (std rebuilt with -Zbuild-std, needs rust-src) over
 #                         the stress tests on pool and arena (not seize: see
 #                         step_sanitizers)
+#   9. msrv               the toolchain of Cargo.toml's rust-version (rustup):
+#                         cargo check --lib --no-default-features, then
+#                         cargo test --release --all-features --lib --tests --examples,
+#                         on a copy of the sources without Cargo.lock (dependencies
+#                         resolved afresh, as in a clean clone; doctests not run)
 #
 # Usage: ci/test.sh [STEP...]   (from anywhere; it cd's to the repo root)
-#   STEP is one of: fmt clippy test loom miri nostd embedded sanitizers
+#   STEP is one of: fmt clippy test loom miri nostd embedded sanitizers msrv
 #   (default: all, in order).
 #   Selecting steps is for local use; CI runs them all.
 #
@@ -47,6 +53,7 @@
 #   CI_SKIP_MIRI=1 skip Miri (prints a loud banner; for quick local runs only)
 #   SANITIZER_TIMEOUT  seconds for each sanitizer run (default 900)
 #   CI_SKIP_SANITIZERS=1 skip the sanitizers (loud banner; local runs only)
+#   CI_SKIP_MSRV=1 skip the MSRV build (loud banner; local runs only)
 set -euo pipefail
 
 # Backend features (and `huge-pages`, the slab allocator that goes under
@@ -81,8 +88,9 @@ MIRI_JOBS="${MIRI_JOBS:-$(nproc 2>/dev/null || echo 1)}"
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-# Main build cache; loom, miri, the sanitizers and the no_std check crate get
-# their own sub-directories so their flags don't invalidate it.
+# Main build cache; loom, miri, the sanitizers, the MSRV toolchain and the
+# no_std check and bench crates get their own sub-directories so their flags
+# (and their dependency graphs) don't invalidate it.
 MAIN_TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
 
 # ---------------------------------------------------------------------------
@@ -164,7 +172,9 @@ fmt_all() {
     echo "+ cargo fmt --all --check" &&
         cargo fmt --all --check -- --color "$color" &&
         echo "+ cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check" &&
-        cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check -- --color "$color"
+        cargo fmt --manifest-path ci/nostd-check/Cargo.toml --check -- --color "$color" &&
+        echo "+ cargo fmt --manifest-path $BENCH --check" &&
+        cargo fmt --manifest-path "$BENCH" --check -- --color "$color"
 }
 step_fmt() {
     run_step "rustfmt" fmt_all
@@ -174,8 +184,17 @@ step_fmt() {
 # 2. clippy
 # ---------------------------------------------------------------------------
 
+# The benchmark against the peers: a crate of its own (their dependencies
+# need a newer Rust than our MSRV), still our code. Its own target directory:
+# its dependency graph (masstree with the bench's features) would otherwise
+# rebuild the main cache's masstree.
+BENCH=bench/Cargo.toml
+
 step_clippy() {
     run_step "clippy" cargo clippy --all-targets --all-features -- -D warnings
+    run_step "clippy: $BENCH" \
+        env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/bench" \
+        cargo clippy --manifest-path "$BENCH" --all-targets -- -D warnings
     # The docs, as docs.rs builds them (all features), without a warning
     # (broken or private intra-doc links included).
     run_step "rustdoc (all features, warnings are errors)" \
@@ -652,10 +671,81 @@ step_sanitizers() {
 }
 
 # ---------------------------------------------------------------------------
+# 9. msrv
+# ---------------------------------------------------------------------------
+
+# The declared MSRV: Cargo.toml's rust-version.
+MSRV="$(sed -n 's/^rust-version *= *"\([^"]*\)".*/\1/p' Cargo.toml | head -n 1)"
+MSRV_SKIP_REASON=""
+
+install_msrv() {
+    if [ -n "${CI_SKIP_MSRV:-}" ]; then
+        MSRV_SKIP_REASON="CI_SKIP_MSRV is set"
+    elif [ -z "$MSRV" ]; then
+        MSRV_SKIP_REASON="Cargo.toml declares no rust-version"
+    elif ! command -v rustup >/dev/null 2>&1; then
+        MSRV_SKIP_REASON="rustup is not installed"
+    elif ! has_toolchain "$MSRV"; then
+        echo "+ rustup toolchain install $MSRV --no-self-update --profile minimal"
+        rustup toolchain install "$MSRV" --no-self-update --profile minimal ||
+            MSRV_SKIP_REASON="rustup could not install the $MSRV toolchain"
+    fi
+}
+
+# The sources as a clean clone has them (tracked files, and new ones not
+# ignored), in a directory of their own without Cargo.lock: the dependencies
+# resolve afresh, as in CI, where edition 2024's resolver picks for each the
+# newest version whose rust-version the MSRV meets; the working tree's
+# Cargo.lock (resolved by whatever toolchain ran last) is not used or changed.
+# Modification times are kept, so unchanged files are not rebuilt.
+MSRV_DIR="$MAIN_TARGET_DIR/msrv"
+msrv_copy() {
+    rm -rf "$MSRV_DIR/src" && mkdir -p "$MSRV_DIR/src" &&
+        git ls-files -z --cached --others --exclude-standard |
+        while IFS= read -r -d '' f; do
+            [ -e "$f" ] && printf '%s\0' "$f"
+        done |
+            tar --null -T - -cf - | tar -xf - -C "$MSRV_DIR/src"
+}
+
+# Everything a user builds (the library, without `alloc` and with every
+# feature) and the unit, integration and example targets, at the MSRV; the
+# tests run with few proptest cases (they are here to prove the toolchain;
+# the test step runs them in full). Doctests are left out: compiling each at
+# the MSRV costs minutes for code the test step already checks.
+msrv_test() {
+    echo "+ copy the sources to $MSRV_DIR/src (no Cargo.lock)"
+    msrv_copy || return $?
+    (
+        cd "$MSRV_DIR/src" || exit 1
+        export CARGO_TARGET_DIR="$MSRV_DIR/target"
+        echo "+ cargo +$MSRV check --lib --no-default-features" &&
+            cargo "+$MSRV" check --lib --no-default-features &&
+            echo "+ PROPTEST_CASES=$PER_FEATURE_PROPTEST_CASES cargo +$MSRV test --release --all-features --lib --tests --examples" &&
+            PROPTEST_CASES="$PER_FEATURE_PROPTEST_CASES" \
+                cargo "+$MSRV" test --release --all-features --lib --tests --examples
+    )
+}
+
+step_msrv() {
+    header "msrv: toolchain $MSRV"
+    install_msrv
+    if [ -n "$MSRV_SKIP_REASON" ]; then
+        banner "MSRV IS NOT CHECKED: the crate was NOT built with Rust ${MSRV:-?}." \
+            "Reason: $MSRV_SKIP_REASON" \
+            "Cargo.toml's rust-version is a claim this run did not test."
+        WARNINGS+=("msrv: Rust ${MSRV:-?} not checked: $MSRV_SKIP_REASON")
+        return 0
+    fi
+    rustc "+$MSRV" --version
+    run_step "msrv: Rust $MSRV (lib without features; lib, tests and examples with all)" msrv_test
+}
+
+# ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
 
-ALL_STEPS="fmt clippy test loom miri nostd embedded sanitizers"
+ALL_STEPS="fmt clippy test loom miri nostd embedded sanitizers msrv"
 SELECTED="${*:-$ALL_STEPS}"
 for s in $SELECTED; do
     case " $ALL_STEPS " in

@@ -2,8 +2,8 @@
 //! after dropping the map: what `remove` gives back, and when.
 //!
 //! ```text
-//! cargo bench --bench memory_after_remove            # N = 1,000,000 (the README's table)
-//! N=100000 cargo bench --bench memory_after_remove
+//! cargo run --release --manifest-path bench/Cargo.toml --bin memory_after_remove            # N = 1,000,000 (the README's table)
+//! N=100000 cargo run --release --manifest-path bench/Cargo.toml --bin memory_after_remove
 //! ```
 //!
 //! A counting global allocator (requested sizes, so allocator overhead is
@@ -12,7 +12,7 @@
 //! random 8-byte keys with `u64` values, inserted in random order and
 //! removed in another; one guard per 1000 operations, dropped before each
 //! reading. Every remove must return the value inserted, and the program
-//! panics otherwise. This is a separate program from `benches/compare`
+//! panics otherwise. This is a separate program from `bench/compare`
 //! because a counting global allocator would slow every allocation there.
 
 use masstree::InlineMassTree;

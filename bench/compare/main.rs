@@ -2,10 +2,10 @@
 //! load and memory figures for this crate's backends.
 //!
 //! ```text
-//! cargo bench --bench compare --all-features           # the demo: about a minute on 2 cores
-//! FULL=1 cargo bench --bench compare --all-features    # the README's figures: N = 1M, 5 runs (~10 min)
-//! cargo bench --bench compare                          # no arena/pool/huge-pages rows
-//! N=100000 RUNS=1 THREADS=1 ONLY=rand8,scan cargo bench --bench compare   # one corner
+//! cargo run --release --manifest-path bench/Cargo.toml --bin compare          # the demo: about a minute on 2 cores
+//! FULL=1 cargo run --release --manifest-path bench/Cargo.toml --bin compare   # the README's figures: N = 1M, 5 runs (~10 min)
+//! cargo run --release --manifest-path bench/Cargo.toml --no-default-features --bin compare   # no arena/pool/huge-pages rows
+//! N=100000 RUNS=1 THREADS=1 ONLY=rand8,scan cargo run --release --manifest-path bench/Cargo.toml --bin compare   # one corner
 //! ```
 //!
 //! By default the sizes are small (`N` = 100,000, median of 3 runs, latency at 1M keys
@@ -18,7 +18,7 @@
 //! * this crate: `masstree::InlineMassTree<u64>` (seize backend); with feature
 //!   `huge-pages` also on `SeizeBackend<HugePageSlabs>` ("this crate, huge
 //!   pages"), whose slabs come from the same global allocator;
-//! * the published `masstree` 0.9.5 (dev-dependency `masstree_published`):
+//! * the published `masstree` 0.9.5 (dependency `masstree_published`):
 //!   `MassTree15Inline<u64>` with `insert_with_guard` / `get_with_guard` /
 //!   `remove_with_guard` / `range`;
 //! * `scc::TreeIndex` (`insert_sync` / `peek` / `remove_if_sync` / `range`);
