@@ -6,7 +6,6 @@
 //!
 //! `cargo run --example session_table`
 
-use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use masstree::{Change, InlineMassTree};
@@ -73,13 +72,11 @@ fn main() {
         s.spawn(move || {
             while !done.load(Ordering::Relaxed) {
                 let g = sessions.guard();
-                let mut active = 0;
-                let mut requests = 0;
-                let _ = sessions.cursor(&g).for_each_next(|_key, n| {
+                let (mut active, mut requests) = (0, 0);
+                for n in sessions.values(&g) {
                     active += 1;
                     requests += n;
-                    ControlFlow::<()>::Continue(())
-                });
+                }
                 println!("reporter: {active} sessions, {requests} requests counted");
                 std::thread::sleep(std::time::Duration::from_millis(5));
             }

@@ -36,7 +36,7 @@ static ALLOC: StaticBump = StaticBump {
 // SAFETY: each range of the buffer is returned at most once, aligned as asked.
 unsafe impl Allocator for &StaticBump {
     fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
-        let base = BUFFER.0.get().cast::<u8>();
+        let base: *mut u8 = BUFFER.0.get().cast();
         let size = 64 * 1024;
         // Relaxed: the counter only hands out disjoint ranges; no data is
         // published through it.
