@@ -1,6 +1,6 @@
 //! A small concurrent service: a session table shared by worker threads.
 //! Each worker logs users in and out and counts their requests with atomic
-//! read-modify-write operations; a reporter walks the table by prefix while
+//! read-modify-write operations; a reporter reads the whole table while
 //! the workers run. Keys are `"session/<user>"`; values are request counts
 //! stored inline (no allocation per value).
 //!
