@@ -379,6 +379,44 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         }
     }
 
+    /// Removes every key, calling `removed` with each key's index in `keys`
+    /// and its value (if it was present), in the keys' order, as
+    /// [`Tree::remove`] one after another would; faster on a tree larger
+    /// than the CPU caches, since each window of keys is first looked up
+    /// together ([`Tree::get_batch`]) to bring their nodes into the cache.
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u64>::new();
+    /// let g = tree.guard();
+    /// tree.insert_batch((0..100u64).map(|i| (i.to_be_bytes(), i)), &g);
+    /// let mut sum = 0;
+    /// let keys = [3u64, 300, 5].map(u64::to_be_bytes);
+    /// tree.remove_batch(&keys, &g, |_, old| sum += old.unwrap_or(1000));
+    /// assert_eq!((sum, tree.len()), (1008, 98));
+    /// ```
+    ///
+    /// # Panics
+    /// If `guard` was created by another tree.
+    #[track_caller]
+    pub fn remove_batch<'g, K: AsRef<[u8]>>(
+        &self,
+        keys: &[K],
+        guard: &'g A::Guard<'_>,
+        mut removed: impl FnMut(usize, Option<S::Ref<'g>>),
+    ) where
+        S: 'g,
+    {
+        self.check(guard);
+        for (w, window) in keys.chunks(WINDOW).enumerate() {
+            // SAFETY: the guard is ours and held for the call; the results
+            // are not used.
+            unsafe { self.raw.get_batch(window, |_, _| {}) };
+            for (i, k) in window.iter().enumerate() {
+                removed(w * WINDOW + i, self.remove(k, guard));
+            }
+        }
+    }
+
     /// Runs `each` on every pair of `items`, a window at a time, after
     /// looking the window's keys up together to bring their nodes into the
     /// cache. Stops at the first error (the pairs not yet given to `each`

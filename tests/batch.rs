@@ -1,8 +1,9 @@
 //! Batched operations against a `BTreeMap` model: `get_batch` and
 //! `get_batch_with` (interleaved lookups) give each key what `get` gives,
 //! once per key, across trie layers; `insert_batch`, `extend` and
-//! `fallible().extend` leave the tree as inserts one by one would, and a
-//! failed allocation stops at the pair it hands back with nothing lost.
+//! `fallible().extend` leave the tree as inserts one by one would (and a
+//! failed allocation stops at the pair it hands back with nothing lost);
+//! `remove_batch` as removes one by one would.
 //! Concurrent writers: tests/stress (readers check `get_batch` results).
 #![cfg(any(feature = "seize", feature = "pool", feature = "arena"))]
 
@@ -116,6 +117,35 @@ for_each_backend! {
             let got: Vec<(Vec<u8>, u64)> = tree.iter(&g).collect();
             let want: Vec<(Vec<u8>, u64)> = model.into_iter().collect();
             prop_assert_eq!(got, want);
+        }
+
+        /// `remove_batch` removes what removes one by one remove, reporting
+        /// each key's value once, in the keys' order (a repeated key is
+        /// absent the second time).
+        #[test]
+        fn remove_batch_matches_model(
+            items in pairs(),
+            extra in prop::collection::vec(key(), 0..40),
+            picks in prop::collection::vec(any::<prop::sample::Index>(), 0..80),
+        ) {
+            let tree = new_itree::<u64>();
+            let g = tree.guard();
+            tree.insert_batch(items.iter().cloned(), &g);
+            let mut model: BTreeMap<Vec<u8>, u64> = items.iter().cloned().collect();
+            let mut keys: Vec<Vec<u8>> = extra;
+            for ix in &picks {
+                if !items.is_empty() {
+                    keys.push(items[ix.index(items.len())].0.clone());
+                }
+            }
+            let mut seen = Vec::new();
+            tree.remove_batch(&keys, &g, |i, old| seen.push((i, old)));
+            let want: Vec<(usize, Option<u64>)> =
+                keys.iter().enumerate().map(|(i, k)| (i, model.remove(k))).collect();
+            prop_assert_eq!(seen, want);
+            prop_assert_eq!(tree.len(), model.len());
+            let got: Vec<(Vec<u8>, u64)> = tree.iter(&g).collect();
+            prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
         }
 
         /// A failed allocation in `fallible().extend` hands back the pair it
