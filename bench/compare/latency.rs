@@ -72,11 +72,40 @@ pub(crate) fn dependent_get_ns(
     began.elapsed().as_secs_f64() * 1e9 / gets as f64
 }
 
+/// Nanoseconds per get of random keys among all, looked up 16 at a time
+/// with `get_batch` (independent keys, so their misses may overlap).
+pub(crate) fn batched_get_ns(
+    tree: &InlineMassTree<u64>,
+    keys: &[[u8; 8]],
+    gets: usize,
+    rng: &mut Rng,
+) -> f64 {
+    const B: usize = 16;
+    let mut g = tree.guard();
+    let mut batch: [&[u8]; B] = [&[]; B];
+    let mut out = [None; B];
+    let mut sum = 0u64;
+    let began = Instant::now();
+    for n in 0..gets / B {
+        if n % (GUARD_BATCH / B) == 0 {
+            g = tree.guard();
+        }
+        for k in &mut batch {
+            *k = &keys[rng.below(keys.len() as u64) as usize];
+        }
+        tree.get_batch(&batch, &mut out, &g);
+        sum += out.iter().map(|v| v.expect("present")).sum::<u64>();
+    }
+    black_box(sum);
+    began.elapsed().as_secs_f64() * 1e9 / (gets / B * B) as f64
+}
+
 /// One row of the latency table.
 pub(crate) struct LatencyRow {
     pub(crate) n: usize,
     pub(crate) cold: f64,
     pub(crate) warm: f64,
+    pub(crate) batched: f64,
     pub(crate) chase: f64,
 }
 
@@ -106,16 +135,19 @@ pub(crate) fn bench_latency(sizes: &[usize], runs: usize) -> Vec<LatencyRow> {
             }
             let gets = 2_000_000;
             let (mut cold, mut warm, mut chase) = (Vec::new(), Vec::new(), Vec::new());
+            let mut batched = Vec::new();
             for run in 0..runs {
                 eprintln!("[latency {n} run {}/{runs}]", run + 1);
                 cold.push(dependent_get_ns(&tree, &keys, n, gets));
                 warm.push(dependent_get_ns(&tree, &keys, 1, gets));
+                batched.push(batched_get_ns(&tree, &keys, gets, &mut rng));
                 chase.push(chase_ns(256 << 20, &mut rng));
             }
             LatencyRow {
                 n,
                 cold: median(&mut cold),
                 warm: median(&mut warm),
+                batched: median(&mut batched),
                 chase: median(&mut chase),
             }
         })
@@ -124,19 +156,21 @@ pub(crate) fn bench_latency(sizes: &[usize], runs: usize) -> Vec<LatencyRow> {
 
 pub(crate) fn print_latency_table(rows: &[LatencyRow]) {
     println!(
-        "| keys       | get, cold ns | get, warm ns | DRAM load ns | DRAM loads per get = (cold - warm) / DRAM |"
+        "| keys       | get, cold ns | get, warm ns | DRAM load ns | DRAM loads per get = (cold - warm) / DRAM | get_batch 16, ns per get | its DRAM loads per get |"
     );
     println!(
-        "|-----------:|-------------:|-------------:|-------------:|------------------------------------------:|"
+        "|-----------:|-------------:|-------------:|-------------:|------------------------------------------:|-------------------------:|-----------------------:|"
     );
     for r in rows {
         println!(
-            "| {:>10} | {:>12.1} | {:>12.1} | {:>12.1} | {:>41.2} |",
+            "| {:>10} | {:>12.1} | {:>12.1} | {:>12.1} | {:>41.2} | {:>24.1} | {:>22.2} |",
             r.n,
             r.cold,
             r.warm,
             r.chase,
-            (r.cold - r.warm) / r.chase
+            (r.cold - r.warm) / r.chase,
+            r.batched,
+            (r.batched - r.warm).max(0.0) / r.chase
         );
     }
 }

@@ -107,12 +107,13 @@
 //! `FULL` (set and not `0`: the full sizes below), `N` (keys, default
 //! 100,000; full 1,000,000), `RUNS` (default 3; full 5), `LATENCY_N`
 //! (comma-separated tree sizes of the latency section, default 1,000,000;
-//! full `1000000,10000000`), `THREADS`
+//! full `1000000,10000000`), `BATCH_N` (the same for the batched-gets
+//! section), `THREADS`
 //! (comma-separated thread counts, default `1,2`), `ONLY` (comma-separated
 //! names, default everything): key sets `rand8`, `paths`, `prefix24`, `usr`; phase
 //! groups `point` (insert/get hit/get miss), `scan` (scan fwd/scan rev/iter),
 //! `mixed`, `remove`; sections `main` (the throughput table), `bulk`,
-//! `memory`, `latency`. Key sets not named: all of them; groups not named: all of them;
+//! `memory`, `latency`, `batch` (batched gets, rand8 and paths only). Key sets not named: all of them; groups not named: all of them;
 //! a group named implies `main`; no section or group named: all sections. The
 //! insert phase always runs (it fills the map) but shows only with `point`.
 //! Tables on stdout, progress on stderr.
@@ -125,6 +126,7 @@ use std::time::{Duration, Instant};
 
 #[path = "../../tests/common/alloc.rs"]
 mod alloc;
+mod batch;
 mod bulk;
 mod driver;
 mod keys;
@@ -135,6 +137,7 @@ mod phases;
 mod rng;
 mod systems;
 
+use batch::{bench_batch, print_batch_table};
 use bulk::{bench_bulk, builds, print_bulk_table};
 use driver::{Failures, bench_workload, env_usize, print_table};
 use keys::key_set;
@@ -178,11 +181,12 @@ struct Selection {
     bulk: bool,
     memory: bool,
     latency: bool,
+    batch: bool,
 }
 
 fn selection() -> Selection {
     const GROUPS: [&str; 4] = ["point", "scan", "mixed", "remove"];
-    const SECTIONS: [&str; 4] = ["main", "bulk", "memory", "latency"];
+    const SECTIONS: [&str; 5] = ["main", "bulk", "memory", "latency", "batch"];
     let only = std::env::var("ONLY").unwrap_or_default();
     let names: Vec<&str> = only
         .split(',')
@@ -212,7 +216,23 @@ fn selection() -> Selection {
         bulk: !any_section || names.contains(&"bulk"),
         memory: !any_section || names.contains(&"memory"),
         latency: !any_section || names.contains(&"latency"),
+        batch: !any_section || names.contains(&"batch"),
     }
+}
+
+/// A comma-separated list of key counts from the environment variable
+/// `name`, or `default`.
+fn sizes_var(name: &str, default: &str) -> Vec<usize> {
+    std::env::var(name)
+        .unwrap_or_else(|_| default.into())
+        .split(',')
+        .map(|s| {
+            s.trim()
+                .replace('_', "")
+                .parse()
+                .unwrap_or_else(|_| panic!("{name}: comma-separated key counts"))
+        })
+        .collect()
 }
 
 fn main() {
@@ -272,20 +292,22 @@ fn main() {
     }
 
     let latency_rows = if sel.latency {
-        let sizes: Vec<usize> = std::env::var("LATENCY_N")
-            .unwrap_or_else(|_| default_latency.into())
-            .split(',')
-            .map(|s| {
-                s.trim()
-                    .replace('_', "")
-                    .parse()
-                    .expect("LATENCY_N: comma-separated key counts")
-            })
-            .collect();
-        bench_latency(&sizes, runs.min(3))
+        bench_latency(&sizes_var("LATENCY_N", default_latency), runs.min(3))
     } else {
         Vec::new()
     };
+    let mut batch_rows = Vec::new();
+    if sel.batch {
+        for &set in sel
+            .key_sets
+            .iter()
+            .filter(|s| ["rand8", "paths"].contains(s))
+        {
+            for n in sizes_var("BATCH_N", default_latency) {
+                batch_rows.push(bench_batch(set, n, runs.min(3), &mut rng));
+            }
+        }
+    }
 
     if sel.main {
         println!();
@@ -362,11 +384,31 @@ fn main() {
             "(its path stays in L1). DRAM load: a pointer chase through 256 MiB of cache lines in one random cycle."
         );
         println!(
-            "The last column is the cache-miss time of a get in units of one dependent DRAM load (L2/L3 hits count as fractions). Medians of {} runs.",
+            "DRAM loads per get: the cache-miss time of a get in units of one dependent DRAM load (L2/L3 hits count as fractions)."
+        );
+        println!(
+            "get_batch 16: random keys among all, 16 per call (independent, so their misses overlap); its DRAM loads: (batched - warm) / DRAM. Medians of {} runs.",
             runs.min(3)
         );
         println!();
         print_latency_table(&latency_rows);
+    }
+    if !batch_rows.is_empty() {
+        println!();
+        println!("## Batched gets (this crate, 1 thread)");
+        println!();
+        println!(
+            "Mops/s, every key looked up once in random order (probe keys stored contiguously in probe order);"
+        );
+        println!(
+            "get_batch B: B keys per call, their descents interleaved; in parentheses the ratio to this crate's single get."
+        );
+        println!(
+            "Peers (single gets): masstree 0.9.5 MassTree15Inline, BTreeMap (u64 keys for rand8, Box<[u8]> for paths). Medians of {} runs, systems interleaved.",
+            runs.min(3)
+        );
+        println!();
+        print_batch_table(&batch_rows);
     }
     println!();
     println!("Total time: {:.0} s.", began.elapsed().as_secs_f64());
