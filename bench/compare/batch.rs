@@ -24,6 +24,9 @@ pub(crate) struct BatchRow {
     pub(crate) batched: [f64; SIZES.len()],
     pub(crate) published: f64,
     pub(crate) btree: f64,
+    /// Building a tree of the keys (shuffled) with `insert`, and with `insert_batch`.
+    pub(crate) insert: f64,
+    pub(crate) insert_batch: f64,
 }
 
 /// Every key of `ks`, shuffled, looked up in each way, `runs` times.
@@ -58,6 +61,7 @@ fn rows<R: KeyRepr>(ks: &KeySet, n: usize, runs: usize, rng: &mut Rng) -> BatchR
     let expect: u64 = (0..ks.len() as u64).sum();
     let rate = |t: Instant| probes.len() as f64 / t.elapsed().as_secs_f64() / 1e6;
     let (mut single, mut published_r, mut btree_r) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut insert, mut insert_batch) = (Vec::new(), Vec::new());
     let mut batched: [Vec<f64>; SIZES.len()] = Default::default();
     for run in 0..runs {
         eprintln!("[batch {} N={n} run {}/{runs}]", ks.name, run + 1);
@@ -112,6 +116,31 @@ fn rows<R: KeyRepr>(ks: &KeySet, n: usize, runs: usize, rng: &mut Rng) -> BatchR
         }
         btree_r.push(rate(t));
         assert_eq!(black_box(sum), expect);
+
+        let fresh = InlineMassTree::<u64>::new();
+        let t = Instant::now();
+        let mut g = fresh.guard();
+        for i in 0..probes.len() {
+            if i % GUARD_BATCH == 0 {
+                g = fresh.guard();
+            }
+            fresh.insert(probes.get(i), i as u64, &g);
+        }
+        insert.push(rate(t));
+        drop(g);
+        assert_eq!(fresh.len(), probes.len());
+        drop(fresh);
+        let fresh = InlineMassTree::<u64>::new();
+        let t = Instant::now();
+        let mut g = fresh.guard();
+        for start in (0..probes.len()).step_by(GUARD_BATCH) {
+            g = fresh.guard();
+            let end = (start + GUARD_BATCH).min(probes.len());
+            fresh.insert_batch((start..end).map(|i| (probes.get(i), i as u64)), &g);
+        }
+        insert_batch.push(rate(t));
+        drop(g);
+        assert_eq!(fresh.len(), probes.len());
     }
     BatchRow {
         set: ks.name,
@@ -120,6 +149,8 @@ fn rows<R: KeyRepr>(ks: &KeySet, n: usize, runs: usize, rng: &mut Rng) -> BatchR
         batched: batched.map(|mut v| median(&mut v)),
         published: median(&mut published_r),
         btree: median(&mut btree_r),
+        insert: median(&mut insert),
+        insert_batch: median(&mut insert_batch),
     }
 }
 
@@ -128,19 +159,25 @@ pub(crate) fn print_batch_table(rows: &[BatchRow]) {
     for s in SIZES {
         print!(" get_batch {s} |");
     }
-    println!(" masstree 0.9.5 get | BTreeMap get |");
-    println!("|---|--:|--:|{}--:|--:|", "--:|".repeat(SIZES.len()));
+    println!(" masstree 0.9.5 get | BTreeMap get | insert | insert_batch |");
+    println!(
+        "|---|--:|--:|{}--:|--:|--:|--:|",
+        "--:|".repeat(SIZES.len())
+    );
     for r in rows {
         print!("| {} | {} | {:.2} |", r.set, r.n, r.single);
         for b in r.batched {
             print!(" {b:.2} ({:.2}x) |", b / r.single);
         }
         println!(
-            " {:.2} ({:.2}x) | {:.2} ({:.2}x) |",
+            " {:.2} ({:.2}x) | {:.2} ({:.2}x) | {:.2} | {:.2} ({:.2}x) |",
             r.published,
             r.published / r.single,
             r.btree,
-            r.btree / r.single
+            r.btree / r.single,
+            r.insert,
+            r.insert_batch,
+            r.insert_batch / r.insert
         );
     }
 }

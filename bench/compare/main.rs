@@ -404,7 +404,13 @@ fn main() {
             "get_batch B: B keys per call, their descents interleaved; in parentheses the ratio to this crate's single get."
         );
         println!(
-            "Peers (single gets): masstree 0.9.5 MassTree15Inline, BTreeMap (u64 keys for rand8, Box<[u8]> for paths). Medians of {} runs, systems interleaved.",
+            "Peers (single gets): masstree 0.9.5 MassTree15Inline, BTreeMap (u64 keys for rand8, Box<[u8]> for paths)."
+        );
+        println!(
+            "insert / insert_batch: Mops/s building a fresh tree of the keys in the same order, one by one or with insert_batch"
+        );
+        println!(
+            "(in parentheses: its ratio to insert). Medians of {} runs, systems interleaved.",
             runs.min(3)
         );
         println!();
