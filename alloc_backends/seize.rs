@@ -44,10 +44,9 @@
 
 use core::alloc::Layout;
 use core::any::Any;
-use core::mem::ManuallyDrop;
 use core::ops::Deref;
 use core::ptr::{self, NonNull};
-use core::sync::atomic::{AtomicBool, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
 use std::boxed::Box;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::{Mutex, PoisonError};
@@ -189,9 +188,10 @@ pub const DEFAULT_BATCH_SIZE: usize = 256;
 /// For a guard that moves between threads (an async task held across
 /// `.await`), see [`OwnedGuard`].
 pub struct SeizeGuard<'a> {
-    /// The collector it was entered from, for `owns_guard`: a guard borrows
-    /// its backend, so the address is unique among live collectors.
-    collector: &'a Collector,
+    /// The collector slot of the backend it was entered from, for
+    /// `owns_guard`: a guard borrows its backend, so no other live backend
+    /// has a slot at this address.
+    owner: &'a CollectorSlot,
     /// Never read: holds the critical section open until it drops.
     section: Section<'a>,
 }
@@ -257,10 +257,10 @@ pub struct OwnedGuard<'a>(SeizeGuard<'a>);
 
 // SAFETY: the inner guard is always `Section::Owned`, a `seize::OwnedGuard`,
 // which is `Send` (it owns its thread slot and no thread-local state); the
-// collector reference is to a `Sync` collector.
+// owner reference is to an atomic, which is `Sync`.
 unsafe impl Send for OwnedGuard<'_> {}
 // SAFETY: as for `Send`; `seize::OwnedGuard` is `Sync`, and what `&SeizeGuard`
-// allows (comparing the collector's address) reads nothing mutable.
+// allows (comparing the owner's address) reads nothing mutable.
 unsafe impl Sync for OwnedGuard<'_> {}
 
 impl<'a> Deref for OwnedGuard<'a> {
@@ -283,14 +283,32 @@ impl core::fmt::Debug for OwnedGuard<'_> {
 /// bytes, aligned to 64), suffix records and values (with a one-word
 /// header), and 4 KiB blocks aligned to 4 KiB, the internode slabs: with an
 /// allocator that refuses those, a tree cannot grow beyond one leaf.
+///
+/// A new backend holds 256 bytes from `A` (its home) and nothing else: the
+/// collector, 16 KiB that seize takes from the global allocator for its
+/// thread slots, is made at the first guard; leaves and internode slabs at
+/// the first insert.
 pub struct SeizeBackend<A: Allocator = Global> {
-    /// Dropped first (see `Drop`), running pending reclaimers while `alloc` lives.
-    collector: ManuallyDrop<Collector>,
+    /// Null until the first guard (see [`CollectorSlot`]); dropped first
+    /// (see `Drop`), running pending reclaimers while `alloc` lives.
+    collector: CollectorSlot,
+    /// What the collector is made with.
+    batch_size: usize,
     home: NonNull<Home<A>>,
 }
 
+/// Where a backend keeps its collector: a `Box` from the global allocator
+/// (where seize takes the collector's own memory too), made at the first
+/// guard. A `seize::Collector` takes 16 KiB when it is made (two tables of
+/// 32 thread slots of 256 bytes), so a backend that made it at once cost
+/// 16 KiB even for a tree that is never used; made lazily, an unused tree
+/// costs its home (256 bytes). Every guard pays one load and a branch that
+/// is always taken the same way after the first.
+type CollectorSlot = AtomicPtr<Collector>;
+
 // SAFETY: the backend owns its allocator; reclaimers use it from any thread
-// through a shared reference, hence `Sync` too.
+// through a shared reference, hence `Sync` too. The collector (`Send +
+// Sync`) is owned through its slot, an atomic.
 unsafe impl<A: Allocator + Send + Sync> Send for SeizeBackend<A> {}
 // SAFETY: every thread uses the allocator through `&A`.
 unsafe impl<A: Allocator + Send + Sync> Sync for SeizeBackend<A> {}
@@ -319,18 +337,22 @@ impl<A: Allocator> SeizeBackend<A> {
                 panic,
             })
         };
-        let collector = ManuallyDrop::new(Collector::new().batch_size(DEFAULT_BATCH_SIZE));
-        Ok(SeizeBackend { collector, home })
+        Ok(SeizeBackend {
+            collector: AtomicPtr::new(ptr::null_mut()),
+            batch_size: DEFAULT_BATCH_SIZE,
+            home,
+        })
     }
 
     /// Sets how many retired objects a thread gathers before handing them
     /// to reclamation (see [`DEFAULT_BATCH_SIZE`]). A destructor's panic
     /// while the old collector drops is kept, as in a reclaimer.
     pub fn with_batch_size(mut self, batch_size: usize) -> Self {
-        // SAFETY: by value, so no guard borrows the backend; the old
-        // collector runs whatever it still holds while `alloc` lives.
-        unsafe { ManuallyDrop::drop(&mut self.collector) };
-        self.collector = ManuallyDrop::new(Collector::new().batch_size(batch_size));
+        // By value, so no guard borrows the backend: the old collector, if
+        // made, runs whatever it still holds while `alloc` lives; the next
+        // guard makes a new one.
+        self.drop_collector();
+        self.batch_size = batch_size;
         self
     }
 
@@ -339,9 +361,57 @@ impl<A: Allocator> SeizeBackend<A> {
         &self.home().alloc
     }
 
-    /// The collector that reclaims retired memory.
+    /// The collector that reclaims retired memory; made here if no guard
+    /// has made it yet.
+    #[inline]
     pub fn collector(&self) -> &Collector {
-        &self.collector
+        // Acquire: pairs with the Release exchange in `make_collector`, so
+        // the collector it published is seen initialized.
+        let c = self.collector.load(Ordering::Acquire);
+        if c.is_null() {
+            return self.make_collector();
+        }
+        // SAFETY: a collector published by `make_collector`, freed only by
+        // `drop_collector`, which takes `&mut self`.
+        unsafe { &*c }
+    }
+
+    /// Makes the collector, at the first guard; of two threads that race
+    /// here, one's collector is kept and the other's dropped unused.
+    #[cold]
+    #[inline(never)]
+    fn make_collector(&self) -> &Collector {
+        let made = Box::into_raw(Box::new(Collector::new().batch_size(self.batch_size)));
+        // AcqRel: the Release publishes the collector just made to the
+        // Acquire loads in `collector`; on failure, Acquire pairs with the
+        // winner's Release, so its collector is seen initialized.
+        match self.collector.compare_exchange(
+            ptr::null_mut(),
+            made,
+            Ordering::AcqRel,
+            Ordering::Acquire,
+        ) {
+            // SAFETY: published just now; freed only by `drop_collector`
+            // (`&mut self`).
+            Ok(_) => unsafe { &*made },
+            Err(winner) => {
+                // SAFETY: `made` was never published: ours alone, unused.
+                drop(unsafe { Box::from_raw(made) });
+                // SAFETY: as in `collector`.
+                unsafe { &*winner }
+            }
+        }
+    }
+
+    /// Drops the collector, if made, which runs every reclaimer it still
+    /// holds (the home must be alive); the next guard makes a new one.
+    fn drop_collector(&mut self) {
+        let c = core::mem::replace(self.collector.get_mut(), ptr::null_mut());
+        if !c.is_null() {
+            // SAFETY: made by `make_collector` from a `Box`, no longer
+            // reachable (the slot is cleared); `&mut self`: no guard borrows it.
+            drop(unsafe { Box::from_raw(c) });
+        }
     }
 
     /// A guard that is `Send + Sync`, for async tasks and hand-offs between
@@ -359,8 +429,8 @@ impl<A: Allocator> SeizeBackend<A> {
     pub fn owned_guard(&self) -> OwnedGuard<'_> {
         self.home().panic.raise();
         OwnedGuard(SeizeGuard {
-            collector: &self.collector,
-            section: Section::Owned(self.collector.enter_owned()),
+            owner: &self.collector,
+            section: Section::Owned(self.collector().enter_owned()),
         })
     }
 
@@ -507,16 +577,16 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     fn guard(&self) -> SeizeGuard<'_> {
         self.home().panic.raise();
         SeizeGuard {
-            collector: &self.collector,
-            section: Section::Local(self.collector.enter()),
+            owner: &self.collector,
+            section: Section::Local(self.collector().enter()),
         }
     }
 
-    /// By address: a guard borrows its backend, so no other live collector
-    /// has this one's address.
+    /// By address: a guard borrows its backend, so no other live backend
+    /// has its collector slot at this one's address.
     #[inline]
     fn owns_guard(&self, guard: &SeizeGuard<'_>) -> bool {
-        ptr::eq(guard.collector, &*self.collector)
+        ptr::eq(guard.owner, &self.collector)
     }
 
     fn alloc_leaf(&self) -> Result<NonNull<Leaf>, AllocError> {
@@ -553,8 +623,10 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
     }
 
     unsafe fn free_suffix(&self, suffix: NonNull<Suffix>) {
-        // SAFETY: the caller guarantees an unreachable record of ours.
-        unsafe { reclaim_suffix::<A>(suffix.as_ptr(), &self.collector) }
+        // SAFETY: the caller guarantees an unreachable, initialized record
+        // of ours: from `alloc_suffix`, behind a header, of the layout its
+        // length gives (as in `reclaim_suffix`, which needs a collector).
+        unsafe { free_with_header::<A>(suffix.as_ptr().cast(), Suffix::layout_of(suffix)) }
     }
 
     unsafe fn free_value<T>(&self, value: NonNull<T>) {
@@ -572,7 +644,7 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
             Leaf::backend_word(leaf)
                 .cast::<*const A>()
                 .write(self.alloc_ptr());
-            self.collector.retire(leaf.as_ptr(), reclaim_leaf::<A>);
+            self.collector().retire(leaf.as_ptr(), reclaim_leaf::<A>);
         }
     }
 
@@ -582,24 +654,37 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
             Internode::backend_word(node)
                 .cast::<*const Home<A>>()
                 .write(self.home.as_ptr());
-            self.collector.retire(node.as_ptr(), reclaim_internode::<A>);
+            self.collector()
+                .retire(node.as_ptr(), reclaim_internode::<A>);
         }
     }
 
     unsafe fn retire_suffix(&self, suffix: NonNull<Suffix>, _: &SeizeGuard<'_>) {
         // SAFETY: the caller guarantees the record is unlinked.
-        unsafe { self.collector.retire(suffix.as_ptr(), reclaim_suffix::<A>) }
+        unsafe {
+            self.collector()
+                .retire(suffix.as_ptr(), reclaim_suffix::<A>)
+        }
     }
 
     unsafe fn retire_value<T>(&self, value: NonNull<T>, _: &SeizeGuard<'_>) {
         // SAFETY: the caller guarantees the value is unlinked.
-        unsafe { self.collector.retire(value.as_ptr(), reclaim_value::<T, A>) }
+        unsafe {
+            self.collector()
+                .retire(value.as_ptr(), reclaim_value::<T, A>)
+        }
     }
 
     fn reclaim(&mut self) {
-        // SAFETY: `&mut self`: guards borrow the backend, so none is alive, and
-        // no thread can be inside a critical section of this collector.
-        unsafe { self.collector.reclaim_all() };
+        // No collector yet: no guard was ever taken, so nothing was retired.
+        let c = *self.collector.get_mut();
+        if !c.is_null() {
+            // SAFETY: a collector from `make_collector`, alive until
+            // `drop_collector`; `&mut self`: guards borrow the backend, so
+            // none is alive, and no thread can be inside a critical section
+            // of this collector.
+            unsafe { (*c).reclaim_all() };
+        }
         // And the empty internode slab, if one is kept.
         let home = self.home();
         home.internodes.trim(&home.alloc);
@@ -610,12 +695,13 @@ unsafe impl<A: Allocator> NodeAllocatorGeneric for SeizeBackend<A> {
 
 impl<A: Allocator> Drop for SeizeBackend<A> {
     fn drop(&mut self) {
-        // SAFETY: dropping the collector runs every pending reclaimer, which
-        // needs the home: it is still alive here. Then the home is moved out
-        // of its memory, the internode slabs are given back (the tree freed
-        // its nodes before its backend drops), and the memory is freed.
+        // Dropping the collector runs every pending reclaimer, which needs
+        // the home: it is still alive here.
+        self.drop_collector();
+        // SAFETY: the home is moved out of its memory, the internode slabs
+        // are given back (the tree freed its nodes before its backend drops),
+        // and the memory is freed; nothing uses the home after this.
         let panic = unsafe {
-            ManuallyDrop::drop(&mut self.collector);
             let mut home = self.home.read();
             home.internodes.release_all(&home.alloc);
             home.alloc
@@ -679,7 +765,7 @@ impl<S, A: Allocator> crate::Tree<S, SeizeBackend<A>> {
 /// by `Tree::clone`.
 impl<A: Allocator + Clone> Clone for SeizeBackend<A> {
     fn clone(&self) -> Self {
-        Self::new_in(self.allocator().clone())
+        Self::new_in(self.allocator().clone()).with_batch_size(self.batch_size)
     }
 }
 
