@@ -1,12 +1,13 @@
 //! [`TypedTree`]: a tree keyed by typed values, stored under their
 //! order-preserving encodings ([`crate::keycode`]).
 
+use alloc::string::String;
 use alloc::vec::Vec;
 use core::borrow::Borrow;
 use core::fmt;
 use core::iter::FusedIterator;
 use core::marker::PhantomData;
-use core::ops::RangeBounds;
+use core::ops::{Bound, RangeBounds, RangeFull};
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::iter::Range;
@@ -182,7 +183,11 @@ impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedTree<K, S, A> 
         self.tree.update(&encoded(key), f, guard)
     }
 
-    /// The entries whose keys lie in `range`, in key order.
+    /// The entries whose keys lie in `range`, in key order. The bounds are
+    /// keys or what keys borrow as, by value or by reference (the trait
+    /// `KeyBound`): `&str` for `String` keys, `(&str, u32)` for
+    /// `(String, u32)` keys, or a leading part of a tuple key, which sorts
+    /// before every key that starts with it.
     ///
     /// ```
     /// let tree = masstree::TypedMassTree::<i32, ()>::new();
@@ -192,12 +197,44 @@ impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedTree<K, S, A> 
     /// }
     /// let keys: Vec<i32> = tree.range(-2..1, &g).map(|(k, _)| k).collect();
     /// assert_eq!(keys, [-2, -1, 0]);
+    /// let (lo, hi) = (-1, 1);
+    /// assert_eq!(tree.range(&lo..=&hi, &g).count(), 3);
+    /// ```
+    ///
+    /// Borrowed bounds for `String` keys, and tuple keys bounded by whole
+    /// tuples or by their leading elements:
+    ///
+    /// ```
+    /// use std::ops::Bound::{Excluded, Unbounded};
+    /// use masstree::TypedMassTree;
+    ///
+    /// let words: TypedMassTree<String, u32> = TypedMassTree::new();
+    /// let g = words.guard();
+    /// for (i, w) in ["apple", "kiwi", "mango", "pear"].into_iter().enumerate() {
+    ///     words.insert(w, i as u32, &g);
+    /// }
+    /// let a_to_m: Vec<String> = words.range("a".."m", &g).map(|(w, _)| w).collect();
+    /// assert_eq!(a_to_m, ["apple", "kiwi"]);
+    /// let after = String::from("kiwi");
+    /// assert_eq!(words.range((Excluded(after.as_str()), Unbounded), &g).count(), 2);
+    ///
+    /// let scores: TypedMassTree<(String, u32), ()> = TypedMassTree::new();
+    /// let g = scores.guard();
+    /// for (name, n) in [("amy", 1), ("amy", 7), ("bob", 3), ("cat", 2)] {
+    ///     scores.insert(&(name.to_string(), n), (), &g);
+    /// }
+    /// // From ("amy", 5) up to ("bob", 3), excluded.
+    /// let some: Vec<(String, u32)> = scores.range(("amy", 5)..("bob", 3), &g).map(|(k, _)| k).collect();
+    /// assert_eq!(some, [("amy".to_string(), 7)]);
+    /// // Leading elements as bounds: every key of amy and bob, then from bob on.
+    /// assert_eq!(scores.range(("amy",)..("cat",), &g).count(), 3);
+    /// assert_eq!(scores.range(("bob",).., &g).count(), 2);
     /// ```
     ///
     /// # Panics
     /// If `guard` was created by another tree.
     #[track_caller]
-    pub fn range<'g, R: RangeBounds<K>>(
+    pub fn range<'g, R: KeyRange<K>>(
         &self,
         range: R,
         guard: &'g A::Guard<'_>,
@@ -205,9 +242,7 @@ impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedTree<K, S, A> 
     where
         S: 'g,
     {
-        let start = range.start_bound().map(encoded);
-        let end = range.end_bound().map(encoded);
-        TypedRange::new(self.tree.range((start, end), guard))
+        TypedRange::new(self.tree.range(range.encoded_bounds(), guard))
     }
 
     /// All entries in key order.
@@ -254,6 +289,122 @@ impl<K: KeyDecode, S: ValueStorage, A: NodeAllocatorGeneric> TypedTree<K, S, A> 
         self.tree.clear();
     }
 }
+
+/// A value that bounds a range of keys of type `K` in
+/// [`TypedTree::range`]: its encoding is the encoding of the `K` it stands
+/// for, or a byte prefix of the encodings of the keys that start with it,
+/// so it compares with keys as that `K` (or that leading part of a tuple
+/// key) does. Implemented for
+///
+/// * each key type itself: the integers, `bool`, `char`, `String`,
+///   `Vec<u8>`;
+/// * what a key type borrows as: `str` for `String`, `[u8]` for `Vec<u8>`;
+/// * references to any of these (`&str`, `&String`, `&u32`...);
+/// * `Option<Q>` for `Option<K>`, and tuples of bounds for tuple keys,
+///   element by element (`(&str, u32)` for `(String, u32)`);
+/// * tuples of bounds for the leading elements of a longer tuple key
+///   (`(&str,)` for `(String, u32)`), which sort before every key that
+///   starts with them and after every smaller one.
+///
+/// A key type of your own (one that implements
+/// [`KeyEncode`] and [`KeyDecode`]) bounds its ranges once it implements
+/// this marker trait for itself: `impl KeyBound<MyKey> for MyKey {}`.
+pub trait KeyBound<K>: KeyEncode {}
+
+macro_rules! key_bound_self {
+    ($($t:ty),*) => {$(
+        impl KeyBound<$t> for $t {}
+    )*};
+}
+key_bound_self!(
+    u8,
+    u16,
+    u32,
+    u64,
+    u128,
+    usize,
+    i8,
+    i16,
+    i32,
+    i64,
+    i128,
+    isize,
+    bool,
+    char,
+    String,
+    Vec<u8>
+);
+impl KeyBound<String> for str {}
+impl KeyBound<Vec<u8>> for [u8] {}
+impl<K, Q: KeyBound<K> + ?Sized> KeyBound<K> for &Q {}
+impl<K, Q: KeyBound<K>> KeyBound<Option<K>> for Option<Q> {}
+
+/// Tuples of bounds for tuple keys: element by element for the whole key
+/// (before `;`), and for each shorter leading part (after `;`, the key's
+/// remaining elements).
+macro_rules! key_bound_tuple {
+    ($($k:ident $q:ident),+ ; $($rest:ident),*) => {
+        impl<$($k, $q: KeyBound<$k>,)+ $($rest),*> KeyBound<($($k,)+ $($rest,)*)> for ($($q,)+) {}
+    };
+}
+key_bound_tuple!(A QA; );
+key_bound_tuple!(A QA; B);
+key_bound_tuple!(A QA, B QB; );
+key_bound_tuple!(A QA; B, C);
+key_bound_tuple!(A QA, B QB; C);
+key_bound_tuple!(A QA, B QB, C QC; );
+key_bound_tuple!(A QA; B, C, D);
+key_bound_tuple!(A QA, B QB; C, D);
+key_bound_tuple!(A QA, B QB, C QC; D);
+key_bound_tuple!(A QA, B QB, C QC, D QD; );
+key_bound_tuple!(A QA; B, C, D, E);
+key_bound_tuple!(A QA, B QB; C, D, E);
+key_bound_tuple!(A QA, B QB, C QC; D, E);
+key_bound_tuple!(A QA, B QB, C QC, D QD; E);
+key_bound_tuple!(A QA, B QB, C QC, D QD, E QE; );
+key_bound_tuple!(A QA; B, C, D, E, F);
+key_bound_tuple!(A QA, B QB; C, D, E, F);
+key_bound_tuple!(A QA, B QB, C QC; D, E, F);
+key_bound_tuple!(A QA, B QB, C QC, D QD; E, F);
+key_bound_tuple!(A QA, B QB, C QC, D QD, E QE; F);
+key_bound_tuple!(A QA, B QB, C QC, D QD, E QE, F QF; );
+
+/// A range of keys of type `K` for [`TypedTree::range`]: `..`, `a..b`,
+/// `a..`, `..b`, `a..=b`, `..=b` or a `(Bound, Bound)` pair, whose bounds
+/// are [`KeyBound`]s of `K`. The bound type is the range's own (unlike
+/// `RangeBounds<T>`, where `a..b` of references is a range of `&T` and of
+/// `T` both), so `"a".."m"` bounds `String` keys and `&lo..&hi` bounds
+/// integer keys without a type annotation.
+pub trait KeyRange<K> {
+    /// The encodings of the range's bounds.
+    fn encoded_bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>);
+}
+
+impl<K> KeyRange<K> for RangeFull {
+    fn encoded_bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+        (Bound::Unbounded, Bound::Unbounded)
+    }
+}
+
+macro_rules! key_range {
+    ($($r:ty),*) => {$(
+        impl<K, Q: KeyBound<K>> KeyRange<K> for $r {
+            fn encoded_bounds(&self) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+                // `Q` named: a `Range<&T>` is also a `RangeBounds<T>`.
+                let start = RangeBounds::<Q>::start_bound(self).map(encoded);
+                (start, RangeBounds::<Q>::end_bound(self).map(encoded))
+            }
+        }
+    )*};
+}
+key_range!(
+    core::ops::Range<Q>,
+    core::ops::RangeFrom<Q>,
+    core::ops::RangeTo<Q>,
+    core::ops::RangeInclusive<Q>,
+    core::ops::RangeToInclusive<Q>,
+    (Bound<Q>, Bound<Q>)
+);
 
 impl<K, S, A> fmt::Debug for TypedTree<K, S, A> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {

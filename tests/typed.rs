@@ -6,8 +6,10 @@
 #[macro_use]
 mod common;
 
+use std::cmp::Ordering;
 use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::ops::Bound;
 
 use common::strategies::config;
 use masstree::keycode::{DecodeError, KeyDecode, KeyEncode};
@@ -175,4 +177,230 @@ for_each_backend! {
             prop_assert_eq!(all, want);
         }
     }
+    proptest! {
+        #![proptest_config(config(64))]
+
+        /// Ranges of `String` keys with `&str` bounds (in every range
+        /// form) hold the keys the model's owned bounds select; names with
+        /// zero bytes and proper prefixes of each other test the escape
+        /// and the terminator of the bounds' encoding.
+        #[test]
+        fn str_bounds_match_btreemap(
+            keys in proptest::collection::btree_set(name(), 0..24),
+            ranges in proptest::collection::vec((end(name), end(name)), 1..16),
+        ) {
+            let tree = masstree::TypedTree::<String, masstree::Inline<u32>, _>::new_in(backend());
+            let g = tree.guard();
+            for k in &keys {
+                tree.insert(k.as_str(), 0, &g);
+            }
+            for (lo, hi) in &ranges {
+                let want: Vec<String> = keys
+                    .iter()
+                    .filter(|k| between(lo, hi, |b| k.as_str().cmp(b)))
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(str_range(&tree, lo, hi, &g), want, "{:?}..{:?}", lo, hi);
+            }
+        }
+
+        /// Ranges of `(String, u16)` keys bounded by `(&str, u16)` tuples
+        /// or by `(&str,)` leading parts.
+        #[test]
+        fn tuple_bounds_match_model(
+            keys in proptest::collection::btree_set((name(), 0..4u16), 0..24),
+            ranges in proptest::collection::vec(pair_range(), 1..16),
+        ) {
+            let tree = masstree::TypedTree::<(String, u16), masstree::Inline<u32>, _>::new_in(backend());
+            let g = tree.guard();
+            for k in &keys {
+                tree.insert(k, 0, &g);
+            }
+            for r in &ranges {
+                let got: Vec<(String, u16)> = match r {
+                    PairRange::Whole(lo, hi) => {
+                        tree.range((whole_bound(lo), whole_bound(hi)), &g).map(|(k, _)| k).collect()
+                    }
+                    PairRange::Leading(lo, hi) => {
+                        tree.range((leading_bound(lo), leading_bound(hi)), &g).map(|(k, _)| k).collect()
+                    }
+                };
+                let want: Vec<(String, u16)> = keys
+                    .iter()
+                    .filter(|(s, n)| match r {
+                        PairRange::Whole(lo, hi) => between(lo, hi, |(bs, bn)| (s.as_str(), *n).cmp(&(bs.as_str(), *bn))),
+                        // A key that starts with the bound's element is above it.
+                        PairRange::Leading(lo, hi) => between(lo, hi, |bs| s.as_str().cmp(bs).then(Ordering::Greater)),
+                    })
+                    .cloned()
+                    .collect();
+                prop_assert_eq!(got, want, "{:?}", r);
+            }
+        }
+    }
+
+    /// Bounds by value, by reference and borrowed, for each kind of key,
+    /// all without type annotations.
+    #[test]
+    fn borrowed_bounds_of_every_kind() {
+        let ints = masstree::TypedTree::<i32, masstree::Inline<u32>, _>::new_in(backend());
+        let g = ints.guard();
+        for k in -5..5 {
+            ints.insert(&k, 0, &g);
+        }
+        let (lo, hi) = (-2, 1);
+        let got: Vec<i32> = ints.range(&lo..&hi, &g).map(|(k, _)| k).collect();
+        assert_eq!(got, [-2, -1, 0]);
+        assert_eq!(ints.range(lo..=hi, &g).count(), 4);
+        assert_eq!(ints.range((Bound::Excluded(&lo), Bound::Unbounded), &g).count(), 6);
+        assert_eq!(ints.range(..=&hi, &g).next_back().map(|(k, _)| k), Some(1));
+
+        let strings = masstree::TypedTree::<String, masstree::Inline<u32>, _>::new_in(backend());
+        let g = strings.guard();
+        for k in ["", "a", "a\0", "ab", "b"] {
+            strings.insert(k, 0, &g);
+        }
+        let (a, b) = ("a".to_string(), "b".to_string());
+        let owned: Vec<String> = strings.range(a.clone()..b.clone(), &g).map(|(k, _)| k).collect();
+        assert_eq!(owned, ["a", "a\0", "ab"]);
+        let by_ref: Vec<String> = strings.range(&a..&b, &g).map(|(k, _)| k).collect();
+        assert_eq!(by_ref, owned);
+        let by_str: Vec<String> = strings.range("a".."b", &g).map(|(k, _)| k).collect();
+        assert_eq!(by_str, owned);
+        assert_eq!(strings.range("a\0"..="ab", &g).count(), 2);
+        assert_eq!(strings.range((Bound::Excluded("a"), Bound::Excluded("b")), &g).count(), 2);
+
+        let bytes = masstree::TypedTree::<Vec<u8>, masstree::Inline<u32>, _>::new_in(backend());
+        let g = bytes.guard();
+        for k in [&b"\0"[..], b"\0\0", b"\x01", b"\xff"] {
+            bytes.insert(k, 0, &g);
+        }
+        let got: Vec<Vec<u8>> = bytes.range(&b"\0"[..]..&b"\x01"[..], &g).map(|(k, _)| k).collect();
+        assert_eq!(got, [b"\0".to_vec(), b"\0\0".to_vec()]);
+
+        let options = masstree::TypedTree::<Option<i16>, masstree::Inline<u32>, _>::new_in(backend());
+        let g = options.guard();
+        for k in [None, Some(-1), Some(0), Some(7)] {
+            options.insert(&k, 0, &g);
+        }
+        let zero = 0i16;
+        let got: Vec<Option<i16>> = options.range(..Some(&zero), &g).map(|(k, _)| k).collect();
+        assert_eq!(got, [None, Some(-1)]);
+        assert_eq!(options.range(Some(0).., &g).count(), 2);
+
+        let triples = masstree::TypedTree::<(char, bool, u8), masstree::Inline<u32>, _>::new_in(backend());
+        let g = triples.guard();
+        for k in [('a', false, 1), ('a', true, 0), ('a', true, 9), ('b', false, 0)] {
+            triples.insert(&k, 0, &g);
+        }
+        assert_eq!(triples.range(('a', true)..('b', false), &g).count(), 2);
+        assert_eq!(triples.range(('a', true, 1).., &g).count(), 2);
+        assert_eq!(triples.range(..=('a',), &g).count(), 0, "('a',) is below every key that starts with 'a'");
+    }
+}
+
+/// One end of a generated range.
+#[derive(Clone, Debug)]
+enum End<T> {
+    In(T),
+    Ex(T),
+    Un,
+}
+
+impl<T> End<T> {
+    fn to_bound<U: ?Sized>(&self, f: impl Fn(&T) -> &U) -> Bound<&U> {
+        match self {
+            End::In(t) => Bound::Included(f(t)),
+            End::Ex(t) => Bound::Excluded(f(t)),
+            End::Un => Bound::Unbounded,
+        }
+    }
+}
+
+fn end<S: Strategy>(value: impl Fn() -> S) -> impl Strategy<Value = End<S::Value>>
+where
+    S::Value: Clone + Debug,
+{
+    prop_oneof![
+        value().prop_map(End::In),
+        value().prop_map(End::Ex),
+        Just(End::Un),
+    ]
+}
+
+/// Whether `key` lies between `lo` and `hi`, given how it compares with a bound.
+fn between<T>(lo: &End<T>, hi: &End<T>, cmp: impl Fn(&T) -> Ordering) -> bool {
+    let above = match lo {
+        End::In(b) => cmp(b) != Ordering::Less,
+        End::Ex(b) => cmp(b) == Ordering::Greater,
+        End::Un => true,
+    };
+    let below = match hi {
+        End::In(b) => cmp(b) != Ordering::Greater,
+        End::Ex(b) => cmp(b) == Ordering::Less,
+        End::Un => true,
+    };
+    above && below
+}
+
+/// `tree.range` over `&str` bounds, in the range syntax that the two ends
+/// allow (each form is its own `KeyRange` impl), else as a `Bound` pair.
+fn str_range<S, A>(
+    tree: &masstree::TypedTree<String, S, A>,
+    lo: &End<String>,
+    hi: &End<String>,
+    g: &A::Guard<'_>,
+) -> Vec<String>
+where
+    S: masstree::ValueStorage,
+    A: masstree::backend::NodeAllocatorGeneric,
+{
+    let keys = |r: masstree::TypedRange<'_, '_, String, S, A>| r.map(|(k, _)| k).collect();
+    match (lo, hi) {
+        (End::In(a), End::Ex(b)) => keys(tree.range(a.as_str()..b.as_str(), g)),
+        (End::In(a), End::In(b)) => keys(tree.range(a.as_str()..=b.as_str(), g)),
+        (End::In(a), End::Un) => keys(tree.range(a.as_str().., g)),
+        (End::Un, End::Ex(b)) => keys(tree.range(..b.as_str(), g)),
+        (End::Un, End::In(b)) => keys(tree.range(..=b.as_str(), g)),
+        (End::Un, End::Un) => keys(tree.range(.., g)),
+        _ => keys(tree.range(
+            (lo.to_bound(String::as_str), hi.to_bound(String::as_str)),
+            g,
+        )),
+    }
+}
+
+/// A generated range of `(String, u16)` keys: whole keys as bounds, or
+/// their first element alone (a leading part, which sorts before every key
+/// that starts with it).
+#[derive(Clone, Debug)]
+enum PairRange {
+    Whole(End<(String, u16)>, End<(String, u16)>),
+    Leading(End<String>, End<String>),
+}
+
+/// A whole-key bound as `(&str, u16)`.
+fn whole_bound(end: &End<(String, u16)>) -> Bound<(&str, u16)> {
+    match end {
+        End::In((s, n)) => Bound::Included((s.as_str(), *n)),
+        End::Ex((s, n)) => Bound::Excluded((s.as_str(), *n)),
+        End::Un => Bound::Unbounded,
+    }
+}
+
+/// A leading-part bound as `(&str,)`.
+fn leading_bound(end: &End<String>) -> Bound<(&str,)> {
+    match end {
+        End::In(s) => Bound::Included((s.as_str(),)),
+        End::Ex(s) => Bound::Excluded((s.as_str(),)),
+        End::Un => Bound::Unbounded,
+    }
+}
+
+fn pair_range() -> impl Strategy<Value = PairRange> {
+    let whole = || (name(), 0..4u16);
+    prop_oneof![
+        (end(whole), end(whole)).prop_map(|(a, b)| PairRange::Whole(a, b)),
+        (end(name), end(name)).prop_map(|(a, b)| PairRange::Leading(a, b)),
+    ]
 }
