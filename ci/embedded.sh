@@ -13,20 +13,25 @@
 #   4. firmware  ci/firmware built in release for thumbv7em-none-eabihf and run
 #                under qemu-system-arm -machine mps2-an386 (time limit
 #                FIRMWARE_TIMEOUT); fails unless the firmware exits 0
-#   5. narrow    --cfg masstree_narrow (the 32-bit-halves form of the words
+#   5. oom       ci/no-alloc-oom on the host: masstree without `alloc` (pool
+#                backend over a user allocator that refuses on request); its
+#                tests fail unless out of memory on an infallible insert and
+#                in a cursor's first seek panics naming `Tree::fallible`
+#   6. narrow    --cfg masstree_narrow (the 32-bit-halves form of the words
 #                readers load optimistically, forced on the host):
 #                  cargo test --release --lib
-#   6. loom      --cfg masstree_loom --cfg masstree_narrow, LOOM_MAX_PREEMPTIONS=2:
+#   7. loom      --cfg masstree_loom --cfg masstree_narrow, LOOM_MAX_PREEMPTIONS=2:
 #                  cargo test --release --lib loom
-#   7. miri      --cfg masstree_narrow under nightly Miri: MIRI_NARROW_TESTS
+#   8. miri      --cfg masstree_narrow under nightly Miri: MIRI_NARROW_TESTS,
+#                unit tests and concurrent integration tests on the pool
 #
 # Usage: ci/embedded.sh [STEP...]   (from anywhere; it cd's to the repo root)
-#   STEP is one of: qemu targets build firmware narrow loom miri (default: all).
+#   STEP is one of: qemu targets build firmware oom narrow loom miri (default: all).
 #
 # Environment knobs (all optional):
 #   CARGO_TARGET_DIR   base of the build caches (default: <repo>/target); this
-#                      script uses sub-directories embedded, firmware, narrow,
-#                      loom-narrow and miri-narrow of it
+#                      script uses sub-directories embedded, firmware,
+#                      no-alloc-oom, narrow, loom-narrow and miri-narrow of it
 #   FIRMWARE_TIMEOUT   seconds for the emulated run (default 120)
 #   LOOM_TIMEOUT       seconds for the loom run (default 900)
 #   MIRI_TIMEOUT       seconds for the Miri run (default 600)
@@ -50,16 +55,24 @@ FIRMWARE_BIN=masstree-firmware
 QEMU_ARGS=(-machine mps2-an386 -cpu cortex-m4 -nographic
     -semihosting-config enable=on,target=native)
 
-# Unit tests Miri runs under --cfg masstree_narrow (exact names, `--lib`):
-# concurrent readers, scanners and writers over the narrow words, splits at
-# every position, removal across layers, and a permutation word's test
-# (about a minute in all).
-MIRI_NARROW_TESTS="tree_tests::removing_everything_returns_the_memory
-tree_tests::left_neighbour_checks_the_link
-tree_tests::bulk_load_matches_model
-tree_tests::failed_allocations_change_nothing
-permuter::tests::removed_slot_goes_to_the_back"
-MIRI_NARROW_ARGS=(--lib --no-default-features --features huge-pages)
+# Tests Miri runs under --cfg masstree_narrow, one "SET NAME" a line: SET is
+# `lib` (the core's unit tests, MIRI_NARROW_LIB) or an integration target
+# run on the pool backend (MIRI_NARROW_BACKENDS, as ci/test.sh's Miri step),
+# NAME an exact test name. Splits at every position, removal across layers,
+# a permutation word's test; then threads over the narrow words: scanners
+# both ways while writers unlink leaves under them, and writers racing
+# compare-exchange on one counter (about two minutes in all).
+MIRI_NARROW_TESTS="lib tree_tests::removing_everything_returns_the_memory
+lib tree_tests::left_neighbour_checks_the_link
+lib tree_tests::bulk_load_matches_model
+lib tree_tests::failed_allocations_change_nothing
+lib permuter::tests::removed_slot_goes_to_the_back
+ordered pool::scans_while_leaves_are_unlinked
+ordered pool::compare_exchange_counter_loses_nothing"
+MIRI_NARROW_LIB=(--lib --no-default-features --features huge-pages)
+# pool,arena is one argument:
+# shellcheck disable=SC2054
+MIRI_NARROW_BACKENDS=(--no-default-features --features pool,arena)
 
 FIRMWARE_TIMEOUT="${FIRMWARE_TIMEOUT:-120}"
 LOOM_TIMEOUT="${LOOM_TIMEOUT:-900}"
@@ -221,7 +234,23 @@ step_firmware() {
 }
 
 # ---------------------------------------------------------------------------
-# 5-7. the narrow-word form on the host: unit tests, loom, Miri
+# 5. out of memory without `alloc`
+# ---------------------------------------------------------------------------
+
+OOM_MANIFEST=ci/no-alloc-oom/Cargo.toml
+
+oom_tests() {
+    echo "+ CARGO_TARGET_DIR=$MAIN_TARGET_DIR/no-alloc-oom cargo test --manifest-path $OOM_MANIFEST"
+    env CARGO_TARGET_DIR="$MAIN_TARGET_DIR/no-alloc-oom" \
+        cargo test --manifest-path "$OOM_MANIFEST"
+}
+
+step_oom() {
+    run_step "oom: out of memory without alloc panics naming Tree::fallible" oom_tests
+}
+
+# ---------------------------------------------------------------------------
+# 6-8. the narrow-word form on the host: unit tests, loom, Miri
 # ---------------------------------------------------------------------------
 
 narrow_tests() {
@@ -268,37 +297,50 @@ install_miri() {
     fi
 }
 
+# narrow_miri_args SET: the cargo arguments that select SET (see MIRI_NARROW_TESTS).
+narrow_miri_args() {
+    if [ "$1" = lib ]; then
+        echo "${MIRI_NARROW_LIB[*]}"
+    else
+        echo "${MIRI_NARROW_BACKENDS[*]} --test $1"
+    fi
+}
+
 narrow_miri() {
-    local t status=0 start log
+    local set t status=0 start log args
     log="$(mktemp)"
     export RUSTFLAGS="--cfg masstree_narrow" CARGO_TARGET_DIR="$MAIN_TARGET_DIR/miri-narrow"
     echo "+ RUSTFLAGS='$RUSTFLAGS' MIRIFLAGS='${MIRIFLAGS:-}' CARGO_TARGET_DIR=$CARGO_TARGET_DIR cargo +nightly miri setup"
     cargo +nightly miri setup || return $?
-    echo "+ cargo +nightly miri test ${MIRI_NARROW_ARGS[*]} --no-run"
-    cargo +nightly miri test "${MIRI_NARROW_ARGS[@]}" --no-run || return $?
+    while read -r set; do
+        read -ra args <<<"$(narrow_miri_args "$set")"
+        echo "+ cargo +nightly miri test ${args[*]} --no-run"
+        cargo +nightly miri test "${args[@]}" --no-run </dev/null || return $?
+    done < <(cut -d' ' -f1 <<<"$MIRI_NARROW_TESTS" | sort -u)
     local deadline=$((SECONDS + MIRI_TIMEOUT))
-    for t in $MIRI_NARROW_TESTS; do
+    while read -r set t; do
         local left=$((deadline - SECONDS))
         if [ "$left" -le 0 ]; then
-            echo "XXX Miri run exceeded ${MIRI_TIMEOUT}s before $t"
+            echo "XXX Miri run exceeded ${MIRI_TIMEOUT}s before $set $t"
             return 124
         fi
+        read -ra args <<<"$(narrow_miri_args "$set")"
         start=$SECONDS
-        echo "+ cargo +nightly miri test ${MIRI_NARROW_ARGS[*]} -- --exact $t"
+        echo "+ cargo +nightly miri test ${args[*]} -- --exact $t"
         timeout --kill-after=30 "$left" \
-            cargo +nightly miri test "${MIRI_NARROW_ARGS[@]}" -- --exact "$t" 2>&1 |
+            cargo +nightly miri test "${args[@]}" -- --exact "$t" </dev/null 2>&1 |
             tee "$log" || status=$?
         if [ "$status" -ne 0 ]; then
-            [ "$status" -eq 124 ] && echo "XXX Miri run exceeded ${MIRI_TIMEOUT}s in $t"
+            [ "$status" -eq 124 ] && echo "XXX Miri run exceeded ${MIRI_TIMEOUT}s in $set $t"
             return "$status"
         fi
         # A name that matches nothing would pass silently: demand one test.
         grep -q '^test result: ok\. 1 passed' "$log" || {
-            echo "XXX miri: no test named $t ran"
+            echo "XXX miri: no test named $t ran in $set"
             return 1
         }
-        echo "miri: ok $t ($((SECONDS - start))s)"
-    done
+        echo "miri: ok $set $t ($((SECONDS - start))s)"
+    done <<<"$MIRI_NARROW_TESTS"
     rm -f "$log"
 }
 
@@ -313,14 +355,14 @@ step_miri() {
         return 0
     fi
     cargo +nightly miri --version
-    run_step "miri (--cfg masstree_narrow): $(wc -l <<<"$MIRI_NARROW_TESTS") unit tests" narrow_miri
+    run_step "miri (--cfg masstree_narrow): $(grep -c '^lib ' <<<"$MIRI_NARROW_TESTS") unit tests, $(grep -vc '^lib ' <<<"$MIRI_NARROW_TESTS") integration tests on pool" narrow_miri
 }
 
 # ---------------------------------------------------------------------------
 # main
 # ---------------------------------------------------------------------------
 
-ALL_STEPS="qemu targets build firmware narrow loom miri"
+ALL_STEPS="qemu targets build firmware oom narrow loom miri"
 SELECTED="${*:-$ALL_STEPS}"
 for s in $SELECTED; do
     case " $ALL_STEPS " in
