@@ -369,18 +369,14 @@ impl<const SLAB: usize, const SLOT: usize, const HUGE: bool> Slabs<SLAB, SLOT, H
 /// # Safety
 /// `[p, p + len)` is page-aligned memory owned by the caller, whose
 /// contents nobody needs.
-#[cfg(all(feature = "std", target_os = "linux", not(miri)))]
+#[cfg(all(
+    feature = "huge-pages",
+    feature = "std",
+    target_os = "linux",
+    not(miri)
+))]
 unsafe fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
-    use core::ffi::{c_int, c_void};
-    // SAFETY: madvise(2) as `<sys/mman.h>` declares it, from the C library
-    // that `std` links on Linux.
-    unsafe extern "C" {
-        fn madvise(addr: *mut c_void, len: usize, advice: c_int) -> c_int;
-    }
-    // From `<sys/mman.h>`, the same on every Linux architecture.
-    const MADV_DONTNEED: c_int = 4;
-    const MADV_HUGEPAGE: c_int = 14;
-    const MADV_NOHUGEPAGE: c_int = 15;
+    use libc::{MADV_DONTNEED, MADV_HUGEPAGE, MADV_NOHUGEPAGE, madvise};
     let kind = if huge { MADV_HUGEPAGE } else { MADV_NOHUGEPAGE };
     // SAFETY: the caller's guarantees: dropping the contents of memory we
     // own and nobody reads is allowed; the kind changes only how it is backed.
@@ -397,7 +393,12 @@ unsafe fn advise(p: *mut u8, len: usize, huge: bool) -> bool {
 
 /// # Safety
 /// As for the Linux version.
-#[cfg(not(all(feature = "std", target_os = "linux", not(miri))))]
+#[cfg(not(all(
+    feature = "huge-pages",
+    feature = "std",
+    target_os = "linux",
+    not(miri)
+)))]
 unsafe fn advise(_: *mut u8, _: usize, _: bool) -> bool {
     false
 }

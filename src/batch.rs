@@ -363,6 +363,9 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// assert_eq!(tree.get(&7u64.to_be_bytes(), &g), Some(14));
     /// ```
     ///
+    /// If `items` panics, the pairs taken from it since the last window was
+    /// inserted (at most 15) are dropped, not inserted.
+    ///
     /// # Panics
     /// If `guard` was created by another tree. If the backend runs out of
     /// memory, as [`Tree::insert`]; [`Fallible::extend`](crate::Fallible::extend)

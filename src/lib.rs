@@ -71,7 +71,7 @@ pub use iter::{Cursor, KeyRange, Seek};
 pub use serialize::TreeSeed;
 pub use tree::Tree;
 #[cfg(feature = "alloc")]
-pub use typed::{TypedMassTree, TypedRange, TypedTree};
+pub use typed::{KeyBound, KeyRange as TypedKeyRange, TypedMassTree, TypedRange, TypedTree};
 pub use update::{Change, CompareExchangeError, Exchanged};
 pub use value::{Inline, InlineValue, OutOfLine, ValueStorage};
 

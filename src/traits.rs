@@ -15,13 +15,17 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric + Default> Default for Tree<S, A> 
     }
 }
 
-/// Inserts every pair (later pairs replace earlier ones with the same key),
-/// as [`Tree::insert_batch`] does.
+/// Inserts every pair (later pairs replace earlier ones with the same key).
 impl<K: AsRef<[u8]>, S: ValueStorage, A: NodeAllocatorGeneric> Extend<(K, S::Value)>
     for Tree<S, A>
 {
     fn extend<I: IntoIterator<Item = (K, S::Value)>>(&mut self, iter: I) {
-        self.insert_batch(iter, &self.guard());
+        // One by one, not `insert_batch`: a pair taken from `iter` is in the
+        // tree before the next is taken, even if `iter` panics.
+        let guard = self.guard();
+        for (k, v) in iter {
+            self.insert(&k, v, &guard);
+        }
     }
 }
 

@@ -2,7 +2,7 @@
 //!
 //! Shared by the crate's unit tests (`src/lib.rs` includes this file as
 //! `test_alloc`), the integration tests (`tests/common`) and the memory
-//! benchmark (`benches/compare`, as its `#[global_allocator]`). It uses only
+//! benchmark (`bench/compare`, as its `#[global_allocator]`). It uses only
 //! `std` and `allocator_api2` by their own names, so it compiles in all three.
 //!
 //! * [`Ledger`] holds the books: live and total counts, a failure plan, an

@@ -2,7 +2,7 @@
 //! (no `rand` dependency): splitmix64.
 //!
 //! Shared like `alloc.rs`: `tests/common` includes it, and so do
-//! `src/tree_tests.rs` and `benches/compare` (by `#[path]`).
+//! `src/tree_tests.rs` and `bench/compare` (by `#[path]`).
 #![allow(dead_code)]
 
 use std::vec::Vec;
