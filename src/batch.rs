@@ -20,7 +20,7 @@ use crate::internode::Internode;
 use crate::key::Key;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
 use crate::node::{
-    NodeBase, NodeRef, advance, parent_of, prefetch_line, prefetch_node, search, version,
+    NodeBase, NodeRef, advance, prefetch_line, prefetch_node, search, stable_root, version,
 };
 use crate::nodeversion::Version;
 use crate::raw::RawTree;
@@ -129,16 +129,7 @@ impl<'k> Probe<'k> {
     unsafe fn enter(&mut self, root: *mut NodeBase) -> Option<Option<*mut ()>> {
         // SAFETY: parents of live nodes are live under the guard.
         unsafe {
-            let mut n = root;
-            let mut v = version(n).stable();
-            while !v.is_root() {
-                let p = parent_of(n);
-                if p.is_null() {
-                    break;
-                }
-                n = p.cast();
-                v = version(n).stable();
-            }
+            let (n, v) = stable_root(root);
             self.descend(root, n, v)
         }
     }

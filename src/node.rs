@@ -165,6 +165,28 @@ pub(crate) unsafe fn layer_root(mut n: *mut NodeBase) -> *mut NodeBase {
     n
 }
 
+/// The root of the layer of `n` (climbing from a node that may have lost
+/// its root bit), with its stable version.
+///
+/// # Safety
+/// As [`layer_root`].
+#[inline]
+pub(crate) unsafe fn stable_root(mut n: *mut NodeBase) -> (*mut NodeBase, Version) {
+    // SAFETY: nodes reachable through parent links live as long as the guard.
+    unsafe {
+        let mut v = version(n).stable();
+        while !v.is_root() {
+            let p = parent_of(n);
+            if p.is_null() {
+                break;
+            }
+            n = p.cast();
+            v = version(n).stable();
+        }
+        (n, v)
+    }
+}
+
 /// Where a key is, or would go, in a leaf.
 pub(crate) struct Position {
     /// Position in the permutation (the insertion point if not found).
@@ -225,17 +247,8 @@ pub(crate) unsafe fn reach_leaf<'a>(
         // SAFETY: nodes stay allocated while the guard lives; every pointer
         // followed here was read from a node of this layer.
         unsafe {
-            let mut n = root;
-            prefetch_node(n);
-            let mut v = version(n).stable();
-            while !v.is_root() {
-                let p = parent_of(n);
-                if p.is_null() {
-                    break;
-                }
-                n = p.cast();
-                v = version(n).stable();
-            }
+            prefetch_node(root);
+            let (mut n, mut v) = stable_root(root);
             while !v.is_leaf() {
                 let inode = &*n.cast::<Internode>();
                 let child = inode.child(inode.child_index(ikey));
