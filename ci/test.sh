@@ -318,7 +318,8 @@ MIRI_BACKENDS=(--no-default-features --features pool,arena)
 # same tree code; running both would double the step's time).
 MIRI_INTEGRATION="model:pool::sequential_be_u64_100k,arena::sequential_be_u64_descending_100k,pool::random_keys_100k,arena::trailing_zero_family
 ordered:pool::for_each_matches_single_steps,pool::scans_while_leaves_are_unlinked,arena::get_or_insert_with_inserts_once,pool::compare_exchange_counter_loses_nothing
-batch:pool::large_batches_match_get,arena::empty_tree_and_empty_batch"
+batch:pool::large_batches_match_get,arena::empty_tree_and_empty_batch
+batch_hints:pool::inserts_into_leaves_their_window_splits,arena::removes_from_leaves_and_layers_their_window_deletes"
 miri_cargo() { # miri_cargo SET [ARGS...]: SET is `lib` or an integration target
     local set=$1
     shift

@@ -19,6 +19,7 @@ use crate::backend::NodeAllocatorGeneric;
 use crate::internode::Internode;
 use crate::key::Key;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
+use crate::locate::Hint;
 use crate::node::{
     NodeBase, NodeRef, advance, prefetch_line, prefetch_node, search, stable_root, version,
 };
@@ -58,6 +59,9 @@ struct Probe<'k> {
     key: Key<'k>,
     index: usize,
     at: At,
+    /// The last leaf that covered the key, validated: where a write of the
+    /// key would start ([`RawTree::locate_from`]).
+    hint: Option<Hint>,
 }
 
 impl<'k> Probe<'k> {
@@ -67,6 +71,7 @@ impl<'k> Probe<'k> {
             key: Key::new(full),
             index,
             at: At::Top,
+            hint: None,
         }
     }
 
@@ -199,6 +204,11 @@ impl<'k> Probe<'k> {
                 (slot_kind(leaf.keylenx(slot)), word)
             });
             if !leaf.version.has_changed(v) {
+                self.hint = Some(Hint {
+                    leaf: leaf.as_ptr(),
+                    v,
+                    depth: self.key.depth(),
+                });
                 match found {
                     None => return Some(None),
                     Some(f) => break f,
@@ -228,8 +238,9 @@ impl<'k> Probe<'k> {
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// Looks up every key, [`WINDOW`] at a time with their descents
-    /// interleaved, and calls `found` once per key with its index in `keys`
-    /// and its value word, in the order the lookups finish.
+    /// interleaved, and calls `found` once per key with its index in `keys`,
+    /// its value word and the leaf where its lookup ended (if it reached
+    /// one), in the order the lookups finish.
     ///
     /// # Safety
     /// The caller holds a guard of this tree's backend for the whole call and
@@ -237,7 +248,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     pub(crate) unsafe fn get_batch<K: AsRef<[u8]>>(
         &self,
         keys: &[K],
-        mut found: impl FnMut(usize, Option<*mut ()>),
+        mut found: impl FnMut(usize, Option<*mut ()>, Option<Hint>),
     ) {
         let mut window: [Option<Probe<'_>>; WINDOW] = [const { None }; WINDOW];
         let mut next = 0;
@@ -255,7 +266,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 let Some(word) = (unsafe { probe.step(self) }) else {
                     continue;
                 };
-                found(probe.index, word);
+                found(probe.index, word, probe.hint);
                 if let Some(k) = keys.get(next) {
                     *slot = Some(Probe::new(k.as_ref(), next));
                     next += 1;
@@ -335,7 +346,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         // SAFETY: the guard is ours and outlives 'g, which bounds the results.
         unsafe {
             self.raw
-                .get_batch(keys, |i, w| found(i, w.map(|w| S::as_ref(w))));
+                .get_batch(keys, |i, w, _| found(i, w.map(|w| S::as_ref(w))));
         }
     }
 
@@ -402,25 +413,28 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     {
         self.check(guard);
         for (w, window) in keys.chunks(WINDOW).enumerate() {
-            // SAFETY: the guard is ours and held for the call; the results
-            // are not used.
-            unsafe { self.raw.get_batch(window, |_, _| {}) };
-            for (i, k) in window.iter().enumerate() {
-                removed(w * WINDOW + i, self.remove(k, guard));
+            let mut hints = [None; WINDOW];
+            // SAFETY: the guard is ours and held for the call; only the
+            // hints are kept.
+            unsafe { self.raw.get_batch(window, |i, _, h| hints[i] = h) };
+            for ((i, k), hint) in window.iter().enumerate().zip(hints) {
+                // SAFETY: the hint comes from a lookup of `k` under `guard`.
+                removed(w * WINDOW + i, unsafe { self.remove_from(k, hint, guard) });
             }
         }
     }
 
     /// Runs `each` on every pair of `items`, a window at a time, after
     /// looking the window's keys up together to bring their nodes into the
-    /// cache. Stops at the first error (the pairs not yet given to `each`
-    /// are dropped).
+    /// cache; `each` also gets the leaf where the key's lookup ended (a
+    /// [`Hint`] for [`RawTree::locate_from`], valid under `guard`). Stops
+    /// at the first error (the pairs not yet given to `each` are dropped).
     #[track_caller]
     pub(crate) fn warmed<K: AsRef<[u8]>, V, E>(
         &self,
         items: impl IntoIterator<Item = (K, V)>,
         guard: &A::Guard<'_>,
-        mut each: impl FnMut((K, V)) -> Result<(), E>,
+        mut each: impl FnMut((K, V), Option<Hint>) -> Result<(), E>,
     ) -> Result<(), E> {
         self.check(guard);
         let mut items = items.into_iter();
@@ -438,12 +452,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
             for (k, item) in keys.iter_mut().zip(&chunk[..n]) {
                 *k = item.as_ref().map_or(&[], |(k, _)| k.as_ref());
             }
-            // SAFETY: the guard is ours and held for the call; the results
-            // are not used.
-            unsafe { self.raw.get_batch(&keys[..n], |_, _| {}) };
-            for slot in &mut chunk[..n] {
+            let mut hints = [None; WINDOW];
+            // SAFETY: the guard is ours and held for the call; only the
+            // hints are kept.
+            unsafe { self.raw.get_batch(&keys[..n], |i, _, h| hints[i] = h) };
+            for (slot, hint) in chunk[..n].iter_mut().zip(hints) {
                 if let Some(item) = slot.take() {
-                    each(item)?;
+                    each(item, hint)?;
                 }
             }
             if n < WINDOW {

@@ -11,7 +11,7 @@ use core::fmt;
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::insert::Inserted;
-use crate::locate::holding_lock;
+use crate::locate::{Hint, holding_lock};
 use crate::tree::Tree;
 use crate::update::{Change, CompareExchangeError, Exchanged};
 use crate::value::ValueStorage;
@@ -91,12 +91,30 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     where
         S: 'g,
     {
-        let tree = self.tree;
-        tree.check(guard);
-        let raw = tree.raw();
+        self.tree.check(guard);
+        // SAFETY: the guard is ours; no hint.
+        unsafe { self.insert_from(key, value, None, guard) }
+    }
+
+    /// [`Fallible::insert`], starting at `hint`'s leaf if there is one.
+    ///
+    /// # Safety
+    /// `guard` is this tree's; a hint comes from a lookup of `key` in this
+    /// tree under `guard`.
+    unsafe fn insert_from<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        value: S::Value,
+        hint: Option<Hint>,
+        guard: &'g A::Guard<'_>,
+    ) -> Result<Option<S::Ref<'g>>, AllocFailed<S::Value>>
+    where
+        S: 'g,
+    {
+        let raw = self.tree.raw();
         let word = S::into_word(&raw.alloc, value).map_err(|value| AllocFailed { value })?;
-        // SAFETY: the guard is ours; the tree owns `word` from now on if Ok.
-        match unsafe { raw.insert(key.as_ref(), word, guard) } {
+        // SAFETY: the caller's guarantees; the tree owns `word` from now on if Ok.
+        match unsafe { raw.insert(key.as_ref(), word, hint, guard) } {
             Ok(Inserted::New) => Ok(None),
             // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
             Ok(Inserted::Replaced(old)) => unsafe {
@@ -222,11 +240,15 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
         guard: &A::Guard<'_>,
     ) -> Result<(), AllocFailed<(K, S::Value)>> {
         self.tree
-            .warmed(iter, guard, |(k, v)| match self.insert(&k, v, guard) {
-                Ok(_) => Ok(()),
-                Err(e) => Err(AllocFailed {
-                    value: (k, e.into_value()),
-                }),
+            // SAFETY: `warmed` checked the guard; the hint comes from its
+            // lookup of `k` under it.
+            .warmed(iter, guard, |(k, v), hint| {
+                match unsafe { self.insert_from(&k, v, hint, guard) } {
+                    Ok(_) => Ok(()),
+                    Err(e) => Err(AllocFailed {
+                        value: (k, e.into_value()),
+                    }),
+                }
             })
     }
 

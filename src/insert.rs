@@ -11,7 +11,7 @@ use core::ptr::NonNull;
 use crate::backend::{AllocError, NodeAllocatorGeneric};
 use crate::key::{KSUF, LAYER, SLICE, common_prefix, ikey_of};
 use crate::leaf::{LAYER_ROOT, Leaf};
-use crate::locate::Located;
+use crate::locate::{Hint, Located};
 use crate::node::{NodeBase, NodeRef};
 use crate::nodeversion::LockGuard;
 use crate::permuter::WIDTH;
@@ -28,20 +28,24 @@ pub(crate) enum Inserted {
 }
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
-    /// Inserts or replaces. On allocation failure nothing visible changed
-    /// (at most a colliding key was moved, intact, into a new layer).
+    /// Inserts or replaces, starting at `hint`'s leaf if there is one. On
+    /// allocation failure nothing visible changed (at most a colliding key
+    /// was moved, intact, into a new layer).
     ///
     /// # Safety
     /// The caller holds `guard`, a guard of this tree's backend; `word` is a
-    /// value word the tree may own from now on (if `Ok`).
+    /// value word the tree may own from now on (if `Ok`); a hint comes from
+    /// a lookup of `full` under `guard`.
     pub(crate) unsafe fn insert(
         &self,
         full: &[u8],
         word: *mut (),
+        hint: Option<Hint>,
         guard: &A::Guard<'_>,
     ) -> Result<Inserted, AllocError> {
         // SAFETY: the caller's guarantees.
-        let at = unsafe { self.locate(full, true, guard) }?.expect("locate makes the root");
+        let at =
+            unsafe { self.locate_from(full, true, hint, guard) }?.expect("locate makes the root");
         if at.current().is_some() {
             return Ok(Inserted::Replaced(self.replace(&at, word)));
         }

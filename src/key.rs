@@ -105,6 +105,23 @@ impl<'k> Key<'k> {
         if r.len() > SLICE { &r[SLICE..] } else { &[] }
     }
 
+    /// The key with its cursor on layer `depth`'s slice (as `depth` shifts
+    /// would leave it).
+    #[inline]
+    pub(crate) fn at_depth(full: &'k [u8], depth: usize) -> Self {
+        debug_assert!(full.len() > depth * SLICE || depth == 0);
+        Key {
+            full,
+            offset: depth * SLICE,
+        }
+    }
+
+    /// The layer the cursor is on (0 for the top).
+    #[inline]
+    pub(crate) fn depth(&self) -> usize {
+        self.offset / SLICE
+    }
+
     /// Moves to the next layer's slice.
     #[inline]
     pub(crate) fn shift(&mut self) {

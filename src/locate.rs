@@ -87,6 +87,18 @@ impl Located<'_> {
     }
 }
 
+/// Where a lookup of a key ended: the leaf that covered the key's slice at
+/// stable version `v`, in the key's layer `depth`. A batched lookup
+/// ([`RawTree::get_batch`]) leaves one per key, so that the write that
+/// follows can lock that leaf instead of descending again
+/// ([`RawTree::locate_from`]).
+#[derive(Clone, Copy)]
+pub(crate) struct Hint {
+    pub(crate) leaf: *const Leaf,
+    pub(crate) v: Version,
+    pub(crate) depth: usize,
+}
+
 /// The root of the next layer down if, at `v`, the key's slot in `leaf`
 /// holds a layer whose root is the one it points to. `None` whenever anything
 /// else holds (no such slot, a value or suffix there, a changed, deleted or
@@ -126,6 +138,25 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         make_layers: bool,
         guard: &A::Guard<'_>,
     ) -> Result<Option<Located<'a>>, AllocError> {
+        // SAFETY: the caller's guarantees; no hint.
+        unsafe { self.locate_from(full, make_layers, None, guard) }
+    }
+
+    /// [`Self::locate`], starting at `hint`'s leaf rather than at the top
+    /// if there is one. The leaf may have split, been emptied or lost its
+    /// layer since: locking it checks, as after any descent, and moves right
+    /// or starts again from the top.
+    ///
+    /// # Safety
+    /// As [`Self::locate`]; a hint comes from a lookup of `full` in this tree
+    /// under `guard`, held since.
+    pub(crate) unsafe fn locate_from<'a>(
+        &self,
+        full: &'a [u8],
+        make_layers: bool,
+        mut hint: Option<Hint>,
+        guard: &A::Guard<'_>,
+    ) -> Result<Option<Located<'a>>, AllocError> {
         check_reentry(ptr::from_ref(self).cast());
         'top: loop {
             let mut key = Key::new(full);
@@ -138,22 +169,35 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 return Ok(None);
             }
             let mut depth = 0;
+            let mut start = hint.take().map(|h| {
+                key = Key::at_depth(full, h.depth);
+                depth = h.depth;
+                // SAFETY: the caller's guarantee: the hint's leaf was read
+                // from this tree under the guard we still hold.
+                (unsafe { NodeRef::new(h.leaf.cast_mut()) }, h.v)
+            });
             loop {
-                // Through a layer the key only passes through, go down as a
-                // reader does, without locking: writers into the same
-                // deeper layers (keys with a common prefix) would otherwise
-                // all take this leaf's lock, one after another.
-                // SAFETY: `root` is a node of a live layer; we hold a guard.
-                let (leaf, v) = unsafe { reach_leaf(root, key.ikey()) };
-                // SAFETY: `reach_leaf`'s leaf and version; we hold a guard.
-                if let Some(lower) = unsafe { passing_layer(&leaf, v, &key) } {
-                    root = lower;
-                    key.shift();
-                    depth += 1;
-                    continue;
-                }
+                let (leaf, v) = if let Some(at) = start.take() {
+                    at
+                } else {
+                    // Through a layer the key only passes through, go down
+                    // as a reader does, without locking: writers into the
+                    // same deeper layers (keys with a common prefix) would
+                    // otherwise all take this leaf's lock, one after another.
+                    // SAFETY: `root` is a node of a live layer; we hold a guard.
+                    let (leaf, v) = unsafe { reach_leaf(root, key.ikey()) };
+                    // SAFETY: `reach_leaf`'s leaf and version; we hold a guard.
+                    if let Some(lower) = unsafe { passing_layer(&leaf, v, &key) } {
+                        root = lower;
+                        key.shift();
+                        depth += 1;
+                        continue;
+                    }
+                    (leaf, v)
+                };
                 // Lock the leaf just reached rather than descending again.
-                // SAFETY: as above.
+                // SAFETY: `reach_leaf`'s leaf and version, or the hint's,
+                // which a lookup validated the same way; we hold a guard.
                 let Some((leaf, lock)) = (unsafe { lock_covering(leaf, v, key.ikey()) }) else {
                     // Removed under us (a leaf, or a whole layer): start
                     // over, letting the remover finish its routing first.

@@ -291,3 +291,46 @@ fn loom_insert_into_link_races_chain_collection() {
         },
     );
 }
+
+/// A batched insert ([`Tree::insert_batch`](crate::Tree::insert_batch): a
+/// lookup, then the insert from the leaf the lookup ended at) racing the
+/// collection of that leaf's layer: the insert finds its hinted leaf deleted
+/// and starts again from the top, so the key is not lost in a dead layer.
+#[test]
+fn loom_batched_insert_races_layer_collection() {
+    race(
+        |t, g| {
+            // "abcdefgh" becomes a layer holding "-1"; "z" keeps the top leaf.
+            t.insert(b"abcdefgh-1", 1, g);
+            t.insert(b"abcdefgh-2", 2, g);
+            assert_eq!(t.remove(b"abcdefgh-2", g), Some(2));
+            t.insert(b"z", 0, g);
+        },
+        |t, g| t.insert_batch([(b"abcdefgh-3", 3)], g),
+        |t, g| assert_eq!(t.remove(b"abcdefgh-1", g), Some(1)),
+        |t, g| {
+            assert_eq!(t.get(b"abcdefgh-3", g), Some(3));
+            assert_eq!(t.get(b"abcdefgh-1", g), None);
+            assert_eq!(t.len(), 2);
+        },
+    );
+}
+
+/// A batched insert racing a split of the leaf its lookup ended at: the
+/// insert follows the split (moves right if its key went to the new leaf)
+/// instead of trusting the hint.
+#[test]
+fn loom_batched_insert_races_leaf_split() {
+    race(
+        full_leaf,
+        |t, g| t.insert_batch([(key(29), 29)], g),
+        |t, g| {
+            t.insert(&key(1), 100, g);
+        },
+        |t, g| {
+            assert_eq!(t.get(&key(29), g), Some(29));
+            assert_eq!(t.get(&key(1), g), Some(100));
+            assert_eq!(t.get(&key(28), g), Some(14));
+        },
+    );
+}

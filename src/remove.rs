@@ -18,7 +18,7 @@ use crate::internode::Internode;
 use crate::key::Key;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
 use crate::leaflink;
-use crate::locate::Located;
+use crate::locate::{Hint, Located};
 use crate::node::{NodeBase, NodeRef, find_locked, layer_root, locked_parent, search, version};
 use crate::nodeversion::LockGuard;
 use crate::raw::RawTree;
@@ -30,8 +30,22 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
     /// # Safety
     /// The caller holds `guard`, a guard of this tree's backend.
     pub(crate) unsafe fn remove(&self, full: &[u8], guard: &A::Guard<'_>) -> Option<*mut ()> {
+        // SAFETY: the caller's guarantees; no hint.
+        unsafe { self.remove_from(full, None, guard) }
+    }
+
+    /// [`Self::remove`], starting at `hint`'s leaf if there is one.
+    ///
+    /// # Safety
+    /// As [`Self::remove`]; a hint comes from a lookup of `full` under `guard`.
+    pub(crate) unsafe fn remove_from(
+        &self,
+        full: &[u8],
+        hint: Option<Hint>,
+        guard: &A::Guard<'_>,
+    ) -> Option<*mut ()> {
         // SAFETY: the caller's guarantees; without making layers nothing allocates.
-        let at = unsafe { self.locate(full, false, guard) }.ok()??;
+        let at = unsafe { self.locate_from(full, false, hint, guard) }.ok()??;
         at.current()?;
         // SAFETY: as above.
         Some(unsafe { self.remove_at(at, full, guard) })

@@ -4,6 +4,7 @@
 use core::marker::PhantomData;
 
 use crate::backend::NodeAllocatorGeneric;
+use crate::locate::Hint;
 use crate::raw::RawTree;
 use crate::value::ValueStorage;
 
@@ -226,10 +227,25 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         guard: &'g A::Guard<'_>,
     ) -> Option<S::Ref<'g>> {
         self.check(guard);
-        // SAFETY: the guard is ours; the removed word is unlinked, and our guard
-        // keeps it readable for 'g after we retire it.
+        // SAFETY: the guard is ours; no hint.
+        unsafe { self.remove_from(key, None, guard) }
+    }
+
+    /// [`Tree::remove`], starting at `hint`'s leaf if there is one.
+    ///
+    /// # Safety
+    /// `guard` is this tree's; a hint comes from a lookup of `key` in this
+    /// tree under `guard`.
+    pub(crate) unsafe fn remove_from<'g, K: AsRef<[u8]> + ?Sized>(
+        &self,
+        key: &K,
+        hint: Option<Hint>,
+        guard: &'g A::Guard<'_>,
+    ) -> Option<S::Ref<'g>> {
+        // SAFETY: the caller's guarantees; the removed word is unlinked, and
+        // our guard keeps it readable for 'g after we retire it.
         unsafe {
-            let old = self.raw.remove(key.as_ref(), guard)?;
+            let old = self.raw.remove_from(key.as_ref(), hint, guard)?;
             let r = S::as_ref(old);
             S::retire(&self.raw.alloc, old, guard);
             Some(r)
