@@ -21,6 +21,8 @@ mod internode;
 mod iter;
 mod key;
 #[cfg(feature = "alloc")]
+mod key_buf;
+#[cfg(feature = "alloc")]
 pub mod keycode;
 mod leaf;
 mod leaflink;
@@ -67,6 +69,8 @@ pub use fallible::{AllocFailed, Fallible};
 #[cfg(feature = "alloc")]
 pub use iter::Range;
 pub use iter::{Cursor, KeyRange, Seek};
+#[cfg(feature = "alloc")]
+pub use key_buf::KeyBuf;
 #[cfg(feature = "serde")]
 pub use serialize::TreeSeed;
 pub use tree::Tree;

@@ -2,7 +2,8 @@
 //! strings to values (keys as strings in human-readable formats where they
 //! are UTF-8), and deserializes through the bulk loader when the keys
 //! arrive in increasing order (as a serialized tree's do), by inserts
-//! otherwise (a later duplicate key wins, as in `BTreeMap`).
+//! otherwise (a later duplicate key wins, as in `BTreeMap`). A [`KeyBuf`]
+//! serializes as a byte string.
 
 use alloc::vec::Vec;
 use core::fmt;
@@ -14,6 +15,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::bulk::BulkLoader;
+use crate::key_buf::KeyBuf;
 use crate::tree::Tree;
 use crate::value::ValueStorage;
 
@@ -30,9 +32,22 @@ impl Serialize for Bytes<'_> {
     }
 }
 
-/// A key read back from a byte string, a sequence of bytes (what formats
-/// without a byte type write) or a string.
-struct KeyBuf(Vec<u8>);
+/// A [`KeyBuf`] serializes as a byte string (`serialize_bytes`) and reads
+/// back from a byte string, a sequence of bytes (what formats without a byte
+/// type write) or a string, so it also reads the keys of a serialized tree.
+///
+/// ```
+/// use masstree::KeyBuf;
+/// let json = serde_json::to_string(&KeyBuf::from("ab")).unwrap();
+/// assert_eq!(json, "[97,98]");
+/// assert_eq!(serde_json::from_str::<KeyBuf>(&json).unwrap(), b"ab");
+/// assert_eq!(serde_json::from_str::<KeyBuf>(r#""ab""#).unwrap(), b"ab");
+/// ```
+impl Serialize for KeyBuf {
+    fn serialize<Z: Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        serializer.serialize_bytes(self)
+    }
+}
 
 impl<'de> Deserialize<'de> for KeyBuf {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
@@ -43,20 +58,20 @@ impl<'de> Deserialize<'de> for KeyBuf {
                 f.write_str("a byte string")
             }
             fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<KeyBuf, E> {
-                Ok(KeyBuf(v.to_vec()))
+                Ok(KeyBuf::from(v))
             }
             fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<KeyBuf, E> {
-                Ok(KeyBuf(v))
+                Ok(KeyBuf::from(v))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyBuf, E> {
-                Ok(KeyBuf(v.as_bytes().to_vec()))
+                Ok(KeyBuf::from(v))
             }
             fn visit_seq<Q: SeqAccess<'de>>(self, mut seq: Q) -> Result<KeyBuf, Q::Error> {
                 let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(0).min(4096));
                 while let Some(b) = seq.next_element::<u8>()? {
                     out.push(b);
                 }
-                Ok(KeyBuf(out))
+                Ok(KeyBuf::from(out))
             }
         }
         deserializer.deserialize_bytes(KeyVisitor)
@@ -138,7 +153,7 @@ where
 
     fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Tree<S, A>, M::Error> {
         let mut entries = Vec::with_capacity(map.size_hint().unwrap_or(0).min(1 << 16));
-        while let Some((KeyBuf(key), value)) = map.next_entry::<KeyBuf, S::Value>()? {
+        while let Some((key, value)) = map.next_entry::<KeyBuf, S::Value>()? {
             entries.push((key, value));
         }
         let sorted = entries.windows(2).all(|w| w[0].0 < w[1].0);
