@@ -91,6 +91,6 @@ fn main() {
     let busiest = sessions
         .prefix("session/", &g)
         .max_by_key(|&(_, n)| n)
-        .map(|(k, n)| (String::from_utf8(k).unwrap(), n));
+        .map(|(k, n)| (String::from_utf8(k.into_vec()).unwrap(), n));
     println!("{} sessions open; busiest: {busiest:?}", sessions.len());
 }

@@ -7,7 +7,7 @@
 
 use std::collections::BTreeSet;
 
-use masstree::InlineMassTree;
+use masstree::{InlineMassTree, KeyBuf};
 
 const THREADS: usize = 4;
 
@@ -58,7 +58,7 @@ fn main() -> std::io::Result<()> {
     println!("tree..trie: {}", near.join(" "));
 
     // The most frequent words: one pass in key order, kept by count.
-    let mut top: BTreeSet<(u64, Vec<u8>)> = BTreeSet::new();
+    let mut top: BTreeSet<(u64, KeyBuf)> = BTreeSet::new();
     for (word, n) in index.iter(&g) {
         top.insert((n, word));
         if top.len() > 10 {

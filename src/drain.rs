@@ -1,13 +1,14 @@
 //! Taking entries out: [`Tree::pop_first`], [`Tree::pop_last`],
 //! [`Tree::retain`], and [`IntoIter`], the owned iteration of a tree. All
-//! but `retain` hand out owned keys and need the `alloc` feature.
+//! but `retain` hand out owned keys ([`KeyBuf`]) and need the `alloc`
+//! feature.
 
-#[cfg(feature = "alloc")]
-use alloc::vec::Vec;
 #[cfg(feature = "alloc")]
 use core::iter::FusedIterator;
 
 use crate::backend::NodeAllocatorGeneric;
+#[cfg(feature = "alloc")]
+use crate::key_buf::KeyBuf;
 use crate::tree::Tree;
 use crate::update::Change;
 use crate::value::ValueStorage;
@@ -23,8 +24,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// let g = tree.guard();
     /// tree.insert("b", 2, &g);
     /// tree.insert("a", 1, &g);
-    /// assert_eq!(tree.pop_first(&g), Some((b"a".to_vec(), 1)));
-    /// assert_eq!(tree.pop_first(&g), Some((b"b".to_vec(), 2)));
+    /// assert_eq!(tree.pop_first(&g), Some((b"a".into(), 1)));
+    /// assert_eq!(tree.pop_first(&g), Some((b"b".into(), 2)));
     /// assert_eq!(tree.pop_first(&g), None);
     /// ```
     ///
@@ -33,7 +34,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
-    pub fn pop_first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    pub fn pop_first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(KeyBuf, S::Ref<'g>)>
     where
         S: 'g,
     {
@@ -48,7 +49,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// let g = tree.guard();
     /// tree.insert("a", 1, &g);
     /// tree.insert("b", 2, &g);
-    /// assert_eq!(tree.pop_last(&g), Some((b"b".to_vec(), 2)));
+    /// assert_eq!(tree.pop_last(&g), Some((b"b".into(), 2)));
     /// assert_eq!(tree.len(), 1);
     /// ```
     ///
@@ -57,7 +58,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
-    pub fn pop_last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    pub fn pop_last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(KeyBuf, S::Ref<'g>)>
     where
         S: 'g,
     {
@@ -66,7 +67,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 
     #[cfg(feature = "alloc")]
     #[track_caller]
-    fn pop<'g>(&self, first: bool, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    fn pop<'g>(&self, first: bool, guard: &'g A::Guard<'_>) -> Option<(KeyBuf, S::Ref<'g>)>
     where
         S: 'g,
     {
@@ -122,12 +123,13 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 /// The entries of an owned tree, in key order from both ends, moved out;
 /// made by `tree.into_iter()`. Each step takes the first (or last) entry out
 /// of the tree, so what is not iterated is dropped with the iterator.
-/// Needs the `alloc` feature (the keys are owned).
+/// Each key is a [`KeyBuf`] (inline up to 62 bytes). Needs the `alloc`
+/// feature (the keys are owned).
 ///
 /// ```
 /// let tree: masstree::MassTree<String> =
 ///     [("b", "2".to_string()), ("a", "1".to_string())].into_iter().collect();
-/// let v: Vec<(Vec<u8>, String)> = tree.into_iter().collect();
+/// let v: Vec<(Vec<u8>, String)> = tree.into_iter().map(|(k, v)| (k.into_vec(), v)).collect();
 /// assert_eq!(v, [(b"a".to_vec(), "1".to_string()), (b"b".to_vec(), "2".to_string())]);
 /// ```
 #[cfg(feature = "alloc")]
@@ -139,7 +141,7 @@ pub struct IntoIter<S, A> {
 #[cfg(feature = "alloc")]
 #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIterator for Tree<S, A> {
-    type Item = (Vec<u8>, S::Value);
+    type Item = (KeyBuf, S::Value);
     type IntoIter = IntoIter<S, A>;
 
     fn into_iter(self) -> IntoIter<S, A> {
@@ -149,7 +151,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIterator for Tree<S, A> {
 
 #[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIter<S, A> {
-    fn take(&mut self, first: bool) -> Option<(Vec<u8>, S::Value)> {
+    fn take(&mut self, first: bool) -> Option<(KeyBuf, S::Value)> {
         let tree = &self.tree;
         let guard = tree.guard();
         let (key, _) = if first {
@@ -172,7 +174,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIter<S, A> {
 
 #[cfg(feature = "alloc")]
 impl<S: ValueStorage, A: NodeAllocatorGeneric> Iterator for IntoIter<S, A> {
-    type Item = (Vec<u8>, S::Value);
+    type Item = (KeyBuf, S::Value);
 
     fn next(&mut self) -> Option<Self::Item> {
         self.take(true)

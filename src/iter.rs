@@ -2,7 +2,8 @@
 //!
 //! The cursor and the iterators keep their key and frame buffers in memory
 //! from the backend's allocator. Only the iterators that hand out owned
-//! keys (`Vec<u8>`) need the `alloc` feature.
+//! keys ([`KeyBuf`]: inline up to 62 bytes, else on the heap) need the
+//! `alloc` feature.
 
 #[cfg(feature = "alloc")]
 use alloc::vec::Vec;
@@ -12,6 +13,8 @@ use core::ops::{self, Bound, ControlFlow};
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::buf::Buf;
+#[cfg(feature = "alloc")]
+use crate::key_buf::KeyBuf;
 use crate::scan::{Dir, RawCursor, Start};
 use crate::tree::Tree;
 use crate::value::ValueStorage;
@@ -44,15 +47,18 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// for (i, k) in ["a", "b", "c", "d"].iter().enumerate() {
     ///     tree.insert(k, i as u64, &g);
     /// }
-    /// let keys: Vec<Vec<u8>> = tree.range(&b"b"[..]..&b"d"[..], &g).map(|(k, _)| k).collect();
-    /// assert_eq!(keys, [b"b".to_vec(), b"c".to_vec()]);
-    /// let last = tree.range(&b"b"[..].., &g).next_back();
-    /// assert_eq!(last, Some((b"d".to_vec(), 3)));
+    /// let keys: Vec<_> = tree.range(&b"b"[..]..&b"d"[..], &g).map(|(k, _)| k).collect();
+    /// assert_eq!(keys, [b"b", b"c"]);
+    /// let (last, v) = tree.range(&b"b"[..].., &g).next_back().unwrap();
+    /// assert_eq!((last, v), (b"d".into(), 3));
     /// assert_eq!(tree.range(.., &g).count(), 4);
     /// assert_eq!(tree.range("b"..="c", &g).count(), 2);
     /// let from = String::from("c");
     /// assert_eq!(tree.range(from.., &g).count(), 2);
     /// ```
+    ///
+    /// Each key comes as a [`KeyBuf`]: keys of up to 62 bytes are inline, so
+    /// a loop over them allocates nothing per entry.
     ///
     /// Needs the `alloc` feature (the items own their keys); without it,
     /// [`Tree::cursor`] lends each key.
@@ -71,8 +77,23 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         Range::new(self, start, end)
     }
 
-    /// All entries in key order. Needs the `alloc` feature (the items own
-    /// their keys); without it, [`Tree::cursor`] lends each key.
+    /// All entries in key order, each key a [`KeyBuf`] (no allocation for
+    /// keys of up to 62 bytes).
+    ///
+    /// ```
+    /// let tree = masstree::InlineMassTree::<u64>::new();
+    /// let g = tree.guard();
+    /// tree.insert("b", 2, &g);
+    /// tree.insert("a", 1, &g);
+    /// let mut seen = Vec::new();
+    /// for (k, v) in tree.iter(&g) {
+    ///     seen.push((k[0], v));
+    /// }
+    /// assert_eq!(seen, [(b'a', 1), (b'b', 2)]);
+    /// ```
+    ///
+    /// Needs the `alloc` feature (the items own their keys); without it,
+    /// [`Tree::cursor`] lends each key.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
@@ -86,8 +107,8 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
         self.range(.., guard)
     }
 
-    /// All keys in order. Needs the `alloc` feature (the keys are owned);
-    /// without it, [`Tree::cursor`] lends each key.
+    /// All keys in order, as [`KeyBuf`]s. Needs the `alloc` feature (the
+    /// keys are owned); without it, [`Tree::cursor`] lends each key.
     ///
     /// # Panics
     /// If `guard` was created by another tree.
@@ -97,7 +118,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     pub fn keys<'g>(
         &self,
         guard: &'g A::Guard<'_>,
-    ) -> impl DoubleEndedIterator<Item = Vec<u8>> + FusedIterator
+    ) -> impl DoubleEndedIterator<Item = KeyBuf> + FusedIterator
     where
         S: 'g,
     {
@@ -163,7 +184,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
-    pub fn first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    pub fn first<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(KeyBuf, S::Ref<'g>)>
     where
         S: 'g,
     {
@@ -178,7 +199,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     #[cfg(feature = "alloc")]
     #[cfg_attr(docsrs, doc(cfg(feature = "alloc")))]
     #[track_caller]
-    pub fn last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(Vec<u8>, S::Ref<'g>)>
+    pub fn last<'g>(&self, guard: &'g A::Guard<'_>) -> Option<(KeyBuf, S::Ref<'g>)>
     where
         S: 'g,
     {
@@ -465,7 +486,9 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 
 /// An iterator over the entries of a key range, in key order, from both ends.
 /// Made by [`Tree::range`], [`Tree::iter`] and [`Tree::prefix`]; each item
-/// is a key (copied out) and a value. Needs the `alloc` feature.
+/// is a key, copied out into a [`KeyBuf`] (inline up to 62 bytes, so no
+/// allocation per entry for such keys), and a value. Needs the `alloc`
+/// feature.
 ///
 /// Under concurrent writes it yields keys strictly increasing from the front
 /// (decreasing from the back) without duplicates, every key present in the
@@ -594,9 +617,9 @@ where
         Range(Span::new(tree, start, end))
     }
 
-    fn step(&mut self, i: usize) -> Option<(Vec<u8>, S::Ref<'g>)> {
+    fn step(&mut self, i: usize) -> Option<(KeyBuf, S::Ref<'g>)> {
         let v = self.0.step(i)?;
-        Some((self.0.key(i).to_vec(), v))
+        Some((KeyBuf::from(self.0.key(i)), v))
     }
 }
 
@@ -605,7 +628,7 @@ impl<'g, S: ValueStorage, A: NodeAllocatorGeneric> Iterator for Range<'_, 'g, S,
 where
     S: 'g,
 {
-    type Item = (Vec<u8>, S::Ref<'g>);
+    type Item = (KeyBuf, S::Ref<'g>);
 
     fn next(&mut self) -> Option<Self::Item> {
         self.step(0)

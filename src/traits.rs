@@ -32,7 +32,7 @@ impl<K: AsRef<[u8]>, S: ValueStorage, A: NodeAllocatorGeneric> Extend<(K, S::Val
 /// ```
 /// let tree: masstree::InlineMassTree<u64> = [("b", 2), ("a", 1)].into_iter().collect();
 /// let g = tree.guard();
-/// assert_eq!(tree.first(&g), Some((b"a".to_vec(), 1)));
+/// assert_eq!(tree.first(&g), Some((b"a".into(), 1)));
 /// ```
 impl<K: AsRef<[u8]>, S: ValueStorage, A: NodeAllocatorGeneric + Default> FromIterator<(K, S::Value)>
     for Tree<S, A>

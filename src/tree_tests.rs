@@ -224,7 +224,7 @@ fn left_neighbour_checks_the_link() {
         assert_eq!(got, None, "a stale link is refused");
     }
     // Backward iteration still sees everything.
-    let keys: Vec<Vec<u8>> = t.iter(&g).rev().map(|(k, _)| k).collect();
+    let keys: Vec<Vec<u8>> = t.iter(&g).rev().map(|(k, _)| k.into_vec()).collect();
     assert_eq!(keys.len(), 100);
 }
 
@@ -267,7 +267,9 @@ fn failed_allocations_change_nothing() {
                         assert_eq!(e.into_value(), *v, "the value comes back");
                         assert_eq!(t.len(), model.len());
                         assert_eq!(
-                            t.iter(&g).map(|(k, v)| (k, v.clone())).collect::<Vec<_>>(),
+                            t.iter(&g)
+                                .map(|(k, v)| (k.into_vec(), v.clone()))
+                                .collect::<Vec<_>>(),
                             model
                                 .iter()
                                 .map(|(k, v)| (k.clone(), v.clone()))
@@ -320,7 +322,13 @@ fn bulk_load_matches_model() {
         check_against(&t, &model);
         let g = t.guard();
         let all: Vec<_> = model.iter().map(|(k, v)| (k.clone(), *v)).collect();
-        assert_eq!(t.iter(&g).collect::<Vec<_>>(), all, "n={n} fill={fill}");
+        assert_eq!(
+            t.iter(&g)
+                .map(|(k, v)| (k.into_vec(), v))
+                .collect::<Vec<_>>(),
+            all,
+            "n={n} fill={fill}"
+        );
         assert_eq!(t.iter(&g).rev().count(), all.len());
         // Still a normal tree: inserts and removes work after the load.
         for (i, k) in scan_keys(&mut rng, n / 2).into_iter().enumerate() {

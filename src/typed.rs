@@ -11,6 +11,7 @@ use core::ops::{Bound, RangeBounds, RangeFull};
 
 use crate::backend::NodeAllocatorGeneric;
 use crate::iter::Range;
+use crate::key_buf::KeyBuf;
 use crate::keycode::{KeyDecode, KeyEncode, KeyPrefix};
 use crate::tree::Tree;
 use crate::update::Change;
@@ -432,7 +433,7 @@ where
     }
 
     /// Decodes an entry of the tree: every key in it was encoded from a `K`.
-    fn decode((key, value): (Vec<u8>, S::Ref<'g>)) -> (K, S::Ref<'g>) {
+    fn decode((key, value): (KeyBuf, S::Ref<'g>)) -> (K, S::Ref<'g>) {
         let key = K::decode_all(&key).expect("a typed tree holds only keys it encoded");
         (key, value)
     }

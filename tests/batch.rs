@@ -13,7 +13,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::strategies::{byte, config, prefixes};
-use common::{TestAlloc, shaped_key};
+use common::{TestAlloc, shaped_key, vec_key};
 use proptest::prelude::*;
 use proptest::sample::select;
 
@@ -114,7 +114,7 @@ for_each_backend! {
             model.extend(second.iter().cloned());
             prop_assert_eq!(tree.len(), model.len());
             let g = tree.guard();
-            let got: Vec<(Vec<u8>, u64)> = tree.iter(&g).collect();
+            let got: Vec<(Vec<u8>, u64)> = tree.iter(&g).map(vec_key).collect();
             let want: Vec<(Vec<u8>, u64)> = model.into_iter().collect();
             prop_assert_eq!(got, want);
         }
@@ -144,7 +144,7 @@ for_each_backend! {
                 keys.iter().enumerate().map(|(i, k)| (i, model.remove(k))).collect();
             prop_assert_eq!(seen, want);
             prop_assert_eq!(tree.len(), model.len());
-            let got: Vec<(Vec<u8>, u64)> = tree.iter(&g).collect();
+            let got: Vec<(Vec<u8>, u64)> = tree.iter(&g).map(vec_key).collect();
             prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
         }
 

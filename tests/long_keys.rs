@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::ops::ControlFlow;
 
 use common::{Rng, TestAlloc};
-use masstree::{Change, Seek};
+use masstree::{Change, KeyBuf, Seek};
 
 /// The shared prefix: 1 MiB, 131,072 slices.
 const L: usize = 1 << 20;
@@ -168,10 +168,10 @@ for_each_backend! {
             {
                 let g = t.guard();
                 let half = &base[..L / 2];
-                let got: Vec<Vec<u8>> = t.prefix(half, &g).map(|(k, _)| k).collect();
+                let got: Vec<KeyBuf> = t.prefix(half, &g).map(|(k, _)| k).collect();
                 let want: Vec<Vec<u8>> = model.keys().filter(|k| k.starts_with(half)).cloned().collect();
                 assert!(got == want, "{BACKEND_NAME}: prefix scan differs from the model");
-                let from: Vec<Vec<u8>> = t.range(&keys[3][..].., &g).rev().map(|(k, _)| k).collect();
+                let from: Vec<KeyBuf> = t.range(&keys[3][..].., &g).rev().map(|(k, _)| k).collect();
                 let want: Vec<Vec<u8>> = model.range(keys[3].clone()..).rev().map(|(k, _)| k.clone()).collect();
                 assert!(from == want, "{BACKEND_NAME}: range differs from the model");
             }

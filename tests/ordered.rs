@@ -25,8 +25,8 @@ use std::ops::{Bound, ControlFlow};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use common::strategies::{byte, config, prefixes};
-use common::{Rng, TestAlloc, hex, key_hash, scaled, shaped_key};
-use masstree::{BulkLoadError, Change, Seek};
+use common::{Rng, TestAlloc, hex, key_hash, scaled, shaped_key, vec_key};
+use masstree::{BulkLoadError, Change, KeyBuf, Seek};
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
@@ -109,8 +109,10 @@ fn in_range(k: &[u8], lo: &Bound<Vec<u8>>, hi: &Bound<Vec<u8>>) -> bool {
     })
 }
 
-fn show(v: &[(Vec<u8>, u64)]) -> Vec<String> {
-    v.iter().map(|(k, x)| format!("{}={x}", hex(k))).collect()
+fn show<K: AsRef<[u8]>>(v: &[(K, u64)]) -> Vec<String> {
+    v.iter()
+        .map(|(k, x)| format!("{}={x}", hex(k.as_ref())))
+        .collect()
 }
 
 /// Position of the cursor in the model: -1 before the first key, `n` past the last.
@@ -208,17 +210,17 @@ for_each_backend! {
             prop_assert_eq!(t.len(), model.len());
 
             // whole-tree views
-            let got: Vec<(Vec<u8>, u64)> = t.iter(&g).collect();
+            let got: Vec<_> = t.iter(&g).collect();
             prop_assert_eq!(show(&got), show(&all));
-            let got_rev: Vec<(Vec<u8>, u64)> = t.iter(&g).rev().collect();
+            let got_rev: Vec<_> = t.iter(&g).rev().collect();
             let mut all_rev = all.clone();
             all_rev.reverse();
             prop_assert_eq!(show(&got_rev), show(&all_rev));
             prop_assert_eq!(t.keys(&g).collect::<Vec<_>>(), sorted_keys.clone());
             prop_assert_eq!(t.values(&g).collect::<Vec<_>>(), model.values().copied().collect::<Vec<_>>());
             prop_assert_eq!(t.values(&g).rev().collect::<Vec<_>>(), model.values().rev().copied().collect::<Vec<_>>());
-            prop_assert_eq!(t.first(&g), all.first().cloned());
-            prop_assert_eq!(t.last(&g), all.last().cloned());
+            prop_assert_eq!(t.first(&g).map(vec_key), all.first().cloned());
+            prop_assert_eq!(t.last(&g).map(vec_key), all.last().cloned());
 
             for ((lk, lb), (hk, hb), alternation) in &bounds {
                 let lo = make_bound(*lk, resolve(lb, &sorted_keys));
@@ -241,7 +243,7 @@ for_each_backend! {
                     } else {
                         None
                     };
-                    let got = if front { it.next() } else { it.next_back() };
+                    let got = if front { it.next() } else { it.next_back() }.map(vec_key);
                     prop_assert_eq!(got, want, "alternating step {} front {} {:?} {:?}", step, front, lo, hi);
                 }
                 prop_assert_eq!(it.next(), None);
@@ -403,7 +405,7 @@ for_each_backend! {
                 prop_assert_eq!(t.get(k, &g), model.get(k).copied());
                 prop_assert_eq!(t.len(), model.len());
             }
-            let got: Vec<(Vec<u8>, u64)> = t.iter(&g).collect();
+            let got: Vec<_> = t.iter(&g).collect();
             let want: Vec<(Vec<u8>, u64)> = model.into_iter().collect();
             prop_assert_eq!(show(&got), show(&want));
         }
@@ -425,9 +427,9 @@ for_each_backend! {
                 let t = TreeIn::<String, TestAlloc>::from_sorted_in(backend_in(c.clone()), pairs.clone()).unwrap();
                 let g = t.guard();
                 prop_assert_eq!(t.len(), model.len());
-                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
+                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k.into_vec(), v.clone())).collect();
                 prop_assert_eq!(&got, &pairs);
-                let got_rev: Vec<Vec<u8>> = t.keys(&g).rev().collect();
+                let got_rev: Vec<KeyBuf> = t.keys(&g).rev().collect();
                 prop_assert_eq!(got_rev, model.keys().rev().cloned().collect::<Vec<_>>());
                 for (k, v) in &model {
                     prop_assert_eq!(t.get(k, &g), Some(v));
@@ -475,11 +477,11 @@ for_each_backend! {
             .unwrap();
             let g = t.guard();
             assert_eq!(t.len(), model.len());
-            assert!(t.iter(&g).eq(model.iter().map(|(k, v)| (k.clone(), *v))));
-            assert!(t.iter(&g).rev().eq(model.iter().rev().map(|(k, v)| (k.clone(), *v))));
+            assert!(t.iter(&g).map(vec_key).eq(model.iter().map(|(k, v)| (k.clone(), *v))));
+            assert!(t.iter(&g).rev().map(vec_key).eq(model.iter().rev().map(|(k, v)| (k.clone(), *v))));
             // prefix through layers
             let p = b"sixteen-byte-pfx";
-            assert!(t.prefix(p, &g).eq(model.iter().filter(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), *v))));
+            assert!(t.prefix(p, &g).map(vec_key).eq(model.iter().filter(|(k, _)| k.starts_with(p)).map(|(k, v)| (k.clone(), *v))));
         }
         assert_eq!(c.live_bytes(), 0);
         // an error late in the input, after layers and splits were built
@@ -602,9 +604,9 @@ for_each_backend! {
                     while rounds < 2 || (!done.load(Ordering::SeqCst) && rounds < 10_000) {
                         rounds += 1;
                         let g = t.guard();
-                        let mut prev: Option<Vec<u8>> = None;
+                        let mut prev: Option<KeyBuf> = None;
                         let mut stable_seen = 0usize;
-                        let mut check = |k: Vec<u8>, v: u64| {
+                        let mut check = |k: KeyBuf, v: u64| {
                             if let Some(p) = &prev {
                                 if reverse {
                                     assert!(k < *p, "reverse scan not decreasing: {} then {}", hex(p), hex(&k));
@@ -613,7 +615,7 @@ for_each_backend! {
                                 }
                             }
                             assert!(ok_val(&k, v), "value {v:#x} was never written for {}", hex(&k));
-                            if stable_set.contains(&k) {
+                            if stable_set.contains(&k[..]) {
                                 stable_seen += 1;
                             }
                             prev = Some(k);
@@ -731,7 +733,7 @@ for_each_backend! {
                 done.iter().flatten().map(|&id| (shaped_key(id), id)).collect();
             want.sort();
             let g = t.guard();
-            let got: Vec<(Vec<u8>, u64)> = t.iter(&g).map(|(k, v)| (k, *v)).collect();
+            let got: Vec<(Vec<u8>, u64)> = t.iter(&g).map(|(k, v)| (k.into_vec(), *v)).collect();
             assert_eq!(got.len(), want.len(), "keys lost or invented");
             assert!(got == want, "the tree differs from the successful inserts");
             assert_eq!(t.len(), want.len());
@@ -808,7 +810,7 @@ for_each_backend! {
                 }
                 fail.disarm();
                 // the tree equals the model
-                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
+                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k.into_vec(), v.clone())).collect();
                 let want: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 assert_eq!(got, want, "k={k}: tree differs from the model after a failure");
                 assert_eq!(t.len(), model.len());
@@ -825,7 +827,7 @@ for_each_backend! {
                 let extra = b"samesame-another-long-key-after-the-failure".to_vec();
                 assert_eq!(t.get_or_insert_with(&extra, || "e".to_string(), &g), "e");
                 model.insert(extra, "e".to_string());
-                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k, v.clone())).collect();
+                let got: Vec<(Vec<u8>, String)> = t.iter(&g).map(|(k, v)| (k.into_vec(), v.clone())).collect();
                 let want: Vec<(Vec<u8>, String)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
                 assert_eq!(got, want, "k={k}: later operations");
                 drop(g);
@@ -970,8 +972,8 @@ for_each_backend! {
     fn full_scan(t: &ITree<u64>, backward: bool, round: usize) -> Vec<(Vec<u8>, u64)> {
         let g = t.guard();
         let items: Vec<(Vec<u8>, u64)> = match (round % 2, backward) {
-            (0, true) => t.iter(&g).rev().collect(),
-            (0, false) => t.iter(&g).collect(),
+            (0, true) => t.iter(&g).rev().map(vec_key).collect(),
+            (0, false) => t.iter(&g).map(vec_key).collect(),
             // Odd rounds: the cursor's batch visit (its tight in-leaf loop).
             (_, backward) => {
                 let mut items = Vec::new();

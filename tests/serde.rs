@@ -12,6 +12,7 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::strategies::config;
+use common::vec_key;
 use masstree::TreeSeed;
 use proptest::prelude::*;
 use serde::de::value::{Error as ValueError, MapDeserializer};
@@ -36,7 +37,7 @@ for_each_backend! {
                 .deserialize(&mut serde_json::Deserializer::from_str(&json))
                 .unwrap();
             let g = back.guard();
-            let got: Vec<_> = back.iter(&g).collect();
+            let got: Vec<_> = back.iter(&g).map(vec_key).collect();
             let want: Vec<_> = model.iter().map(|(k, v)| (k.clone().into_bytes(), *v)).collect();
             prop_assert_eq!(got, want);
         }
@@ -52,7 +53,7 @@ for_each_backend! {
             let de: MapDeserializer<'_, _, ValueError> = MapDeserializer::new(input);
             let tree: ITree<u64> = TreeSeed::new(backend()).deserialize(de).unwrap();
             let g = tree.guard();
-            let got: Vec<_> = tree.iter(&g).collect();
+            let got: Vec<_> = tree.iter(&g).map(vec_key).collect();
             prop_assert_eq!(got, model.into_iter().collect::<Vec<_>>());
         }
     }
@@ -88,7 +89,7 @@ fn default_backend_deserializes_without_a_seed() {
     let tree: masstree::InlineMassTree<i8> = serde_json::from_str(r#"{"b": -2, "a": 1}"#).unwrap();
     let g = tree.guard();
     assert_eq!(
-        tree.iter(&g).collect::<Vec<_>>(),
+        tree.iter(&g).map(vec_key).collect::<Vec<_>>(),
         [(b"a".to_vec(), 1), (b"b".to_vec(), -2)]
     );
 }

@@ -18,6 +18,7 @@
 //! * `strategies`: the proptest configuration and key-byte strategies of
 //!   the model-based tests.
 //! * key generators that stress layering (shared 8/16-byte slices, trailing zeros).
+//! * [`vec_key`]: an iterator's `(KeyBuf, V)` entry as `(Vec<u8>, V)`, as models keep them.
 #![allow(dead_code, unused_macros, unused_imports)]
 
 mod alloc;
@@ -245,4 +246,10 @@ pub(crate) fn shaped_key(id: u64) -> Vec<u8> {
 
 pub(crate) fn hex(k: &[u8]) -> String {
     k.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// An entry of an owning iterator with its key as a `Vec<u8>`, to compare
+/// with a model's entries (`t.iter(&g).map(vec_key)`).
+pub(crate) fn vec_key<V>((k, v): (masstree::KeyBuf, V)) -> (Vec<u8>, V) {
+    (k.into_vec(), v)
 }
