@@ -1,7 +1,7 @@
 //! An empty tree costs at most 1 KiB on every backend: its own bytes plus
 //! everything it holds from any allocator, the global one included (the
-//! seize backend's collector comes from there), counted per thread by this
-//! file's global allocator. Many small trees (one per table, per
+//! seize backend's collector comes from there), counted per thread by the
+//! global allocator (`common::PerThread`). Many small trees (one per table, per
 //! connection) stay cheap; a tree made empty again keeps working.
 //!
 //! Before the seize backend made its collector lazily, a new seize tree
@@ -12,51 +12,20 @@
 #[macro_use]
 mod common;
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::cell::Cell;
-
-use common::TestAlloc;
+use common::{PerThread, TestAlloc};
 
 /// What an empty tree may cost: its own bytes plus what it holds.
 const BUDGET: usize = 1024;
 
-thread_local! {
-    /// Bytes this thread allocated and has not freed (blocks freed on
-    /// another thread are counted there).
-    static LIVE: Cell<isize> = const { Cell::new(0) };
-}
-
 /// The system allocator, counting each thread's live bytes (tests run on
 /// threads of their own, so they do not see each other's allocations).
-struct PerThread;
-
-// SAFETY: every call is forwarded to `System`; the count is a
-// const-initialized thread-local without a destructor, so keeping it never
-// allocates.
-unsafe impl GlobalAlloc for PerThread {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        // SAFETY: the caller's guarantees.
-        let p = unsafe { System.alloc(layout) };
-        if !p.is_null() {
-            LIVE.with(|c| c.set(c.get() + layout.size() as isize));
-        }
-        p
-    }
-
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE.with(|c| c.set(c.get() - layout.size() as isize));
-        // SAFETY: the caller's guarantees; the block came from `System`.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
 #[global_allocator]
 static GLOBAL: PerThread = PerThread;
 
 /// This thread's live bytes. (Printing allocates: the test harness
 /// captures the output in a buffer of this thread.)
 fn live() -> isize {
-    LIVE.with(Cell::get)
+    PerThread::live_bytes()
 }
 
 /// Bytes allocated on this thread since `before`.

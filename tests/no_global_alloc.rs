@@ -4,17 +4,18 @@
 //! `clear` and `reclaim` all take their memory from the backend's allocator
 //! (issue 16, "No global allocator needed").
 //!
-//! The `#[global_allocator]` counts the allocations of the thread that
-//! armed it, only while armed; the user's allocator goes to `System`
-//! directly, so its blocks are not counted.
+//! The `#[global_allocator]` (`common::PerThread`) counts each thread's
+//! allocations; a test counts its own around the work. The user's
+//! allocator goes to `System` directly, so its blocks are not counted.
 #![cfg(feature = "pool")]
 #![allow(
     clippy::drop_non_drop,
     reason = "guards are dropped where any backend's would have to be"
 )]
 
+mod common;
+
 use core::alloc::{GlobalAlloc, Layout};
-use core::cell::Cell;
 use core::ops::ControlFlow;
 use core::ptr::NonNull;
 use std::alloc::System;
@@ -24,60 +25,16 @@ use masstree::alloc_backends::pool::PoolBackend;
 use masstree::allocator_api2::alloc::{AllocError, Allocator};
 use masstree::{BulkLoader, Change, InlineMassTree, MassTree, Seek, Tree};
 
-// ---------------------------------------------------------------------------
-// The global allocator: counts this thread's allocations while armed.
-// ---------------------------------------------------------------------------
+use common::PerThread;
 
-thread_local! {
-    static ARMED: Cell<bool> = const { Cell::new(false) };
-    static COUNT: Cell<usize> = const { Cell::new(0) };
-}
-
-struct CountingGlobal;
-
-fn note() {
-    // `try_with`: the thread-locals may be gone while the thread exits.
-    let _ = ARMED.try_with(|armed| {
-        if armed.get() {
-            COUNT.with(|c| c.set(c.get() + 1));
-        }
-    });
-}
-
-// SAFETY: forwards to `System` unchanged; counting has no effect on memory.
-unsafe impl GlobalAlloc for CountingGlobal {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: the caller's guarantees, forwarded.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.alloc_zeroed(layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        note();
-        // SAFETY: as above.
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: as above.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
-
+/// Counts each thread's requests: a test sees only its own.
 #[global_allocator]
-static GLOBAL: CountingGlobal = CountingGlobal;
+static GLOBAL: PerThread = PerThread;
 
 /// Runs `f` and returns what it returned and how many global allocations
 /// this thread made meanwhile.
 fn global_allocs_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
-    COUNT.with(|c| c.set(0));
-    ARMED.with(|a| a.set(true));
-    let r = f();
-    ARMED.with(|a| a.set(false));
-    (r, COUNT.with(Cell::get))
+    PerThread::requests_in(f)
 }
 
 // ---------------------------------------------------------------------------

@@ -10,12 +10,19 @@
 //!   (use it by reference) and a [`GlobalAlloc`] on `System` (a `static`).
 //! * [`TestAlloc`] is a cloneable handle to a shared [`Ledger`]: a test keeps
 //!   one clone to read the books and gives another to the tree.
+//! * [`PerThread`] is a global allocator on `System` that keeps each
+//!   thread's books (requests, live bytes), so that a test, on a thread of
+//!   its own, counts only its own global allocations.
+//! * [`SystemAlloc`] is an `allocator_api2` allocator straight on `System`:
+//!   a backend on it takes nothing from the global allocator, so
+//!   [`PerThread`] does not see the tree's own memory.
 //!
 //! Sizes are counted as requested (`layout.size()`), so the numbers do not
 //! depend on how the underlying allocator rounds.
 #![allow(dead_code)]
 
 use core::alloc::{GlobalAlloc, Layout};
+use core::cell::Cell;
 use core::ops::Deref;
 use core::ptr::NonNull;
 use std::alloc::System;
@@ -343,6 +350,121 @@ unsafe impl Allocator for TestAlloc {
     unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
         // SAFETY: the caller's guarantees.
         unsafe { self.0.deallocate(ptr, layout) }
+    }
+}
+
+std::thread_local! {
+    /// Requests (allocations, zeroed allocations, reallocations) this
+    /// thread made of [`PerThread`].
+    static THREAD_REQUESTS: Cell<usize> = const { Cell::new(0) };
+    /// Bytes this thread allocated from [`PerThread`] and has not freed
+    /// (a block freed on another thread is counted there).
+    static THREAD_LIVE: Cell<isize> = const { Cell::new(0) };
+}
+
+/// A global allocator on `System` that counts per thread: the requests a
+/// thread makes, and the bytes it holds. Tests run on threads of their
+/// own, so each sees only its own allocations. (The counts are
+/// const-initialized thread-locals without destructors: keeping them never
+/// allocates.)
+pub(crate) struct PerThread;
+
+impl PerThread {
+    /// Requests this thread has made so far (allocations and
+    /// reallocations; frees are not requests).
+    pub(crate) fn requests() -> usize {
+        THREAD_REQUESTS.with(Cell::get)
+    }
+
+    /// Bytes this thread allocated and has not freed.
+    pub(crate) fn live_bytes() -> isize {
+        THREAD_LIVE.with(Cell::get)
+    }
+
+    /// Runs `f` and returns what it returned and how many requests this
+    /// thread made meanwhile.
+    pub(crate) fn requests_in<R>(f: impl FnOnce() -> R) -> (R, usize) {
+        let before = Self::requests();
+        let r = f();
+        (r, Self::requests() - before)
+    }
+
+    /// Books a request of `size` bytes (`try_with`: the thread-locals may
+    /// be gone while the thread exits).
+    fn on_alloc(size: usize) {
+        let _ = THREAD_REQUESTS.try_with(|c| c.set(c.get() + 1));
+        let _ = THREAD_LIVE.try_with(|c| c.set(c.get() + size as isize));
+    }
+
+    fn on_free(size: usize) {
+        let _ = THREAD_LIVE.try_with(|c| c.set(c.get() - size as isize));
+    }
+}
+
+// SAFETY: every call is forwarded to `System`; counting has no effect on
+// memory and never allocates.
+unsafe impl GlobalAlloc for PerThread {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        let p = unsafe { System.alloc(layout) };
+        if !p.is_null() {
+            Self::on_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        let p = unsafe { System.alloc_zeroed(layout) };
+        if !p.is_null() {
+            Self::on_alloc(layout.size());
+        }
+        p
+    }
+
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        Self::on_free(layout.size());
+        // SAFETY: the caller's guarantees; the block came from `System`.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        // SAFETY: the caller's guarantees.
+        let p = unsafe { System.realloc(ptr, layout, new_size) };
+        if !p.is_null() {
+            Self::on_free(layout.size());
+            Self::on_alloc(new_size);
+        }
+        p
+    }
+}
+
+/// An `allocator_api2` allocator straight on `System`, past whatever
+/// `#[global_allocator]` the test binary installs.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct SystemAlloc;
+
+// SAFETY: blocks from `System` with the requested layout (zero sizes
+// rounded up to one byte), returned to it with the same layout.
+unsafe impl Allocator for SystemAlloc {
+    fn allocate(&self, layout: Layout) -> Result<NonNull<[u8]>, AllocError> {
+        let size = layout.size().max(1);
+        // SAFETY: a non-zero size, the layout's alignment (valid: it was a
+        // layout's, and rounding a size up to 1 does not overflow).
+        let p = unsafe { System.alloc(Layout::from_size_align_unchecked(size, layout.align())) };
+        let p = NonNull::new(p).ok_or(AllocError)?;
+        Ok(NonNull::slice_from_raw_parts(p, layout.size()))
+    }
+
+    unsafe fn deallocate(&self, ptr: NonNull<u8>, layout: Layout) {
+        let size = layout.size().max(1);
+        // SAFETY: allocated above with this size and alignment.
+        unsafe {
+            System.dealloc(
+                ptr.as_ptr(),
+                Layout::from_size_align_unchecked(size, layout.align()),
+            )
+        }
     }
 }
 

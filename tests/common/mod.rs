@@ -12,7 +12,8 @@
 //!   `use super::*`.
 //! * [`TestAlloc`] / [`Ledger`] (`alloc.rs`): the test allocator, counting,
 //!   failing on request and logging addresses (the crate's unit tests use the
-//!   same file).
+//!   same file); [`PerThread`], the global allocator that counts per thread,
+//!   and [`SystemAlloc`], an allocator past it.
 //! * [`Rng`] (`rng.rs`): the seeded PRNG (splitmix64), also the unit tests'
 //!   and the benchmark's.
 //! * `strategies`: the proptest configuration and key-byte strategies of
@@ -25,7 +26,7 @@ mod alloc;
 mod rng;
 pub(crate) mod strategies;
 
-pub(crate) use alloc::{Ledger, TestAlloc};
+pub(crate) use alloc::{Ledger, PerThread, SystemAlloc, TestAlloc};
 pub(crate) use rng::Rng;
 
 /// Expand the given items once per enabled backend, each copy in its own module.
