@@ -186,8 +186,16 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                     // otherwise all take this leaf's lock, one after another.
                     // SAFETY: `root` is a node of a live layer; we hold a guard.
                     let (leaf, v) = unsafe { reach_leaf(root, key.ikey()) };
-                    // SAFETY: `reach_leaf`'s leaf and version; we hold a guard.
-                    if let Some(lower) = unsafe { passing_layer(&leaf, v, &key) } {
+                    // A key that ends in this slice cannot pass into a
+                    // layer (its rank sorts it before a layer slot's): no
+                    // search to waste before the one under the lock.
+                    let lower = if key.has_suffix() {
+                        // SAFETY: `reach_leaf`'s leaf and version; we hold a guard.
+                        unsafe { passing_layer(&leaf, v, &key) }
+                    } else {
+                        None
+                    };
+                    if let Some(lower) = lower {
                         root = lower;
                         key.shift();
                         depth += 1;
