@@ -123,7 +123,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
 /// The entries of an owned tree, in key order from both ends, moved out;
 /// made by `tree.into_iter()`. Each step takes the first (or last) entry out
 /// of the tree, so what is not iterated is dropped with the iterator.
-/// Each key is a [`KeyBuf`] (inline up to 62 bytes). Needs the `alloc`
+/// Each key is a [`KeyBuf`] (inline up to 63 bytes). Needs the `alloc`
 /// feature (the keys are owned).
 ///
 /// ```

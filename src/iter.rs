@@ -2,7 +2,7 @@
 //!
 //! The cursor and the iterators keep their key and frame buffers in memory
 //! from the backend's allocator. Only the iterators that hand out owned
-//! keys ([`KeyBuf`]: inline up to 62 bytes, else on the heap) need the
+//! keys ([`KeyBuf`]: inline up to 63 bytes, else on the heap) need the
 //! `alloc` feature.
 
 #[cfg(feature = "alloc")]
@@ -57,7 +57,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// assert_eq!(tree.range(from.., &g).count(), 2);
     /// ```
     ///
-    /// Each key comes as a [`KeyBuf`]: keys of up to 62 bytes are inline, so
+    /// Each key comes as a [`KeyBuf`]: keys of up to 63 bytes are inline, so
     /// a loop over them allocates nothing per entry.
     ///
     /// Needs the `alloc` feature (the items own their keys); without it,
@@ -78,7 +78,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     }
 
     /// All entries in key order, each key a [`KeyBuf`] (no allocation for
-    /// keys of up to 62 bytes).
+    /// keys of up to 63 bytes).
     ///
     /// ```
     /// let tree = masstree::InlineMassTree::<u64>::new();
@@ -486,7 +486,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> fmt::Debug for Cursor<'_, '_, S, 
 
 /// An iterator over the entries of a key range, in key order, from both ends.
 /// Made by [`Tree::range`], [`Tree::iter`] and [`Tree::prefix`]; each item
-/// is a key, copied out into a [`KeyBuf`] (inline up to 62 bytes, so no
+/// is a key, copied out into a [`KeyBuf`] (inline up to 63 bytes, so no
 /// allocation per entry for such keys), and a value. Needs the `alloc`
 /// feature.
 ///

@@ -30,7 +30,7 @@ static GLOBAL: PerThread = PerThread;
 const N: usize = 10_000;
 const CAP: usize = KeyBuf::INLINE_CAPACITY;
 
-/// Key `i` of the short set: 5 to 62 bytes, through zero, one or two
+/// Key `i` of the short set: 5 to `CAP` bytes, through zero, one or two
 /// shared 8-byte slices (so the scans cross trie layers and suffixes);
 /// every 97th exactly `CAP` bytes long.
 fn short_key(i: usize) -> Vec<u8> {
@@ -45,8 +45,8 @@ fn short_key(i: usize) -> Vec<u8> {
     k
 }
 
-/// Key `i` of the mixed set: every 10th is longer than `CAP` (63 bytes up
-/// to 1 KiB), the others short.
+/// Key `i` of the mixed set: every 10th is longer than `CAP` (`CAP + 1`
+/// bytes to about 1 KiB), the others short.
 fn mixed_key(i: usize) -> Vec<u8> {
     if i % 10 != 0 {
         return short_key(i);
