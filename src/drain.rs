@@ -165,7 +165,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> IntoIter<S, A> {
         // (the lookup's was dropped): the word is taken, not retired.
         unsafe {
             let word = raw
-                .remove(&key, &guard)
+                .remove_from(&key, None, &guard)
                 .expect("an owned tree keeps its keys");
             Some((key, S::take(&raw.alloc, word)))
         }

@@ -25,19 +25,12 @@ use crate::raw::RawTree;
 use crate::sync::{Ordering, spin_loop};
 
 impl<A: NodeAllocatorGeneric> RawTree<A> {
-    /// Removes a key; returns its value word, which the caller must retire.
+    /// Removes a key, starting at `hint`'s leaf if there is one; returns its
+    /// value word, which the caller must retire.
     ///
     /// # Safety
-    /// The caller holds `guard`, a guard of this tree's backend.
-    pub(crate) unsafe fn remove(&self, full: &[u8], guard: &A::Guard<'_>) -> Option<*mut ()> {
-        // SAFETY: the caller's guarantees; no hint.
-        unsafe { self.remove_from(full, None, guard) }
-    }
-
-    /// [`Self::remove`], starting at `hint`'s leaf if there is one.
-    ///
-    /// # Safety
-    /// As [`Self::remove`]; a hint comes from a lookup of `full` under `guard`.
+    /// The caller holds `guard`, a guard of this tree's backend; a hint comes
+    /// from a lookup of `full` under it.
     pub(crate) unsafe fn remove_from(
         &self,
         full: &[u8],
