@@ -413,53 +413,79 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     {
         self.check(guard);
         for (w, window) in keys.chunks(WINDOW).enumerate() {
+            // Each key's bytes are taken once: the remove must start from
+            // the hint of the very bytes that were looked up.
+            let mut bytes: [&[u8]; WINDOW] = [&[]; WINDOW];
+            for (b, k) in bytes.iter_mut().zip(window) {
+                *b = k.as_ref();
+            }
+            let bytes = &bytes[..window.len()];
             let mut hints = [None; WINDOW];
             // SAFETY: the guard is ours and held for the call; only the
             // hints are kept.
-            unsafe { self.raw.get_batch(window, |i, _, h| hints[i] = h) };
-            for ((i, k), hint) in window.iter().enumerate().zip(hints) {
-                // SAFETY: the hint comes from a lookup of `k` under `guard`.
-                removed(w * WINDOW + i, unsafe { self.remove_from(k, hint, guard) });
+            unsafe { self.raw.get_batch(bytes, |i, _, h| hints[i] = h) };
+            // The whole window is removed before `removed` runs, so no user
+            // code (which may write to this tree) runs while hints wait.
+            let mut old: [Option<S::Ref<'g>>; WINDOW] = [const { None }; WINDOW];
+            for ((o, k), hint) in old.iter_mut().zip(bytes).zip(hints) {
+                // SAFETY: `check` above: the guard is ours; the hint comes
+                // from the lookup of these bytes under it, just now.
+                *o = unsafe { self.remove_from(*k, hint, guard) };
+            }
+            for (i, o) in old.into_iter().take(window.len()).enumerate() {
+                removed(w * WINDOW + i, o);
             }
         }
     }
 
     /// Runs `each` on every pair of `items`, a window at a time, after
     /// looking the window's keys up together to bring their nodes into the
-    /// cache; `each` also gets the leaf where the key's lookup ended (a
+    /// cache. `each` gets the key's bytes (taken once: exactly the bytes
+    /// looked up), the value, and the leaf where the lookup ended (a
     /// [`Hint`] for [`RawTree::locate_from`], valid under `guard`). Stops
-    /// at the first error (the pairs not yet given to `each` are dropped).
+    /// at the first pair `each` gives back, returned with its key (the
+    /// pairs after it are dropped).
     #[track_caller]
-    pub(crate) fn warmed<K: AsRef<[u8]>, V, E>(
+    pub(crate) fn warmed<K: AsRef<[u8]>, V>(
         &self,
         items: impl IntoIterator<Item = (K, V)>,
         guard: &A::Guard<'_>,
-        mut each: impl FnMut((K, V), Option<Hint>) -> Result<(), E>,
-    ) -> Result<(), E> {
+        mut each: impl FnMut(&[u8], V, Option<Hint>) -> Result<(), V>,
+    ) -> Result<(), (K, V)> {
         self.check(guard);
         let mut items = items.into_iter();
-        let mut chunk: [Option<(K, V)>; WINDOW] = [const { None }; WINDOW];
+        let mut keys: [Option<K>; WINDOW] = [const { None }; WINDOW];
+        let mut values: [Option<V>; WINDOW] = [const { None }; WINDOW];
         loop {
             let mut n = 0;
-            for (slot, item) in chunk.iter_mut().zip(&mut items) {
-                *slot = Some(item);
+            for (k, v) in items.by_ref().take(WINDOW) {
+                keys[n] = Some(k);
+                values[n] = Some(v);
                 n += 1;
             }
             if n == 0 {
                 return Ok(());
             }
-            let mut keys: [&[u8]; WINDOW] = [&[]; WINDOW];
-            for (k, item) in keys.iter_mut().zip(&chunk[..n]) {
-                *k = item.as_ref().map_or(&[], |(k, _)| k.as_ref());
-            }
-            let mut hints = [None; WINDOW];
-            // SAFETY: the guard is ours and held for the call; only the
-            // hints are kept.
-            unsafe { self.raw.get_batch(&keys[..n], |i, _, h| hints[i] = h) };
-            for (slot, hint) in chunk[..n].iter_mut().zip(hints) {
-                if let Some(item) = slot.take() {
-                    each(item, hint)?;
+            let failed = {
+                let mut bytes: [&[u8]; WINDOW] = [&[]; WINDOW];
+                for (b, k) in bytes.iter_mut().zip(&keys[..n]) {
+                    *b = k.as_ref().map_or(&[], |k| k.as_ref());
                 }
+                let mut hints = [None; WINDOW];
+                // SAFETY: the guard is ours and held for the call; only the
+                // hints are kept.
+                unsafe { self.raw.get_batch(&bytes[..n], |i, _, h| hints[i] = h) };
+                (0..n).find_map(|i| {
+                    let v = values[i].take().expect("one value per key");
+                    each(bytes[i], v, hints[i]).err().map(|v| (i, v))
+                })
+            };
+            if let Some((i, v)) = failed {
+                let k = keys[i].take().expect("the failed pair's key");
+                return Err((k, v));
+            }
+            for k in &mut keys[..n] {
+                *k = None;
             }
             if n < WINDOW {
                 return Ok(());

@@ -240,16 +240,14 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
         guard: &A::Guard<'_>,
     ) -> Result<(), AllocFailed<(K, S::Value)>> {
         self.tree
-            // SAFETY: `warmed` checked the guard; the hint comes from its
-            // lookup of `k` under it.
-            .warmed(iter, guard, |(k, v), hint| {
-                match unsafe { self.insert_from(&k, v, hint, guard) } {
-                    Ok(_) => Ok(()),
-                    Err(e) => Err(AllocFailed {
-                        value: (k, e.into_value()),
-                    }),
-                }
+            .warmed(iter, guard, |key, v, hint| {
+                // SAFETY: `warmed` checked the guard; the hint comes from its
+                // lookup of exactly these bytes under it.
+                unsafe { self.insert_from(key, v, hint, guard) }
+                    .map(drop)
+                    .map_err(AllocFailed::into_value)
             })
+            .map_err(|value| AllocFailed { value })
     }
 
     /// Runs `f` on the key's current value with the key's leaf locked, and

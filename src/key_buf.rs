@@ -30,7 +30,8 @@ const HEAP: u8 = 0xFF;
 /// hand out. Keys of up to [`INLINE_CAPACITY`](Self::INLINE_CAPACITY) (63)
 /// bytes live in the value itself, so yielding one allocates nothing; a
 /// longer key is one `Box<[u8]>` from the global allocator. A `KeyBuf` is 64
-/// bytes, one cache line.
+/// bytes (aligned to 8). It has no niche: `Option<(KeyBuf, V)>` carries a
+/// separate tag.
 ///
 /// It is its bytes for every purpose: it derefs to `[u8]`, and compares,
 /// orders and hashes exactly as that slice does, so with
