@@ -389,6 +389,9 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     /// [`Tree::remove`] one after another would; faster on a tree larger
     /// than the CPU caches, since each window of keys is first looked up
     /// together ([`Tree::get_batch`]) to bring their nodes into the cache.
+    /// `removed` is called for a window's keys once all of them are
+    /// removed (16 at a time), so a write it makes to this tree comes after
+    /// them.
     ///
     /// ```
     /// let tree = masstree::InlineMassTree::<u64>::new();
