@@ -248,22 +248,31 @@ fn loom_insert_races_unlink() {
 #[test]
 fn loom_insert_passing_layer_races_layer_collection() {
     race(
-        |t, g| {
-            // "abcdefgh" becomes a layer holding "-1"; "z" keeps the top leaf.
-            t.insert(b"abcdefgh-1", 1, g);
-            t.insert(b"abcdefgh-2", 2, g);
-            assert_eq!(t.remove(b"abcdefgh-2", g), Some(2));
-            t.insert(b"z", 0, g);
-        },
+        one_key_layer,
         |t, g| assert_eq!(t.insert(b"abcdefgh-3", 3, g), None),
-        // Empties the layer: it is collected and its slot removed.
-        |t, g| assert_eq!(t.remove(b"abcdefgh-1", g), Some(1)),
-        |t, g| {
-            assert_eq!(t.get(b"abcdefgh-3", g), Some(3));
-            assert_eq!(t.get(b"abcdefgh-1", g), None);
-            assert_eq!(t.len(), 2);
-        },
+        collect_the_layer,
+        key_3_survives,
     );
+}
+
+/// "abcdefgh" becomes a layer holding "-1"; "z" keeps the top leaf.
+fn one_key_layer(t: &Words, g: &G<'_>) {
+    t.insert(b"abcdefgh-1", 1, g);
+    t.insert(b"abcdefgh-2", 2, g);
+    assert_eq!(t.remove(b"abcdefgh-2", g), Some(2));
+    t.insert(b"z", 0, g);
+}
+
+/// Empties the layer of [`one_key_layer`]: it is collected and its slot removed.
+fn collect_the_layer(t: &Words, g: &G<'_>) {
+    assert_eq!(t.remove(b"abcdefgh-1", g), Some(1));
+}
+
+/// After an insert of "abcdefgh-3" raced [`collect_the_layer`].
+fn key_3_survives(t: &Words, g: &G<'_>) {
+    assert_eq!(t.get(b"abcdefgh-3", g), Some(3));
+    assert_eq!(t.get(b"abcdefgh-1", g), None);
+    assert_eq!(t.len(), 2);
 }
 
 /// An insert into a link of a chain (a layer holding only the way down)
@@ -299,20 +308,10 @@ fn loom_insert_into_link_races_chain_collection() {
 #[test]
 fn loom_batched_insert_races_layer_collection() {
     race(
-        |t, g| {
-            // "abcdefgh" becomes a layer holding "-1"; "z" keeps the top leaf.
-            t.insert(b"abcdefgh-1", 1, g);
-            t.insert(b"abcdefgh-2", 2, g);
-            assert_eq!(t.remove(b"abcdefgh-2", g), Some(2));
-            t.insert(b"z", 0, g);
-        },
+        one_key_layer,
         |t, g| t.insert_batch([(b"abcdefgh-3", 3)], g),
-        |t, g| assert_eq!(t.remove(b"abcdefgh-1", g), Some(1)),
-        |t, g| {
-            assert_eq!(t.get(b"abcdefgh-3", g), Some(3));
-            assert_eq!(t.get(b"abcdefgh-1", g), None);
-            assert_eq!(t.len(), 2);
-        },
+        collect_the_layer,
+        key_3_survives,
     );
 }
 
