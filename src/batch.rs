@@ -433,7 +433,7 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
             for ((o, k), hint) in old.iter_mut().zip(bytes).zip(hints) {
                 // SAFETY: `check` above: the guard is ours; the hint comes
                 // from the lookup of these bytes under it, just now.
-                *o = unsafe { self.remove_from(*k, hint, guard) };
+                *o = unsafe { self.remove_from(k, hint, guard) };
             }
             for (i, o) in old.into_iter().take(window.len()).enumerate() {
                 removed(w * WINDOW + i, o);

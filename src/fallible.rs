@@ -93,17 +93,18 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
     {
         self.tree.check(guard);
         // SAFETY: the guard is ours; no hint.
-        unsafe { self.insert_from(key, value, None, guard) }
+        unsafe { self.insert_from(key.as_ref(), value, None, guard) }
     }
 
-    /// [`Fallible::insert`], starting at `hint`'s leaf if there is one.
+    /// [`Fallible::insert`], starting at `hint`'s leaf if there is one. The
+    /// key comes as bytes, so a hint is used for exactly the bytes looked up.
     ///
     /// # Safety
     /// `guard` is this tree's; a hint comes from a lookup of `key` in this
     /// tree under `guard`.
-    unsafe fn insert_from<'g, K: AsRef<[u8]> + ?Sized>(
+    unsafe fn insert_from<'g>(
         &self,
-        key: &K,
+        key: &[u8],
         value: S::Value,
         hint: Option<Hint>,
         guard: &'g A::Guard<'_>,
@@ -114,7 +115,7 @@ impl<'t, S: ValueStorage, A: NodeAllocatorGeneric> Fallible<'t, S, A> {
         let raw = self.tree.raw();
         let word = S::into_word(&raw.alloc, value).map_err(|value| AllocFailed { value })?;
         // SAFETY: the caller's guarantees; the tree owns `word` from now on if Ok.
-        match unsafe { raw.insert(key.as_ref(), word, hint, guard) } {
+        match unsafe { raw.insert(key, word, hint, guard) } {
             Ok(Inserted::New) => Ok(None),
             // SAFETY: the old word is unlinked; our guard keeps it readable for 'g.
             Ok(Inserted::Replaced(old)) => unsafe {

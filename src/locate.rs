@@ -169,13 +169,14 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
                 return Ok(None);
             }
             let mut depth = 0;
-            let mut start = hint.take().map(|h| {
+            let mut start = None;
+            if let Some(h) = hint.take() {
                 key = Key::at_depth(full, h.depth);
                 depth = h.depth;
                 // SAFETY: the caller's guarantee: the hint's leaf was read
                 // from this tree under the guard we still hold.
-                (unsafe { NodeRef::new(h.leaf.cast_mut()) }, h.v)
-            });
+                start = Some((unsafe { NodeRef::new(h.leaf.cast_mut()) }, h.v));
+            }
             loop {
                 let (leaf, v) = if let Some(at) = start.take() {
                     at

@@ -228,24 +228,25 @@ impl<S: ValueStorage, A: NodeAllocatorGeneric> Tree<S, A> {
     ) -> Option<S::Ref<'g>> {
         self.check(guard);
         // SAFETY: the guard is ours; no hint.
-        unsafe { self.remove_from(key, None, guard) }
+        unsafe { self.remove_from(key.as_ref(), None, guard) }
     }
 
-    /// [`Tree::remove`], starting at `hint`'s leaf if there is one.
+    /// [`Tree::remove`], starting at `hint`'s leaf if there is one. The key
+    /// comes as bytes, so a hint is used for exactly the bytes looked up.
     ///
     /// # Safety
     /// `guard` is this tree's; a hint comes from a lookup of `key` in this
     /// tree under `guard`.
-    pub(crate) unsafe fn remove_from<'g, K: AsRef<[u8]> + ?Sized>(
+    pub(crate) unsafe fn remove_from<'g>(
         &self,
-        key: &K,
+        key: &[u8],
         hint: Option<Hint>,
         guard: &'g A::Guard<'_>,
     ) -> Option<S::Ref<'g>> {
         // SAFETY: the caller's guarantees; the removed word is unlinked, and
         // our guard keeps it readable for 'g after we retire it.
         unsafe {
-            let old = self.raw.remove_from(key.as_ref(), hint, guard)?;
+            let old = self.raw.remove_from(key, hint, guard)?;
             let r = S::as_ref(old);
             S::retire(&self.raw.alloc, old, guard);
             Some(r)
