@@ -8,8 +8,14 @@ use crate::sync::{AtomicPtr, AtomicU8, AtomicU64, Ordering};
 /// Keys in an internode; it has one more child than keys.
 pub(crate) const IWIDTH: usize = 14;
 
+/// The ikey held past `nkeys`: not below any key, so the ikeys stay sorted.
+pub(crate) const PAST_END: u64 = u64::MAX;
+
 /// An internode: `nkeys` separator ikeys and `nkeys + 1` children. Child `i`
-/// holds the keys in `[ikeys[i - 1], ikeys[i])`. Opaque outside the crate.
+/// holds the keys in `[ikeys[i - 1], ikeys[i])`. The ikeys past `nkeys` are
+/// `u64::MAX` in every stable version, so all `IWIDTH` of them are sorted
+/// and [`Internode::child_index`] needs no bound per probe. Opaque outside
+/// the crate.
 ///
 /// Field order: version, count and parent, then the keys (searched first), then
 /// the children; 14 keys make the node exactly four cache lines.
@@ -39,7 +45,7 @@ impl Internode {
             ptr::addr_of_mut!((*p).nkeys).write(AtomicU8::new(0));
             ptr::addr_of_mut!((*p).parent).write(AtomicPtr::new(ptr::null_mut()));
             for i in 0..IWIDTH {
-                ptr::addr_of_mut!((*p).ikeys[i]).write(AtomicU64::new(0));
+                ptr::addr_of_mut!((*p).ikeys[i]).write(AtomicU64::new(PAST_END));
             }
             for i in 0..=IWIDTH {
                 ptr::addr_of_mut!((*p).children[i]).write(AtomicPtr::new(ptr::null_mut()));
@@ -107,15 +113,19 @@ impl Internode {
     /// and 11 pick a group of four; three keys of that group finish it),
     /// each probe a comparison whose result is added, not branched on: no
     /// loop exit or comparison to mispredict, and two dependent loads
-    /// instead of a binary search's four. Probe indexes are clamped, so a
-    /// torn `nkeys` cannot index out of bounds.
+    /// instead of a binary search's four. The keys past `nkeys` are
+    /// [`PAST_END`], so a probe there counts only for `ikey == u64::MAX`,
+    /// which the final clamp to `nkeys` corrects; the clamp also keeps a
+    /// torn read (garbage keys or count) in bounds.
     #[inline]
     pub(crate) fn child_index(&self, ikey: u64) -> usize {
-        let n = self.nkeys();
-        let counts = |i: usize| ((i < n) & (self.ikey(i.min(IWIDTH - 1)) <= ikey)) as usize;
+        let counts = |i: usize| (self.ikey(i) <= ikey) as usize;
         // Keys are sorted, so "key 4m - 1 <= ikey" holds for a prefix of m.
         let lo = 4 * (counts(3) + counts(7) + counts(11));
-        lo + counts(lo) + counts(lo + 1) + counts(lo + 2)
+        // For `lo == 12` the third probe repeats key 13: a count of 15 only
+        // where all 14 keys count, which the clamp makes 14.
+        let at = lo + counts(lo) + counts(lo + 1) + counts((lo + 2).min(IWIDTH - 1));
+        at.min(self.nkeys())
     }
 }
 
@@ -125,8 +135,9 @@ mod tests {
     use alloc::boxed::Box;
 
     /// `child_index` counts the keys `<= ikey` for every key count and for
-    /// probes below, on and between every key (and garbage past `nkeys`
-    /// never counts).
+    /// probes below, on and between every key, with the slots past `nkeys`
+    /// holding `PAST_END` as they do in a stable node; and with garbage
+    /// (a torn read) it still returns a child index in bounds.
     #[test]
     fn child_index_counts_keys_not_above() {
         let mut mem = Box::new(core::mem::MaybeUninit::<Internode>::uninit());
@@ -137,8 +148,8 @@ mod tests {
         let node = unsafe { p.as_ref() };
         for n in 0..=IWIDTH {
             for i in 0..IWIDTH {
-                // Keys 10, 20, ...; slots past `n` hold small garbage.
-                node.set_ikey(i, if i < n { 10 * (i as u64 + 1) } else { 1 });
+                // Keys 10, 20, ...; slots past `n` hold `PAST_END`.
+                node.set_ikey(i, if i < n { 10 * (i as u64 + 1) } else { PAST_END });
             }
             node.set_nkeys(n);
             for probe in 0..=10 * (IWIDTH as u64 + 2) {
@@ -146,6 +157,25 @@ mod tests {
                 assert_eq!(node.child_index(probe), want, "n={n} probe={probe}");
             }
             assert_eq!(node.child_index(u64::MAX), n);
+            // Unsorted garbage, as a reader racing a writer may see it.
+            for i in 0..IWIDTH {
+                node.set_ikey(i, (i as u64 * 7919) % 13);
+            }
+            for probe in 0..16 {
+                assert!(node.child_index(probe) <= n, "n={n} probe={probe}");
+            }
         }
+    }
+
+    /// A new internode holds `PAST_END` in every key slot.
+    #[test]
+    fn new_internode_keys_are_past_end() {
+        let mut mem = Box::new(core::mem::MaybeUninit::<Internode>::uninit());
+        let p = NonNull::new(mem.as_mut_ptr()).unwrap();
+        // SAFETY: a private, writable allocation of the right layout.
+        unsafe { Internode::init_at(p, NodeVersion::new(0)) };
+        // SAFETY: initialized above.
+        let node = unsafe { p.as_ref() };
+        assert!((0..IWIDTH).all(|i| node.ikey(i) == PAST_END));
     }
 }

@@ -14,7 +14,7 @@
 use core::ptr::NonNull;
 
 use crate::backend::NodeAllocatorGeneric;
-use crate::internode::Internode;
+use crate::internode::{Internode, PAST_END};
 use crate::key::Key;
 use crate::leaf::{Leaf, SlotKind, slot_kind};
 use crate::leaflink;
@@ -161,6 +161,7 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
         for j in gone..nk - 1 {
             p.set_ikey(j, p.ikey(j + 1));
         }
+        p.set_ikey(nk - 1, PAST_END);
         for j in i..nk {
             p.set_child(j, p.child(j + 1));
         }

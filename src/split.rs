@@ -15,7 +15,7 @@
 use core::ptr::NonNull;
 
 use crate::backend::{AllocError, NodeAllocatorGeneric};
-use crate::internode::{IWIDTH, Internode};
+use crate::internode::{IWIDTH, Internode, PAST_END};
 use crate::leaf::Leaf;
 use crate::leaflink;
 use crate::node::{MAX_LEVELS, NodeBase, NodeRef, locked_parent, parent_of, set_parent, version};
@@ -314,6 +314,9 @@ impl<A: NodeAllocatorGeneric> RawTree<A> {
             for i in 0..half {
                 parent.set_ikey(i, keys[i]);
                 new.set_ikey(i, keys[half + 1 + i]);
+            }
+            for i in half..IWIDTH {
+                parent.set_ikey(i, PAST_END);
             }
             for i in 0..=half {
                 parent.set_child(i, kids[i]);

@@ -106,8 +106,13 @@ fn removing_everything_returns_the_memory() {
     let loaded = live(&t);
     {
         let g = t.guard();
-        for k in &keys {
+        for (i, k) in keys.iter().enumerate() {
             assert!(t.remove(k, &g).is_some(), "{k:?}");
+            if i == keys.len() / 2 {
+                // Half gone: internodes have lost children (census checks
+                // each one's separators).
+                census(&t);
+            }
         }
     }
     t.reclaim();
@@ -162,6 +167,17 @@ fn census(t: &Words) -> (usize, usize, usize) {
             } else {
                 acc.1 += 1;
                 let i = &*n.cast::<crate::backend::Internode>();
+                // Separators sorted; `PAST_END` past them (`child_index`
+                // relies on it).
+                let keys: Vec<u64> = (0..crate::internode::IWIDTH).map(|k| i.ikey(k)).collect();
+                assert!(keys[..i.nkeys()].is_sorted(), "separators {keys:x?}");
+                assert!(
+                    keys[i.nkeys()..]
+                        .iter()
+                        .all(|&k| k == crate::internode::PAST_END),
+                    "keys past nkeys = {}: {keys:x?}",
+                    i.nkeys()
+                );
                 for c in 0..=i.nkeys() {
                     walk(i.child(c), acc);
                 }
