@@ -157,6 +157,12 @@ mod tests {
                 assert_eq!(node.child_index(probe), want, "n={n} probe={probe}");
             }
             assert_eq!(node.child_index(u64::MAX), n);
+            if n > 0 {
+                // A real separator may be `u64::MAX` too (keys of eight 0xff).
+                node.set_ikey(n - 1, u64::MAX);
+                assert_eq!(node.child_index(u64::MAX), n);
+                assert_eq!(node.child_index(u64::MAX - 1), n - 1);
+            }
             // Unsorted garbage, as a reader racing a writer may see it.
             for i in 0..IWIDTH {
                 node.set_ikey(i, (i as u64 * 7919) % 13);
