@@ -12,10 +12,10 @@ pub(crate) const IWIDTH: usize = 14;
 pub(crate) const PAST_END: u64 = u64::MAX;
 
 /// An internode: `nkeys` separator ikeys and `nkeys + 1` children. Child `i`
-/// holds the keys in `[ikeys[i - 1], ikeys[i])`. The ikeys past `nkeys` are
-/// `u64::MAX` in every stable version, so all `IWIDTH` of them are sorted
-/// and [`Internode::child_index`] needs no bound per probe. Opaque outside
-/// the crate.
+/// holds the keys in `[ikeys[i - 1], ikeys[i])`. Opaque outside the crate.
+//
+// The ikeys past `nkeys` are `PAST_END` in every stable version, so all
+// `IWIDTH` of them are sorted and `child_index` needs no bound per probe.
 ///
 /// Field order: version, count and parent, then the keys (searched first), then
 /// the children; 14 keys make the node exactly four cache lines.
