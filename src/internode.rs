@@ -123,7 +123,8 @@ impl Internode {
         // Keys are sorted, so "key 4m - 1 <= ikey" holds for a prefix of m.
         let lo = 4 * (counts(3) + counts(7) + counts(11));
         // For `lo == 12` the third probe repeats key 13: a count of 15 only
-        // where all 14 keys count, which the clamp makes 14.
+        // where all 14 slots count, which only `ikey == u64::MAX` or a full
+        // node can do; the clamp makes it `nkeys` either way.
         let at = lo + counts(lo) + counts(lo + 1) + counts((lo + 2).min(IWIDTH - 1));
         at.min(self.nkeys())
     }
